@@ -1,0 +1,40 @@
+"""Settings: one object, read from MMSEARCH_* environment variables; CLI flags override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a Library, the CLI and the API need to know.
+
+    Each field can be set as MMSEARCH_<FIELD> (e.g. MMSEARCH_MODEL=ViT-B-32/laion2b_s34b_b79k).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MMSEARCH_", extra="ignore")
+
+    library_dir: Path = Field(Path("mmsearch-library"), description="Where the database, indexes and generated media live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in library_dir.")
+    model: str = Field("mini", description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Images per encoder batch.")
+    miss_threshold: float | None = Field(None, description="Best score below which a query counts as a miss; default: calibrated per embedding space.")
+    hub_timeout_s: float = Field(5.0, gt=0, le=60, description="How long to wait for the model hub before failing.")
+
+    @field_validator("library_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.library_dir / 'mmsearch.db').resolve()}"
+
+    def with_overrides(self, **overrides) -> "Settings":
+        """A copy with CLI flags applied; None means "flag not given"."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return self.model_validate({**self.model_dump(), **given}) if given else self

@@ -1,0 +1,19 @@
+"""Encoders: text / image (/ video) -> L2-normalised float32 vectors in one space."""
+
+from __future__ import annotations
+
+from .base import Encoder, EncoderError
+
+
+def load_encoder(spec: str = "mini", device: str = "auto", batch_size: int = 64, hub_timeout_s: float = 5.0) -> Encoder:
+    """Build the encoder a spec string names (see openclip.py and blip.py for the forms)."""
+    if spec.startswith("blip:"):
+        from .blip import BlipEncoder
+
+        return BlipEncoder(spec[len("blip:"):], device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)
+    from .openclip import OpenClipEncoder
+
+    return OpenClipEncoder(spec, device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)
+
+
+__all__ = ["Encoder", "EncoderError", "load_encoder"]

@@ -1,0 +1,101 @@
+"""BLIP image-text contrastive embeddings (and the ITM head for reranking), via transformers.
+
+Spec: `blip:<dir or hub id>`, e.g. blip:Salesforce/blip-itm-base-coco or blip:/models/blip.
+The folder (or hub repo) holds a BlipForImageTextRetrieval model and its processor.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .base import CheckpointNotFoundError, EncoderError, ImageInput, batched, l2_normalise, load_rgb, resolve_device
+from .hub import cached_hf_snapshot, hf_endpoint, require_hub
+from .openclip import weights_digest
+
+log = logging.getLogger(__name__)
+INSTEAD = "--model mini (built in), or blip:/path/to/a/saved/BlipForImageTextRetrieval folder"
+
+
+def _resolve_source(source: str, timeout_s: float) -> tuple[str, bool]:
+    """(folder or hub id, is_local). Cached hub repos load from the cache without network."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointNotFoundError(f"{path} has no config.json: save the model with save_pretrained()")
+        return str(path), True
+    if source.startswith(("/", ".", "~")) or source.count("/") != 1:
+        raise CheckpointNotFoundError(f"BLIP model folder {source} does not exist (and is not a hub id ORG/NAME)")
+    snapshot = cached_hf_snapshot(source)
+    if snapshot:
+        return snapshot, True
+    require_hub(f"blip:{source}", hf_endpoint(), timeout_s, INSTEAD)
+    return source, False
+
+
+class BlipEncoder:
+    """Embeddings from BLIP's ITC projections; `itm_scores` runs the image-text matching head."""
+
+    def __init__(self, source: str, device: str = "auto", batch_size: int = 32, hub_timeout_s: float = 5.0):
+        try:
+            from transformers import BlipForImageTextRetrieval, BlipProcessor
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise EncoderError("BLIP needs transformers: pip install 'mmsearch[blip]'") from e
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        where, local = _resolve_source(source, hub_timeout_s)
+        try:
+            self.model = BlipForImageTextRetrieval.from_pretrained(where, local_files_only=local).to(self.device).eval()
+            self.processor = BlipProcessor.from_pretrained(where, local_files_only=local)
+        except OSError as e:
+            raise CheckpointNotFoundError(f"cannot load BLIP from {source}: {e}") from e
+        weights = next((p for p in sorted(Path(where).glob("*.safetensors")) + sorted(Path(where).glob("*.bin"))), None) if local else None
+        size = self.processor.image_processor.size
+        self.name = f"blip:{source}"
+        self.space = f"blip:{Path(source).name}@{weights_digest(weights) if weights else source}|{size.get('height', size)}"
+        self.dim = int(self.model.config.image_text_hidden_size)
+
+    def _text_inputs(self, texts: Sequence[str]) -> dict:
+        enc = self.processor.tokenizer(list(texts), padding=True, truncation=True, max_length=64, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    def _pixels(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
+        rgb = [load_rgb(im, offset + i) for i, im in enumerate(images)]
+        return self.processor.image_processor(rgb, return_tensors="pt")["pixel_values"].to(self.device)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("embed_texts takes a list of strings, not one string")
+        out = [np.zeros((0, self.dim), np.float32)]
+        with torch.inference_mode():
+            for chunk in batched(list(texts), self.batch_size):
+                hidden = self.model.text_encoder(**self._text_inputs(chunk)).last_hidden_state
+                out.append(l2_normalise(self.model.text_proj(hidden[:, 0, :])))
+        return np.concatenate(out)
+
+    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        out = [np.zeros((0, self.dim), np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                pixels = self._pixels(images[start:start + self.batch_size], offset=start)
+                hidden = self.model.vision_model(pixel_values=pixels).last_hidden_state
+                out.append(l2_normalise(self.model.vision_proj(hidden[:, 0, :])))
+        return np.concatenate(out)
+
+    def itm_scores(self, text: str, images: Sequence[ImageInput]) -> np.ndarray:
+        """P(match) of one text against each image, from BLIP's image-text matching head."""
+        scores = [np.zeros((0,), np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                pixels = self._pixels(images[start:start + self.batch_size], offset=start)
+                image_embeds = self.model.vision_model(pixel_values=pixels).last_hidden_state
+                image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
+                text = self._text_inputs([text] * len(pixels))
+                hidden = self.model.text_encoder(**text, encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts).last_hidden_state
+                logits = self.model.itm_head(hidden[:, 0, :])
+                scores.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
+        return np.concatenate(scores)

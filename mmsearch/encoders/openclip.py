@@ -1,0 +1,204 @@
+"""Any open_clip model behind the Encoder protocol, loaded through open_clip's own factory.
+
+Spec strings:
+  mini                          the built-in model shipped in mmsearch/weights/mini
+  ViT-B-32/laion2b_s34b_b79k    an open_clip architecture with a pretrained tag (hub)
+  hf-hub:ORG/REPO               an open_clip model on the Hugging Face hub
+  /path/to/dir                  a local model folder: open_clip_config.json + weights
+  /path/to/weights.pt           local weights with open_clip_config.json beside them
+  ViT-B-32:/path/to/weights.pt  an open_clip architecture with local weights
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import open_clip
+import torch
+
+from .base import (
+    CheckpointNotFoundError,
+    ImageInput,
+    UnknownModelError,
+    batched,
+    l2_normalise,
+    load_rgb,
+    resolve_device,
+)
+from .hub import cached_hf_file, cached_hf_snapshot, hf_endpoint, require_hub
+
+log = logging.getLogger(__name__)
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
+INSTEAD = "--model mini (built in) or a local checkpoint path"
+
+
+def weights_digest(path: str | Path) -> str:
+    """Short content digest of a weights file (size + head + tail: cheap on GB files)."""
+    p = Path(path)
+    h = hashlib.sha1(str(p.stat().st_size).encode())
+    with p.open("rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, p.stat().st_size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:10]
+
+
+def _is_pathlike(spec: str) -> bool:
+    return os.sep in spec or spec.startswith(".") or spec.endswith(WEIGHT_SUFFIXES)
+
+
+def _local_dir_weights(folder: Path) -> Path:
+    if not (folder / "open_clip_config.json").is_file():
+        raise CheckpointNotFoundError(f"{folder} has no open_clip_config.json (an open_clip model folder needs one)")
+    found = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    if not found:
+        raise CheckpointNotFoundError(f"{folder} holds open_clip_config.json but no weights file ({', '.join(WEIGHT_SUFFIXES)})")
+    preferred = [p for p in found if p.name.startswith("open_clip")]
+    return (preferred or found)[0]
+
+
+class OpenClipEncoder:
+    """Text and image embeddings from an open_clip model."""
+
+    def __init__(self, spec: str = "mini", device: str = "auto", batch_size: int = 64, hub_timeout_s: float = 5.0):
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self._hub_timeout_s = hub_timeout_s
+        self.model, self.preprocess, self.tokenizer, label = self._load(spec)
+        self.model.eval()
+        cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
+        size = cfg.get("size", getattr(self.model.visual, "image_size", "?"))
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        self.name = spec
+        self.space = f"open_clip:{label}|{cfg.get('resize_mode', 'shortest')}{size}"
+        with torch.inference_mode():
+            self.dim = int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
+
+    # -- loading -------------------------------------------------------------------------
+    def _create(self, model_name: str, pretrained: str | None = None, weights: Path | None = None):
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained, device=self.device, load_weights=weights is None
+        )
+        if weights is not None:
+            open_clip.load_checkpoint(model, str(weights), device="cpu")  # safetensors wants a plain string device; params move on load
+        return model, preprocess, open_clip.get_tokenizer(model_name)
+
+    def _load(self, spec: str):
+        if spec == "mini":
+            folder = BUILTIN_DIR / "mini"
+            weights = folder / "open_clip_model.safetensors"
+            if not weights.is_file():
+                raise CheckpointNotFoundError(f"built-in mini weights are missing ({weights}); train them with `mmsearch train clip`")
+            return (*self._create(f"local-dir:{folder}"), f"mini@{weights_digest(weights)}")
+        if spec.startswith("hf-hub:"):
+            return self._load_hf_hub(spec[len("hf-hub:"):])
+        arch, sep, path = spec.partition(":")
+        if sep and arch in open_clip.list_models() and _is_pathlike(path):
+            p = Path(path).expanduser()
+            if not p.is_file():
+                raise CheckpointNotFoundError(f"checkpoint {p} does not exist")
+            return (*self._create(arch, pretrained=str(p)), f"{arch}@{weights_digest(p)}")
+        p = Path(spec).expanduser()
+        if p.is_dir():
+            weights = _local_dir_weights(p)
+            return (*self._create(f"local-dir:{p.resolve()}", weights=weights), f"{p.name}@{weights_digest(weights)}")
+        if p.is_file():
+            weights = p
+            _local_dir_weights(p.parent)  # the config must sit beside the weights
+            return (*self._create(f"local-dir:{p.parent.resolve()}", weights=weights), f"{p.stem}@{weights_digest(weights)}")
+        if spec.split("/", 1)[0] in open_clip.list_models():
+            return self._load_pretrained_tag(spec)
+        if _is_pathlike(spec):
+            raise CheckpointNotFoundError(f"checkpoint {spec} does not exist")
+        raise UnknownModelError(
+            f"unknown model spec {spec!r}: expected 'mini', an open_clip NAME/TAG (e.g. ViT-B-32/laion2b_s34b_b79k), "
+            "hf-hub:ORG/REPO, blip:DIR, or a local checkpoint path"
+        )
+
+    def _load_pretrained_tag(self, spec: str):
+        name, _, tag = spec.partition("/")
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if not tag:
+            raise UnknownModelError(f"{name} needs a pretrained tag: {name}/<tag>, one of {tags}, or {name}:/path/to/weights")
+        cfg = open_clip.get_pretrained_cfg(name, tag)
+        if not cfg:
+            raise UnknownModelError(f"unknown pretrained tag {tag!r} for {name}; known tags: {tags}")
+        cached = self._cached_pretrained(cfg)
+        if cached is None:
+            url = hf_endpoint() if cfg.get("hf_hub") else cfg.get("url", hf_endpoint())
+            require_hub(f"weights for {spec}", url, self._hub_timeout_s, INSTEAD)
+            return (*self._create(name, pretrained=tag), spec)
+        # Cached: load the file directly so nothing touches the network.
+        model, preprocess, tokenizer = self._create_from_cached(name, tag, cached)
+        return model, preprocess, tokenizer, spec
+
+    def _create_from_cached(self, name: str, tag: str, path: str):
+        cfg = open_clip.get_pretrained_cfg(name, tag)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=path, device=self.device,
+            force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+            image_mean=cfg.get("mean"), image_std=cfg.get("std"),
+            image_interpolation=cfg.get("interpolation"), image_resize_mode=cfg.get("resize_mode"),
+        )
+        return model, preprocess, open_clip.get_tokenizer(name)
+
+    @staticmethod
+    def _cached_pretrained(cfg: dict) -> str | None:
+        hub = cfg.get("hf_hub", "")
+        if hub:
+            repo, filename = os.path.split(hub)  # "org/repo/" means the default file names
+            names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            if filename.endswith(".bin"):
+                names.insert(0, filename[:-4] + ".safetensors")
+            return cached_hf_file(repo, names)
+        url = cfg.get("url", "")
+        if url:
+            local = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+            return str(local) if local.is_file() else None
+        return None
+
+    def _load_hf_hub(self, repo: str):
+        snapshot = cached_hf_snapshot(repo)
+        if snapshot and (Path(snapshot) / "open_clip_config.json").is_file():
+            weights = _local_dir_weights(Path(snapshot))
+            return (*self._create(f"local-dir:{snapshot}", weights=weights), f"hf-hub:{repo}")
+        require_hub(f"hf-hub:{repo}", hf_endpoint(), self._hub_timeout_s, INSTEAD)
+        return (*self._create(f"hf-hub:{repo}"), f"hf-hub:{repo}")
+
+    # -- embedding -----------------------------------------------------------------------
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("embed_texts takes a list of strings, not one string")
+        out = [np.zeros((0, self.dim), np.float32)]
+        with torch.inference_mode():
+            for chunk in batched(list(texts), self.batch_size):
+                out.append(l2_normalise(self.model.encode_text(self.tokenizer(chunk).to(self.device))))
+        return np.concatenate(out)
+
+    def preprocess_images(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
+        """Decode and preprocess to the model's input tensor (decoder workers can call this)."""
+        return torch.stack([self.preprocess(load_rgb(im, offset + i)) for i, im in enumerate(images)])
+
+    def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embed already preprocessed images (N, 3, H, W)."""
+        out = [np.zeros((0, self.dim), np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(pixels), self.batch_size):
+                chunk = pixels[start:start + self.batch_size].to(self.device)
+                out.append(l2_normalise(self.model.encode_image(chunk)))
+        return np.concatenate(out)
+
+    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        out = [np.zeros((0, self.dim), np.float32)]
+        for start in range(0, len(images), self.batch_size):
+            out.append(self.embed_pixels(self.preprocess_images(images[start:start + self.batch_size], offset=start)))
+        return np.concatenate(out)
+

@@ -1,0 +1,203 @@
+"""Contrastive training of the built-in mini CLIP on a synthetic corpus.
+
+CLIP's symmetric InfoNCE with a learnable temperature, with one change that matters on
+attribute captions: a caption such as "a red circle" fits several images of a batch, so
+the targets spread over every image the caption truly describes (`spec_matches`) instead
+of treating those as negatives. Captions are re-drawn every step from the ground-truth
+attributes (many templates, synonyms and attribute subsets), images are flipped together
+with their attributes and augmented; state is checkpointed so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import queue
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save_file
+
+from ..datasets.captions import flip_scene, sample_caption, spec_matches
+from ..datasets.synth import load_manifest
+from .augment import augment_batch
+
+log = logging.getLogger(__name__)
+
+BUILTIN_CONFIG = Path(__file__).resolve().parent.parent / "weights" / "mini" / "open_clip_config.json"
+WEIGHTS_NAME = "open_clip_model.safetensors"
+
+
+@dataclass
+class ClipTrainConfig:
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 7e-4
+    warmup: int = 150
+    weight_decay: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 100
+    threads: int = 0  # 0: torch's default
+
+
+def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray:
+    """All images squashed to size x size (as the inference preprocess does), uint8 NHWC,
+    cached next to the manifest so a resumed run does not decode again."""
+    key = hashlib.sha1(json.dumps([i["file"] for i in items]).encode()).hexdigest()[:12]
+    cache = data_dir / f".cache-{size}px-{key}.npy"
+    if cache.exists():
+        return np.load(cache, mmap_mode="r")
+    out = np.empty((len(items), size, size, 3), np.uint8)
+    for k, item in enumerate(items):
+        with Image.open(data_dir / item["file"]) as im:
+            out[k] = np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC))
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, out)
+    tmp.rename(cache)
+    return out
+
+
+def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator):
+    """Images (augmented, flipped), captions, and the caption-fits-image matrix."""
+    x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float() / 255.0
+    batch_scenes, texts, specs = [], [], []
+    for k, i in enumerate(idx):
+        scene = scenes[i]
+        if rng.random() < 0.5:
+            x[k] = x[k].flip(-1)
+            scene = flip_scene(scene, horizontal=True)
+        if rng.random() < 0.2:
+            x[k] = x[k].flip(-2)
+            scene = flip_scene(scene, horizontal=False)
+        text, spec = sample_caption(scene, rng)
+        batch_scenes.append(scene)
+        texts.append(text)
+        specs.append(spec)
+    fits = torch.tensor([[spec_matches(specs[j], batch_scenes[i]) for j in range(len(idx))] for i in range(len(idx))], dtype=torch.float32)
+    return augment_batch(x, gen), texts, fits
+
+
+def multi_positive_clip_loss(logits: torch.Tensor, fits: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE where row i's target is uniform over the captions that fit image i
+    (and column j's over the images caption j fits); with a diagonal `fits` this is CLIP's loss."""
+    img_targets = fits / fits.sum(1, keepdim=True)
+    txt_targets = fits.t() / fits.t().sum(1, keepdim=True)
+    loss_i = -(img_targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+    loss_t = -(txt_targets * F.log_softmax(logits.t(), dim=1)).sum(1).mean()
+    return (loss_i + loss_t) / 2
+
+
+def _prefetch(make_batch, depth: int = 2):
+    """Build batches in a background thread while the model trains on the current one
+    (torch releases the GIL in its kernels, so the two overlap)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def worker() -> None:
+        while True:
+            q.put(make_batch())
+
+    threading.Thread(target=worker, daemon=True).start()
+    while True:
+        yield q.get()
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _lr_at(step: int, cfg: ClipTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def export_weights(model: torch.nn.Module, out_dir: Path, config_path: Path = BUILTIN_CONFIG) -> Path:
+    """Write an open_clip local-dir model: open_clip_config.json + fp16 safetensors weights."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config_path.resolve() != (out_dir / "open_clip_config.json").resolve():
+        shutil.copyfile(config_path, out_dir / "open_clip_config.json")
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tmp = out_dir / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(out_dir / WEIGHTS_NAME)
+    return out_dir / WEIGHTS_NAME
+
+
+def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, resume: bool = True, progress=None) -> dict:
+    """Train and export; returns a summary. `progress(step, total, loss)` is called per step."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    manifest = load_manifest(data_dir)
+    items = [i for i in manifest["items"] if i["kind"] == "image"]
+    if not items:
+        raise ValueError(f"{data_dir} holds no images to train on")
+    model_cfg = json.loads(BUILTIN_CONFIG.read_text())
+    size = model_cfg["model_cfg"]["vision_cfg"]["image_size"]
+    pre = model_cfg["preprocess_cfg"]
+    mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(pre["std"]).view(1, 3, 1, 1)
+    images = load_image_cache(data_dir, items, size)
+
+    torch.manual_seed(cfg.seed)
+    model = open_clip.create_model(f"local-dir:{BUILTIN_CONFIG.parent}", load_weights=False)
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{BUILTIN_CONFIG.parent}")
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    state_path = out_dir / "train-state.pt"
+    step, rng, gen = 0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        rng.bit_generator.state = state["numpy_rng"]
+        gen.set_state(state["torch_rng"])
+        log.info("resumed from %s at step %d", state_path, step)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def save_state() -> None:
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "config": asdict(cfg)}, tmp)
+        tmp.replace(state_path)
+
+    model.train()
+    t0, losses = time.time(), []
+    batches = _prefetch(lambda: build_batch(images, items, rng.choice(len(items), size=cfg.batch_size, replace=False), rng, gen))
+    while step < cfg.steps:
+        x, texts, fits = next(batches)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        img = F.normalize(model.encode_image((x - mean) / std), dim=-1)
+        txt = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+        logits = model.logit_scale.exp() * img @ txt.t()
+        loss = multi_positive_clip_loss(logits, fits)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        step += 1
+        losses.append(loss.item())
+        if progress:
+            progress(step, cfg.steps, loss.item())
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_state()
+            export_weights(model, out_dir)
+    export_weights(model, out_dir)
+    return {"steps": step, "final_loss": float(np.mean(losses[-50:])) if losses else None,
+            "seconds": time.time() - t0, "out": str(out_dir), "images": len(items)}

@@ -1,0 +1,144 @@
+import json
+import time
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from mmsearch.datasets.render import ObjectGeom, Style, draw_scene
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.base import CheckpointNotFoundError, HubUnreachableError, ImageDecodeError, UnknownModelError
+
+
+def _unit_rows(x: np.ndarray) -> bool:
+    return x.dtype == np.float32 and np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
+
+
+def _images() -> list[Image.Image]:
+    red_circle = draw_scene(96, 96, (245, 245, 245), [ObjectGeom("circle", (220, 30, 30), 48, 48, 30)], Style())
+    blue_square = draw_scene(96, 96, (245, 245, 245), [ObjectGeom("square", (30, 60, 220), 48, 48, 30)], Style())
+    return [red_circle, blue_square]
+
+
+def test_mini_embeds_texts_and_images_in_one_space(mini_encoder):
+    texts = mini_encoder.embed_texts(["a red circle", "a blue square"])
+    images = mini_encoder.embed_images(_images())
+    assert texts.shape == images.shape == (2, mini_encoder.dim)
+    assert _unit_rows(texts) and _unit_rows(images)
+    sims = texts @ images.T
+    assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0]
+    assert mini_encoder.space.startswith("open_clip:mini@")
+    assert mini_encoder.embed_texts([]).shape == (0, mini_encoder.dim)
+
+
+def _random_vit_b32_folder(tmp_path):
+    """A randomly initialised real ViT-B-32 saved the way open_clip saves checkpoints."""
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    folder = tmp_path / "vit-b-32-random"
+    folder.mkdir()
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    (folder / "open_clip_config.json").write_text(json.dumps({
+        "model_cfg": open_clip.get_model_config("ViT-B-32"),
+        "preprocess_cfg": {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)},
+    }))
+    return folder
+
+
+@pytest.mark.slow
+def test_local_checkpoint_of_a_real_architecture(tmp_path):
+    folder = _random_vit_b32_folder(tmp_path)
+    for spec in (str(folder), str(folder / "open_clip_model.safetensors"), f"ViT-B-32:{folder / 'open_clip_model.safetensors'}"):
+        enc = load_encoder(spec, device="cpu", batch_size=2)
+        assert enc.dim == 512
+        t = enc.embed_texts(["a dog", "a cat", "a red circle"])
+        i = enc.embed_images(_images() + _images())
+        assert t.shape == (3, 512) and i.shape == (4, 512)
+        assert _unit_rows(t) and _unit_rows(i)
+        assert "@" in enc.space and enc.space.endswith("shortest224")
+
+
+def _tiny_blip_folder(tmp_path):
+    from transformers import BertTokenizerFast, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "blue", "circle", "square", "dog"]
+    folder = tmp_path / "tiny-blip"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    config = BlipConfig(
+        text_config={"vocab_size": len(words), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "intermediate_size": 64, "max_position_embeddings": 64, "encoder_hidden_size": 48},
+        vision_config={"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        image_text_hidden_size=24,
+    )
+    torch.manual_seed(0)
+    BlipForImageTextRetrieval(config).save_pretrained(folder)
+    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(folder)
+    return folder
+
+
+def test_blip_from_a_saved_folder(tmp_path):
+    folder = _tiny_blip_folder(tmp_path)
+    enc = load_encoder(f"blip:{folder}", device="cpu", batch_size=2)
+    assert enc.dim == 24
+    t = enc.embed_texts(["a red circle", "a blue square", "a dog"])
+    i = enc.embed_images(_images() + _images()[:1])
+    assert t.shape == (3, 24) and i.shape == (3, 24)
+    assert _unit_rows(t) and _unit_rows(i)
+    scores = enc.itm_scores("a red circle", _images())
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    assert enc.space.startswith("blip:tiny-blip@")
+
+
+def test_hub_unreachable_fails_fast_with_advice(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    t0 = time.monotonic()
+    with pytest.raises(HubUnreachableError) as err:
+        load_encoder("ViT-B-32/laion2b_s34b_b79k", device="cpu")
+    assert time.monotonic() - t0 < 10
+    assert "--model mini" in str(err.value)
+    with pytest.raises(HubUnreachableError):
+        load_encoder("blip:Salesforce/blip-itm-base-coco", device="cpu")
+
+
+@pytest.mark.parametrize("spec, error", [
+    ("not-a-model", UnknownModelError),
+    ("ViT-B-32", UnknownModelError),
+    ("ViT-B-32/no_such_tag", UnknownModelError),
+    ("/nonexistent/weights.pt", CheckpointNotFoundError),
+    ("ViT-B-32:/nonexistent/weights.pt", CheckpointNotFoundError),
+    ("blip:/nonexistent/blip", CheckpointNotFoundError),
+])
+def test_bad_specs_raise_typed_errors(spec, error):
+    with pytest.raises(error) as err:
+        load_encoder(spec, device="cpu")
+    assert str(err.value)
+
+
+def test_local_folder_without_config_is_refused(tmp_path):
+    (tmp_path / "open_clip_model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointNotFoundError, match="open_clip_config.json"):
+        load_encoder(str(tmp_path), device="cpu")
+
+
+def test_corrupt_images_raise_with_their_index(mini_encoder, tmp_path):
+    good = tmp_path / "good.png"
+    _images()[0].save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    for k, bad in enumerate([truncated, empty, garbage]):
+        with pytest.raises(ImageDecodeError) as err:
+            mini_encoder.embed_images([good, bad])
+        assert err.value.index == 1, k
+        assert "image 1" in str(err.value)
+    with pytest.raises(ImageDecodeError):
+        mini_encoder.embed_images([Image.open(truncated)])

@@ -1,0 +1,54 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmsearch.datasets import synth
+from mmsearch.datasets.captions import spec_matches
+from mmsearch.encoders import load_encoder
+from mmsearch.training.clip_trainer import ClipTrainConfig, build_batch, load_image_cache, multi_positive_clip_loss, train_clip
+
+
+def test_loss_reduces_to_clip_loss_with_one_positive_each():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 6) * 3
+    labels = torch.arange(6)
+    expected = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    assert torch.allclose(multi_positive_clip_loss(logits, torch.eye(6)), expected)
+
+
+def test_loss_spreads_targets_over_every_fitting_caption():
+    logits = torch.zeros(2, 2)
+    fits = torch.ones(2, 2)  # both captions fit both images: uniform logits are optimal
+    assert multi_positive_clip_loss(logits, fits).item() == pytest.approx(math.log(2))
+
+
+def test_batches_pair_images_with_captions_that_fit(tmp_path):
+    manifest = synth.generate(tmp_path, 40, 0, seed=3)
+    items = manifest["items"]
+    images = load_image_cache(tmp_path, items, 64)
+    assert images.shape == (40, 64, 64, 3)
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    x, texts, fits = build_batch(images, items, np.arange(16), rng, gen)
+    assert x.shape == (16, 3, 64, 64) and 0 <= x.min() and x.max() <= 1
+    assert len(texts) == 16 and all(texts)
+    assert torch.all(torch.diagonal(fits) == 1)
+    assert fits.sum() > 16  # short captions such as "a red shape" fit several images
+
+
+def test_training_resumes_and_exports_a_loadable_model(tmp_path):
+    data = tmp_path / "data"
+    synth.generate(data, 48, 0, seed=4)
+    out = tmp_path / "model"
+    cfg = ClipTrainConfig(steps=2, batch_size=16, warmup=1, checkpoint_every=1)
+    assert train_clip(data, out, cfg)["steps"] == 2
+    state = torch.load(out / "train-state.pt", weights_only=False)
+    assert state["step"] == 2
+    summary = train_clip(data, out, ClipTrainConfig(steps=3, batch_size=16, warmup=1, checkpoint_every=1))
+    assert summary["steps"] == 3
+    assert torch.load(out / "train-state.pt", weights_only=False)["step"] == 3
+    enc = load_encoder(str(out), device="cpu")
+    v = enc.embed_texts(["a red circle"])
+    assert v.shape == (1, 256) and abs(float(np.linalg.norm(v)) - 1) < 1e-4
