@@ -105,35 +105,154 @@ def eval_encoder(
         console.print_json(json.dumps(report))
 
 
-DEMO_QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", "a green star"]
+def _library(library: Optional[Path], model: Optional[str] = None, device: Optional[str] = None):
+    from .library import Library
+
+    return Library.open(settings=Settings().with_overrides(library_dir=library, model=model, device=device))
+
+
+LIBRARY_OPT = typer.Option(None, "--library", "-l", help="Library folder (default: MMSEARCH_LIBRARY_DIR or ./mmsearch-library).")
+MODEL_OPT = typer.Option(None, "--model", "-m", help="Encoder spec (default: MMSEARCH_MODEL or mini).")
+
+
+@app.command()
+def index(
+    roots: list[Path] = typer.Argument(..., help="Folders to index (recursively)."),
+    library: Optional[Path] = LIBRARY_OPT,
+    model: Optional[str] = MODEL_OPT,
+    device: Optional[str] = typer.Option(None),
+    workers: Optional[int] = typer.Option(None, min=0, help="Decode processes (default: MMSEARCH_DECODE_WORKERS)."),
+) -> None:
+    """Index new and changed files under ROOTS, and drop deleted ones."""
+    from .encoders.base import EncoderError
+
+    try:
+        lib = _library(library, model, device)
+        job_id = lib.create_job(roots)
+    except (EncoderError, FileNotFoundError) as e:
+        _fail(str(e))
+    with lib, _progress() as bar:
+        task = bar.add_task(f"index job {job_id}", total=None, info="")
+
+        def show(summary: dict) -> None:
+            elapsed = max(bar.tasks[task].elapsed or 0.0, 1e-6)
+            bar.update(task, total=summary["total"], completed=summary["done"],
+                       info=f"{summary['done'] / elapsed:.1f} files/s, {summary['errors']} errors")
+
+        summary = lib.run_job(job_id, workers=workers, progress=show)
+    console.print(f"job {summary['id']} {summary['state']}: {summary['new']} new, {summary['changed']} changed, "
+                  f"{summary['unchanged']} unchanged, {summary['deleted']} deleted, {summary['errors']} errors")
+
+
+@app.command()
+def search(
+    query: Optional[str] = typer.Argument(None, help='Text; weighted terms allowed: \'"red circle" - "white background"\'.'),
+    image: Optional[Path] = typer.Option(None, "--image", help="Search with an image file (added to the text, if any)."),
+    media: Optional[int] = typer.Option(None, "--media", help="Search with an indexed media item's embedding."),
+    k: int = typer.Option(10, "--k", min=1, max=1000),
+    offset: int = typer.Option(0, min=0),
+    kind: str = typer.Option("any", help="image, video or any."),
+    path_prefix: Optional[str] = typer.Option(None, help="Only media whose path starts with this."),
+    min_score: Optional[float] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per hit."),
+    library: Optional[Path] = LIBRARY_OPT,
+    model: Optional[str] = MODEL_OPT,
+) -> None:
+    """Search the library by text and/or image."""
+    from PIL import Image
+
+    from .encoders.base import EncoderError
+    from .search.query import QueryError, SearchRequest, Term, parse_text
+
+    try:
+        terms = parse_text(query) if query else []
+        if image is not None:
+            if not image.is_file():
+                _fail(f"{image} does not exist")
+            terms.append(Term(image=Image.open(image)))
+        if media is not None:
+            terms.append(Term(media_id=media))
+        with _library(library, model) as lib:
+            hits = lib.search(SearchRequest(terms=terms, k=k, offset=offset, kind=kind, path_prefix=path_prefix, min_score=min_score))
+    except (QueryError, EncoderError) as e:
+        _fail(str(e))
+    if as_json:
+        for hit in hits:
+            sys.stdout.write(json.dumps(hit.to_dict()) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table("#", "score", "kind", "path", "moment")
+    for rank, hit in enumerate(hits, 1 + offset):
+        moment = f"{hit.t_start:.1f}-{hit.t_end:.1f}s" if hit.t_start is not None else ""
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, hit.path, moment)
+    Console().print(table)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes the API to your network)."),
+    port: int = typer.Option(8000, min=1, max=65535),
+    library: Optional[Path] = LIBRARY_OPT,
+    model: Optional[str] = MODEL_OPT,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from .api.app import create_app
+    from .encoders.base import EncoderError
+
+    try:
+        lib = _library(library, model)
+        lib.encoder  # load the model before accepting requests
+    except EncoderError as e:
+        _fail(str(e))
+    console.print(f"serving {lib.dir} on http://{host}:{port}/ (API docs: /docs)")
+    with lib:
+        uvicorn.run(create_app(lib), host=host, port=port, log_level="info")
+
+
+DEMO_QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", '"green shape" - "green background"']
+DEMO_SEED = 2026  # not the seed of the training corpus: the demo shows unseen images
 
 
 @app.command()
 def demo(
-    library: Path = typer.Option(Path("demo-library"), help="Folder for the demo media."),
+    library: Path = typer.Option(Path("demo-library"), help="Folder for the demo media and its library."),
     images: int = typer.Option(300, min=1, help="Synthetic images in the demo library."),
-    videos: int = typer.Option(6, min=0, help="Synthetic videos in the demo library."),
     serve: bool = typer.Option(True, help="Serve the API afterwards (--no-serve for scripts)."),
+    port: int = typer.Option(8000, min=1, max=65535),
 ) -> None:
-    """Build a synthetic library, embed it with the built-in model, and run example queries."""
+    """Build a synthetic library, index it with the built-in model, run example queries, serve the API."""
     from .datasets import synth as synth_mod
-    from .encoders import load_encoder
-    from .evaluation.demo_scan import rank_images
+    from .library import Library
+    from .search.query import SearchRequest, parse_text
 
     media = library / "media"
     if not (media / synth_mod.MANIFEST).is_file():
         with _progress() as bar:
-            task = bar.add_task("synth demo library", total=images + videos, info="")
-            synth_mod.generate(media, images, videos, seed=0, split="train", progress=lambda n: bar.advance(task, n))
-    encoder = load_encoder("mini")
-    console.print(f"model: {encoder.name} ({encoder.space}, {encoder.dim}-d)")
-    for query, hits in rank_images(encoder, media, DEMO_QUERIES, k=3):
+            task = bar.add_task("synth demo media", total=images, info="")
+            synth_mod.generate(media, images, 0, seed=DEMO_SEED, split="train", progress=lambda n: bar.advance(task, n))
+    lib = Library.open(settings=Settings().with_overrides(library_dir=library / "index", model="mini"))
+    with _progress() as bar:
+        task = bar.add_task("index", total=None, info="")
+        job = lib.index([media], progress=lambda j: bar.update(task, total=j["total"], completed=j["done"]))
+    console.print(f"indexed {media}: {job['new']} new, {job['unchanged']} unchanged, {job['errors']} errors "
+                  f"(model {lib.encoder.name}, {lib.encoder.dim}-d)")
+    for query in DEMO_QUERIES:
         console.print(f"\n[bold]{query}[/bold]")
-        for path, score, caption in hits:
-            console.print(f"  {score:.3f}  {path}  [dim]({caption})[/dim]")
+        for hit in lib.search(SearchRequest(terms=parse_text(query), k=3)):
+            console.print(f"  {hit.score:.3f}  {hit.path}")
     if serve:
-        console.print("\n[yellow]The search index and the HTTP API are not built yet; nothing to serve.[/yellow]")
+        import uvicorn
 
+        from .api.app import create_app
+
+        console.print(f"\nserving the API on http://127.0.0.1:{port}/ (docs: /docs); Ctrl-C stops")
+        with lib:
+            uvicorn.run(create_app(lib), host="127.0.0.1", port=port, log_level="warning")
+    else:
+        lib.close()
 
 if __name__ == "__main__":
     app()

@@ -22,7 +22,10 @@ class Settings(BaseSettings):
     model: str = Field("mini", description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per encoder batch.")
+    decode_workers: int = Field(2, ge=0, le=64, description="Processes decoding media during index jobs (0: none).")
     miss_threshold: float | None = Field(None, description="Best score below which a query counts as a miss; default: calibrated per embedding space.")
+    max_pixels: int = Field(100_000_000, ge=1, description="Images with more pixels are refused as decompression bombs.")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest image upload the API accepts (413 above).")
     hub_timeout_s: float = Field(5.0, gt=0, le=60, description="How long to wait for the model hub before failing.")
 
     @field_validator("library_dir")

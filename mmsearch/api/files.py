@@ -1,0 +1,33 @@
+"""Serving media files safely: only from inside the library's roots, never beyond them."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+
+class OutsideRootsError(PermissionError):
+    pass
+
+
+def safe_path(path: str, roots: list[Path]) -> Path:
+    """The real path of `path` if it lies inside one of `roots` after resolving `..` and
+    symlinks; raises OutsideRootsError or FileNotFoundError otherwise."""
+    real = Path(path).resolve(strict=True)
+    if not real.is_file():
+        raise FileNotFoundError(path)
+    for root in roots:
+        if real.is_relative_to(root.resolve()):
+            return real
+    raise OutsideRootsError(f"{path} is outside the library's roots")
+
+
+def thumbnail_jpeg(path: Path, max_side: int = 256) -> bytes:
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        im.thumbnail((max_side, max_side))
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

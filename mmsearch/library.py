@@ -1,0 +1,111 @@
+"""Library: the one facade over store + indexes + encoder (+ generator, later).
+
+The CLI and the API hold a Library; nothing else wires components together.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select
+
+from .config import Settings
+from .indexer.jobs import IndexJobRunner, create_job
+from .indexer.pipeline import PipelineConfig
+from .search.engine import Hit, SearchEngine
+from .search.indexes import IndexSet
+from .search.query import SearchRequest
+from .search.store import Job, Media, Store, job_summary
+
+log = logging.getLogger(__name__)
+
+
+class Library:
+    def __init__(self, settings: Settings, encoder=None):
+        self.settings = settings
+        self.dir = settings.library_dir.resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.resolved_database_url)
+        self._encoder = encoder
+        self._indexes: IndexSet | None = None
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, settings: Settings | None = None, encoder=None) -> "Library":
+        settings = settings or Settings()
+        if path is not None:
+            settings = settings.with_overrides(library_dir=Path(path))
+        return cls(settings, encoder=encoder)
+
+    # -- components, built on first use -------------------------------------------------------
+    @property
+    def encoder(self):
+        with self._lock:
+            if self._encoder is None:
+                from .encoders import load_encoder
+
+                s = self.settings
+                self._encoder = load_encoder(s.model, device=s.device, batch_size=s.batch_size, hub_timeout_s=s.hub_timeout_s)
+            return self._encoder
+
+    @property
+    def indexes(self) -> IndexSet:
+        with self._lock:
+            if self._indexes is None:
+                self._indexes = IndexSet(self.store, self.dir / "indexes", self.encoder.space, self.encoder.dim)
+            return self._indexes
+
+    @property
+    def engine(self) -> SearchEngine:
+        return SearchEngine(self.store, self.encoder, self.indexes)
+
+    # -- the facade -------------------------------------------------------------------------------
+    def roots(self) -> list[Path]:
+        """Folders files may be served from: every indexed root, and the library folder."""
+        with self.store.session() as s:
+            roots = {r for job_roots in s.scalars(select(Job.roots)) for r in job_roots}
+        return [Path(r) for r in sorted(roots)] + [self.dir]
+
+    def create_job(self, roots: list[str | Path]) -> int:
+        resolved = []
+        for r in roots:
+            p = Path(r).expanduser().resolve()
+            if not p.is_dir():
+                raise FileNotFoundError(f"{r} is not a folder")
+            resolved.append(p)
+        return create_job(self.store, resolved, self.encoder.space)
+
+    def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+        s = self.settings
+        cfg = PipelineConfig(workers=s.decode_workers if workers is None else workers, batch_size=s.batch_size, max_pixels=s.max_pixels)
+        runner = IndexJobRunner(self.store, self.encoder, self.indexes, {self.dir}, cfg, progress)
+        return runner.run(job_id)
+
+    def index(self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+        """Index (or re-index) the roots: new and changed files are embedded, deleted ones removed."""
+        return self.run_job(self.create_job(roots), workers=workers, progress=progress)
+
+    def job(self, job_id: int) -> dict | None:
+        with self.store.session() as s:
+            job = s.get(Job, job_id)
+            return job_summary(job) if job else None
+
+    def search(self, request: SearchRequest) -> list[Hit]:
+        return self.engine.search(request)
+
+    def media(self, media_id: int) -> Media | None:
+        return self.store.media_by_id([media_id]).get(media_id)
+
+    def close(self) -> None:
+        if self._indexes is not None:
+            self._indexes.checkpoint(force=True)
+        self.store.close()
+
+    def __enter__(self) -> "Library":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

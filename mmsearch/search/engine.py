@@ -1,0 +1,137 @@
+"""Query -> vector -> ANN -> SQL lookup -> group by media -> filters -> page of hits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from .indexes import IndexSet
+from .query import QueryError, SearchRequest, Term, combine
+from .store import Media, Store, Vector, decode_embeddings
+
+log = logging.getLogger(__name__)
+
+MEDIA_KINDS = ("image", "video", "any")
+# Vector kinds searched for each media kind (video kinds join when video indexing lands).
+VECTOR_KINDS = {"image": ("image",), "video": (), "any": ("image",)}
+
+
+@dataclass
+class Hit:
+    id: int
+    path: str
+    kind: str
+    score: float
+    t_start: float | None = None
+    t_end: float | None = None
+    generated: bool = False
+    via: str = "text"
+    file_url: str = ""
+    thumbnail_url: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SearchEngine:
+    def __init__(self, store: Store, encoder, indexes: IndexSet):
+        self.store, self.encoder, self.indexes = store, encoder, indexes
+
+    # -- query vectors ----------------------------------------------------------------------
+    def media_vector(self, media_id: int) -> np.ndarray:
+        """The stored embedding of an indexed media item (its image vector)."""
+        with self.store.session() as s:
+            media = s.get(Media, media_id)
+            if media is None:
+                raise QueryError(f"no media with id {media_id}")
+            row = s.scalars(select(Vector).where(Vector.media_id == media_id, Vector.space == self.encoder.space).order_by(Vector.id).limit(1)).first()
+            if row is None:
+                raise QueryError(f"media {media_id} has no embedding in this model's space" + (f" ({media.error})" if media.error else ""))
+            return decode_embeddings([row.embedding], row.dim)[0]
+
+    def query_vector(self, terms: list[Term]) -> tuple[np.ndarray, str]:
+        """One unit vector from weighted terms, and what it came from (text | image)."""
+        if not terms:
+            raise QueryError("nothing to search with: give text, an image, a media id or a vector")
+        vectors, weights, via = [], [], "text"
+        texts = [t for t in terms if t.text is not None]
+        if texts:
+            vectors.extend(self.encoder.embed_texts([t.text for t in texts]))
+            weights.extend(t.weight for t in texts)
+        for t in terms:
+            if t.image is not None:
+                vectors.append(self.encoder.embed_images([t.image])[0])
+            elif t.media_id is not None:
+                vectors.append(self.media_vector(t.media_id))
+            elif t.vector is not None:
+                v = np.asarray(t.vector, np.float32).reshape(-1)
+                if v.shape[0] != self.encoder.dim:
+                    raise QueryError(f"vector has {v.shape[0]} dimensions; this library's model has {self.encoder.dim}")
+                vectors.append(v / max(float(np.linalg.norm(v)), 1e-12))
+            else:
+                continue
+            weights.append(t.weight)
+            if not texts:
+                via = "image"
+        return combine(vectors, weights), via
+
+    # -- search -----------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> list[Hit]:
+        if req.kind not in MEDIA_KINDS:
+            raise QueryError(f"kind must be one of {MEDIA_KINDS}")
+        if req.k < 1 or req.offset < 0:
+            raise QueryError("k must be >= 1 and offset >= 0")
+        q, via = self.query_vector(req.terms)
+        return self.search_vector(q, req, via)
+
+    def search_vector(self, q: np.ndarray, req: SearchRequest, via: str = "text") -> list[Hit]:
+        wanted = req.offset + req.k
+        kinds = VECTOR_KINDS[req.kind]
+        if not kinds:
+            return []
+        total = sum(self.indexes.size(kind) for kind in kinds)
+        fetch = min(max(4 * wanted, 32), max(total, 1))
+        while True:
+            hits = self._collect(q, kinds, fetch, req, via)
+            # Filters and grouping can eat candidates: widen the ANN search until the page fills.
+            if len(hits) >= wanted or fetch >= total:
+                return hits[req.offset:wanted]
+            fetch = min(fetch * 4, total)
+
+    def _collect(self, q: np.ndarray, kinds: tuple[str, ...], fetch: int, req: SearchRequest, via: str) -> list[Hit]:
+        best: dict[int, float] = {}
+        for kind in kinds:
+            scores, ids = self.indexes.search(kind, q[None, :], fetch)
+            vec_ids = [int(i) for i in ids[0] if i >= 0]
+            rows = self.store.vectors_by_id(vec_ids)
+            for vid, score in zip(ids[0], scores[0]):
+                row = rows.get(int(vid))
+                if row is None:
+                    continue  # deleted in SQL after the index answered
+                if row.media_id not in best or score > best[row.media_id]:
+                    best[row.media_id] = float(score)
+        media = self.store.media_by_id(list(best))
+        hits = []
+        for media_id, score in sorted(best.items(), key=lambda kv: (-kv[1], kv[0])):
+            m = media.get(media_id)
+            if m is None or not self._passes(m, score, req):
+                continue
+            hits.append(Hit(id=m.id, path=m.path, kind=m.kind, score=round(score, 6), generated=m.generated,
+                            via="generated" if m.generated else via,
+                            file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail"))
+        return hits
+
+    @staticmethod
+    def _passes(m: Media, score: float, req: SearchRequest) -> bool:
+        if req.min_score is not None and score < req.min_score:
+            return False
+        if req.kind != "any" and m.kind != req.kind:
+            return False
+        if req.path_prefix and not m.path.startswith(req.path_prefix):
+            return False
+        if req.generated is not None and m.generated != req.generated:
+            return False
+        return m.id not in req.exclude_media

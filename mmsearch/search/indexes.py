@@ -1,0 +1,120 @@
+"""The FAISS indexes of one embedding space, one per vector kind, kept in step with SQL.
+
+On first use an index is loaded from disk and caught up from SQL (rows added after its
+watermark, rows deleted since it was saved), or built from SQL when its file is missing or
+unreadable. Saves are atomic and throttled; every operation holds one lock, so an index
+job and searches can share it from different threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .index import VectorIndex
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def space_slug(space: str) -> str:
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", space.split("|")[0].split("@")[0]).strip("-")[:40]
+    return f"{readable}-{hashlib.sha1(space.encode()).hexdigest()[:10]}"
+
+
+class IndexSet:
+    def __init__(self, store: Store, directory: Path, space: str, dim: int, save_every_s: float = 30.0, use_gpu: str | bool = "auto"):
+        self.store, self.directory, self.space, self.dim = store, Path(directory), space, dim
+        self.save_every_s, self.use_gpu = save_every_s, use_gpu
+        self._indexes: dict[str, VectorIndex] = {}
+        self._dirty: set[str] = set()
+        self._last_save = time.monotonic()
+        self._lock = threading.RLock()
+
+    def path(self, kind: str) -> Path:
+        return self.directory / f"{space_slug(self.space)}.{kind}.faiss"
+
+    def get(self, kind: str) -> VectorIndex:
+        with self._lock:
+            if kind not in self._indexes:
+                self._indexes[kind] = self._open(kind)
+            return self._indexes[kind]
+
+    def _open(self, kind: str) -> VectorIndex:
+        path = self.path(kind)
+        try:
+            index = VectorIndex.load(path, use_gpu=self.use_gpu)
+            if index.dim != self.dim:
+                raise ValueError(f"index dim {index.dim} != encoder dim {self.dim}")
+        except (FileNotFoundError, ValueError) as e:
+            if path.exists():
+                log.warning("rebuilding %s from SQL: %s", path.name, e)
+            return self.rebuild(kind)
+        live = self.store.vector_ids(self.space, (kind,))
+        counts = index.catch_up(live, self.store.iter_vectors(self.space, (kind,), after_id=index.watermark))
+        if index.ntotal != len(live):
+            log.warning("%s disagrees with SQL after catch-up (%d vs %d vectors); rebuilding", path.name, index.ntotal, len(live))
+            return self.rebuild(kind)
+        if counts["added"] or counts["removed"]:
+            log.info("%s caught up from SQL: %s", path.name, counts)
+            self._dirty.add(kind)
+        return index
+
+    def rebuild(self, kind: str) -> VectorIndex:
+        """Build the kind's index from SQL alone (the source of truth)."""
+        with self._lock:
+            ids, vecs = [], []
+            for batch_ids, batch_vecs in self.store.iter_vectors(self.space, (kind,)):
+                ids.append(batch_ids)
+                vecs.append(batch_vecs)
+            all_ids = np.concatenate(ids) if ids else np.zeros((0,), np.int64)
+            all_vecs = np.concatenate(vecs) if vecs else np.zeros((0, self.dim), np.float32)
+            index = VectorIndex.build(all_ids, all_vecs, dim=self.dim, use_gpu=self.use_gpu)
+            self._indexes[kind] = index
+            self._dirty.add(kind)
+            self.checkpoint(force=True)
+            return index
+
+    def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add rows just committed to SQL. Ids at or below the watermark are skipped: opening
+        the index may already have caught them up from SQL (rows are committed in id order)."""
+        with self._lock:
+            index = self.get(kind)
+            fresh = ids > index.watermark
+            if fresh.any():
+                index.add(ids[fresh], vectors[fresh])
+                self._dirty.add(kind)
+
+    def remove(self, ids: list[int]) -> None:
+        if not len(ids):
+            return
+        with self._lock:
+            arr = np.asarray(ids, np.int64)
+            for kind, index in self._indexes.items():
+                if index.remove(arr):
+                    self._dirty.add(kind)
+
+    def search(self, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            return self.get(kind).search(queries, k)
+
+    def size(self, kind: str) -> int:
+        with self._lock:
+            return self.get(kind).ntotal
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Save dirty indexes, at most every save_every_s seconds unless forced."""
+        with self._lock:
+            if not self._dirty or (not force and time.monotonic() - self._last_save < self.save_every_s):
+                return
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for kind in sorted(self._dirty):
+                self._indexes[kind].save(self.path(kind), extra={"space": self.space, "kind": kind})
+            self._dirty.clear()
+            self._last_save = time.monotonic()

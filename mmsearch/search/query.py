@@ -1,0 +1,88 @@
+"""Query terms: text with weights and negative terms, images, media ids, raw vectors.
+
+`parse_text('"red circle" - "white background" + 0.5*"blue"')` gives three weighted text
+terms; the engine embeds each term and sums them (the text-diff idea of DALL-E 2 and
+clip-retrieval) into one unit query vector. A hyphen inside words ("top-left") is not an
+operator: operators stand alone between spaces or next to a quote.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+
+class QueryError(ValueError):
+    """The query cannot be understood or has nothing to search with."""
+
+
+@dataclass
+class Term:
+    weight: float = 1.0
+    text: str | None = None
+    image: Image.Image | None = None
+    media_id: int | None = None
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class SearchRequest:
+    terms: list[Term]
+    k: int = 10
+    offset: int = 0
+    kind: str = "any"  # image | video | any
+    path_prefix: str | None = None
+    generated: bool | None = None  # None: both
+    min_score: float | None = None
+    exclude_media: set[int] = field(default_factory=set)
+
+
+_WEIGHT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*\*\s*")
+_OPERATOR = re.compile(r"\s+[+-]\s+|\s*[+-]\s*(?=[\d.]*\s*\*?\s*\")|(?<=\")\s*[+-]\s*")
+
+
+def parse_text(query: str) -> list[Term]:
+    """Split a text query into weighted terms."""
+    s = query.strip()
+    if not s:
+        raise QueryError("empty query text")
+    terms: list[Term] = []
+    pos, sign = 0, 1.0
+    while pos < len(s):
+        while pos < len(s) and s[pos].isspace():
+            pos += 1
+        if pos < len(s) and s[pos] in "+-" and (pos + 1 == len(s) or s[pos + 1].isspace() or s[pos + 1] in '"0123456789.'):
+            sign = -1.0 if s[pos] == "-" else 1.0
+            pos += 1
+            continue
+        weight = 1.0
+        m = _WEIGHT.match(s, pos)
+        if m:
+            weight, pos = float(m.group(1)), m.end()
+        if pos < len(s) and s[pos] == '"':
+            end = s.find('"', pos + 1)
+            if end < 0:
+                raise QueryError(f"unclosed quote in query: {query!r}")
+            text, pos = s[pos + 1:end], end + 1
+        else:
+            m = _OPERATOR.search(s, pos)
+            end = m.start() if m else len(s)
+            text, pos = s[pos:end], end
+        text = text.strip()
+        if not text:
+            raise QueryError(f"empty term in query: {query!r}")
+        terms.append(Term(weight=sign * weight, text=text))
+        sign = 1.0
+    return terms
+
+
+def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Weighted sum of unit vectors, renormalised; refuses a sum that cancels out."""
+    q = np.sum([w * v for w, v in zip(weights, vectors)], axis=0).astype(np.float32)
+    norm = float(np.linalg.norm(q))
+    if norm < 1e-6:
+        raise QueryError("the query terms cancel each other out")
+    return q / norm

@@ -1,0 +1,228 @@
+"""SQL store: the source of truth for media, segments, embeddings and jobs (SQLAlchemy 2).
+
+FAISS indexes are derived from the `vectors` table: a vector row's id is its FAISS id,
+ids are never reused (AUTOINCREMENT), and every row records its embedding space so
+vectors of different models never mix. SQLite (WAL) by default; any SQLAlchemy URL works.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+from sqlalchemy import (
+    JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, create_engine, delete, event, func, select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaInfo(Base):
+    __tablename__ = "schema_info"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Media(Base):
+    __tablename__ = "media"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    root: Mapped[str | None] = mapped_column(String(4096), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # image | video | unknown
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    mtime: Mapped[float] = mapped_column(Float, default=0.0)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    caption: Mapped[str | None] = mapped_column(Text)
+    generated: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    generation: Mapped[dict | None] = mapped_column(JSON)  # prompt, seed, backend, steps, guidance
+    error: Mapped[str | None] = mapped_column(Text)
+    indexed_at: Mapped[float] = mapped_column(Float, default=time.time)
+    segments: Mapped[list["Segment"]] = relationship(back_populates="media", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    t_start: Mapped[float] = mapped_column(Float)
+    t_end: Mapped[float] = mapped_column(Float)
+    keyframe: Mapped[str | None] = mapped_column(String(4096))
+    media: Mapped[Media] = relationship(back_populates="segments")
+
+
+class Vector(Base):
+    __tablename__ = "vectors"
+    __table_args__ = (Index("ix_vectors_space_kind_id", "space", "kind", "id"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # image | frame | segment | video
+    space: Mapped[str] = mapped_column(String(256))
+    t: Mapped[float | None] = mapped_column(Float)  # frame time for frame vectors
+    dim: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, little endian
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    roots: Mapped[list] = mapped_column(JSON)
+    space: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed|interrupted
+    pid: Mapped[int | None] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer, default=0)  # files to (re)index in this job
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float | None] = mapped_column(Float)
+
+
+class JobError(Base):
+    __tablename__ = "job_errors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(4096))
+    error: Mapped[str] = mapped_column(Text)
+
+
+def encode_embedding(vec: np.ndarray) -> bytes:
+    return np.asarray(vec, dtype="<f2").tobytes()
+
+
+def decode_embeddings(blobs: list[bytes], dim: int) -> np.ndarray:
+    """float16 blobs -> (n, dim) float32, renormalised (fp16 rounding moves the norm slightly)."""
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    arr = np.frombuffer(b"".join(blobs), dtype="<f2").astype(np.float32).reshape(len(blobs), dim)
+    return arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Store:
+    """Opens (and creates or migrates) the database; hands out sessions and common queries."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs = {"connect_args": {"check_same_thread": False, "timeout": 30}} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        Base.metadata.create_all(self.engine)
+        with self.session() as s:
+            row = s.get(SchemaInfo, "schema_version")
+            if row is None:
+                s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row.value) > SCHEMA_VERSION:
+                raise RuntimeError(f"database schema v{row.value} is newer than this mmsearch (v{SCHEMA_VERSION}); upgrade mmsearch")
+            # Future versions: apply migrations for int(row.value) < SCHEMA_VERSION here, in order.
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        s = self._sessions()
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- vectors ------------------------------------------------------------------------
+    def vector_ids(self, space: str, kinds: tuple[str, ...]) -> np.ndarray:
+        with self.session() as s:
+            ids = s.scalars(select(Vector.id).where(Vector.space == space, Vector.kind.in_(kinds)).order_by(Vector.id)).all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def iter_vectors(self, space: str, kinds: tuple[str, ...], after_id: int = 0, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, float32 vectors) batches of a space's rows with id > after_id, in id order."""
+        last = after_id
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(Vector.id, Vector.dim, Vector.embedding)
+                    .where(Vector.space == space, Vector.kind.in_(kinds), Vector.id > last)
+                    .order_by(Vector.id).limit(batch)
+                ).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield np.asarray([r[0] for r in rows], np.int64), decode_embeddings([r[2] for r in rows], rows[0][1])
+
+    def vectors_by_id(self, ids: list[int]) -> dict[int, Vector]:
+        if not ids:
+            return {}
+        with self.session() as s:
+            return {v.id: v for v in s.scalars(select(Vector).where(Vector.id.in_(ids)))}
+
+    def media_by_id(self, ids: list[int]) -> dict[int, Media]:
+        if not ids:
+            return {}
+        with self.session() as s:
+            return {m.id: m for m in s.scalars(select(Media).where(Media.id.in_(ids)))}
+
+    def count(self, model) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(model)) or 0
+
+    def delete_media(self, s: Session, media_ids: list[int]) -> list[int]:
+        """Delete media rows (and their segments and vectors); returns the vector ids removed."""
+        if not media_ids:
+            return []
+        vids = list(s.scalars(select(Vector.id).where(Vector.media_id.in_(media_ids))))
+        s.execute(delete(Vector).where(Vector.media_id.in_(media_ids)))
+        s.execute(delete(Segment).where(Segment.media_id.in_(media_ids)))
+        s.execute(delete(Media).where(Media.id.in_(media_ids)))
+        return vids
+
+
+def job_summary(job: Job) -> dict:
+    return {
+        "id": job.id, "roots": job.roots, "state": job.state, "space": job.space,
+        "total": job.total, "done": job.done, "new": job.new, "changed": job.changed, "deleted": job.deleted,
+        "unchanged": job.unchanged, "errors": job.errors, "message": job.message,
+        "progress": (job.done / job.total) if job.total else (1.0 if job.state == "done" else 0.0),
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+    }
+
+
+__all__ = ["Store", "Media", "Segment", "Vector", "Job", "JobError", "encode_embedding", "decode_embeddings", "job_summary"]

@@ -1,0 +1,72 @@
+"""Shared helpers for tests that build and query real libraries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmsearch.config import Settings
+from mmsearch.datasets import synth
+from mmsearch.library import Library
+
+
+class CountingEncoder:
+    """The real encoder, counting how many images it is asked to embed."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.images_embedded = 0
+
+    def embed_images(self, images):
+        self.images_embedded += len(images)
+        return self._encoder.embed_images(images)
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+
+def make_corpus(folder: Path, n: int = 90, seed: int = 11) -> dict:
+    return synth.generate(folder, n, 0, seed=seed, split="train")
+
+
+def open_library(path: Path, encoder=None, **overrides) -> Library:
+    settings = Settings(library_dir=path, batch_size=16, decode_workers=0, **overrides)
+    return Library.open(settings=settings, encoder=encoder)
+
+
+def red_circle_paths(corpus: Path) -> set[str]:
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    return {str((corpus / i["file"]).resolve()) for i in manifest["items"]
+            if any(o["color"] == "red" and o["shape"] == "circle" for o in i["objects"])}
+
+
+class LoopbackServer:
+    """A real uvicorn server on 127.0.0.1 (a free port), in a background thread."""
+
+    def __init__(self, app):
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def __enter__(self) -> "LoopbackServer":
+        import time
+
+        self._thread.start()
+        deadline = time.time() + 30
+        while not self._server.started:
+            if time.time() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
