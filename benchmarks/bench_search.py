@@ -128,6 +128,45 @@ def bench_size(n: int, args, wanted: list[str]) -> list[dict]:
     return rows
 
 
+def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
+    """p50/p99 of POST /search over loopback on a real library, next to its parts:
+    encoding the query text, and the raw FAISS search."""
+    import tempfile
+
+    import httpx
+
+    from mmsearch.api.app import create_app
+    from mmsearch.api.background import BackgroundServer
+    from mmsearch.config import Settings
+    from mmsearch.datasets import synth
+    from mmsearch.library import Library
+
+    queries = [f"a {size} {color} {shape}" for size in ("small", "large") for color in ("red", "blue", "green", "yellow")
+               for shape in ("circle", "square", "star")]
+    with tempfile.TemporaryDirectory() as tmp:
+        synth.generate(Path(tmp) / "media", n_images, 0, seed=5, workers=2)
+        lib = Library.open(settings=Settings(library_dir=Path(tmp) / "lib", decode_workers=0))
+        lib.index([Path(tmp) / "media"])
+        encode_ms, faiss_ms, api_ms = [], [], []
+        for i in range(n_requests):
+            t0 = time.perf_counter()
+            q = lib.encoder.embed_texts([queries[i % len(queries)]])
+            encode_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            lib.indexes.search("image", q, k)
+            faiss_ms.append((time.perf_counter() - t0) * 1000)
+        with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url) as client:
+            client.post("/search", json={"text": "warm up", "k": k})
+            for i in range(n_requests):
+                t0 = time.perf_counter()
+                client.post("/search", json={"text": queries[i % len(queries)], "k": k}).raise_for_status()
+                api_ms.append((time.perf_counter() - t0) * 1000)
+        lib.close()
+    pct = lambda xs, p: float(np.percentile(xs, p))  # noqa: E731
+    return [{"measure": name, "vectors": n_images, "p50 ms": pct(xs, 50), "p99 ms": pct(xs, 99)}
+            for name, xs in (("text encode (mini)", encode_ms), ("raw FAISS search", faiss_ms), ("POST /search end to end", api_ms))]
+
+
 def format_cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -165,9 +204,12 @@ def header(args) -> str:
     )
 
 
-def append_markdown(path: Path, rows: list[dict], args) -> None:
+def append_markdown(path: Path, rows: list[dict], args, api_rows: list[dict]) -> None:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = f"\n## bench_search, {when}\n\nMachine: {machine_description()}\n\n{header(args)}\n\n{markdown_table(rows)}\n"
+    if api_rows:
+        section += (f"\nAPI latency: {args.api_requests} sequential POST /search text queries over loopback, k={args.k}, "
+                    f"on a synthetic library indexed with mini; its parts measured alone beside it.\n\n{markdown_table(api_rows)}\n")
     if not path.exists():
         section = "# Benchmarks\n\nResults appended by the scripts in benchmarks/.\n" + section
     with open(path, "a", encoding="utf-8") as f:
@@ -187,6 +229,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cpu", dest="use_gpu", action="store_const", const=False, default="auto", help="never use a GPU")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to BENCHMARKS.md")
+    parser.add_argument("--api-images", type=int, default=500, help="library size for the API latency part (0 skips it)")
+    parser.add_argument("--api-requests", type=int, default=200)
     return parser.parse_args()
 
 
@@ -198,8 +242,11 @@ def main() -> None:
     for n in args.sizes:
         rows += bench_size(n, args, args.types)
     print("\n" + markdown_table(rows))
+    api_rows = bench_api(args.api_images, args.api_requests, args.k) if args.api_images else []
+    if api_rows:
+        print("\n" + markdown_table(api_rows))
     if not args.no_write:
-        append_markdown(args.output, rows, args)
+        append_markdown(args.output, rows, args, api_rows)
 
 
 if __name__ == "__main__":

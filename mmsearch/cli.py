@@ -26,7 +26,7 @@ def _progress() -> Progress:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -126,6 +126,8 @@ def index(
     """Index new and changed files under ROOTS, and drop deleted ones."""
     from .encoders.base import EncoderError
 
+    from .indexer.lock import LibraryBusyError
+
     try:
         lib = _library(library, model, device)
         job_id = lib.create_job(roots)
@@ -139,9 +141,14 @@ def index(
             bar.update(task, total=summary["total"], completed=summary["done"],
                        info=f"{summary['done'] / elapsed:.1f} files/s, {summary['errors']} errors")
 
-        summary = lib.run_job(job_id, workers=workers, progress=show)
+        try:
+            summary = lib.run_job(job_id, workers=workers, progress=show)
+        except LibraryBusyError as e:
+            _fail(str(e))
     console.print(f"job {summary['id']} {summary['state']}: {summary['new']} new, {summary['changed']} changed, "
                   f"{summary['unchanged']} unchanged, {summary['deleted']} deleted, {summary['errors']} errors")
+    if summary["message"]:
+        console.print(f"[yellow]{summary['message']}[/yellow]", soft_wrap=True)
 
 
 @app.command()
@@ -159,22 +166,15 @@ def search(
     model: Optional[str] = MODEL_OPT,
 ) -> None:
     """Search the library by text and/or image."""
-    from PIL import Image
-
     from .encoders.base import EncoderError
-    from .search.query import QueryError, SearchRequest, Term, parse_text
+    from .imageio import UnreadableImageError, decode_rgb
+    from .search.query import QueryError, SearchRequest, build_terms
 
     try:
-        terms = parse_text(query) if query else []
-        if image is not None:
-            if not image.is_file():
-                _fail(f"{image} does not exist")
-            terms.append(Term(image=Image.open(image)))
-        if media is not None:
-            terms.append(Term(media_id=media))
+        terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
         with _library(library, model) as lib:
             hits = lib.search(SearchRequest(terms=terms, k=k, offset=offset, kind=kind, path_prefix=path_prefix, min_score=min_score))
-    except (QueryError, EncoderError) as e:
+    except (QueryError, EncoderError, UnreadableImageError, FileNotFoundError) as e:
         _fail(str(e))
     if as_json:
         for hit in hits:
@@ -212,7 +212,7 @@ def serve(
         uvicorn.run(create_app(lib), host=host, port=port, log_level="info")
 
 
-DEMO_QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", '"green shape" - "green background"']
+DEMO_QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", '"red circle" - "white background"']
 DEMO_SEED = 2026  # not the seed of the training corpus: the demo shows unseen images
 
 
@@ -239,10 +239,11 @@ def demo(
         job = lib.index([media], progress=lambda j: bar.update(task, total=j["total"], completed=j["done"]))
     console.print(f"indexed {media}: {job['new']} new, {job['unchanged']} unchanged, {job['errors']} errors "
                   f"(model {lib.encoder.name}, {lib.encoder.dim}-d)")
+    truth = {str((media / i["file"]).resolve()): i["caption"] for i in synth_mod.load_manifest(media)["items"]}
     for query in DEMO_QUERIES:
         console.print(f"\n[bold]{query}[/bold]")
         for hit in lib.search(SearchRequest(terms=parse_text(query), k=3)):
-            console.print(f"  {hit.score:.3f}  {hit.path}")
+            console.print(f"  {hit.score:.3f}  {hit.path}  [dim](truth: {truth.get(hit.path, '?')})[/dim]", soft_wrap=True)
     if serve:
         import uvicorn
 

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .imageio import DEFAULT_MAX_PIXELS
+
 
 class Settings(BaseSettings):
     """Everything a Library, the CLI and the API need to know.
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(64, ge=1, le=4096, description="Images per encoder batch.")
     decode_workers: int = Field(2, ge=0, le=64, description="Processes decoding media during index jobs (0: none).")
     miss_threshold: float | None = Field(None, description="Best score below which a query counts as a miss; default: calibrated per embedding space.")
-    max_pixels: int = Field(100_000_000, ge=1, description="Images with more pixels are refused as decompression bombs.")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="Images with more pixels are refused as decompression bombs.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest image upload the API accepts (413 above).")
     hub_timeout_s: float = Field(5.0, gt=0, le=60, description="How long to wait for the model hub before failing.")
 

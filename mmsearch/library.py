@@ -10,8 +10,6 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import select
-
 from .config import Settings
 from .indexer.jobs import IndexJobRunner, create_job
 from .indexer.pipeline import PipelineConfig
@@ -32,6 +30,7 @@ class Library:
         self._encoder = encoder
         self._indexes: IndexSet | None = None
         self._lock = threading.RLock()
+        self._stop_jobs = threading.Event()
 
     @classmethod
     def open(cls, path: str | Path | None = None, settings: Settings | None = None, encoder=None) -> "Library":
@@ -63,11 +62,11 @@ class Library:
         return SearchEngine(self.store, self.encoder, self.indexes)
 
     # -- the facade -------------------------------------------------------------------------------
-    def roots(self) -> list[Path]:
-        """Folders files may be served from: every indexed root, and the library folder."""
-        with self.store.session() as s:
-            roots = {r for job_roots in s.scalars(select(Job.roots)) for r in job_roots}
-        return [Path(r) for r in sorted(roots)] + [self.dir]
+    def serving_roots(self, media: Media) -> list[Path]:
+        """Where a media item's file may be served from: the root it was indexed from, and
+        the library folder for media the library made itself (generated images)."""
+        roots = [Path(media.root)] if media.root else []
+        return roots + [self.dir] if media.generated else roots
 
     def create_job(self, roots: list[str | Path]) -> int:
         resolved = []
@@ -76,17 +75,23 @@ class Library:
             if not p.is_dir():
                 raise FileNotFoundError(f"{r} is not a folder")
             resolved.append(p)
-        return create_job(self.store, resolved, self.encoder.space)
+        # A root inside another root of the same job would be walked twice.
+        outermost = sorted({p for p in resolved if not any(p != q and p.is_relative_to(q) for q in resolved)})
+        return create_job(self.store, outermost, self.encoder.space)
 
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         s = self.settings
         cfg = PipelineConfig(workers=s.decode_workers if workers is None else workers, batch_size=s.batch_size, max_pixels=s.max_pixels)
-        runner = IndexJobRunner(self.store, self.encoder, self.indexes, {self.dir}, cfg, progress)
+        runner = IndexJobRunner(self.store, self.encoder, self.indexes, self.dir, cfg, progress, stop=self._stop_jobs)
         return runner.run(job_id)
 
     def index(self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         """Index (or re-index) the roots: new and changed files are embedded, deleted ones removed."""
         return self.run_job(self.create_job(roots), workers=workers, progress=progress)
+
+    def stop_jobs(self) -> None:
+        """Ask a running job to stop after its current batch (it ends 'interrupted')."""
+        self._stop_jobs.set()
 
     def job(self, job_id: int) -> dict | None:
         with self.store.session() as s:

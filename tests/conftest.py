@@ -6,7 +6,7 @@ import pytest
 from mmsearch.datasets import synth
 
 # Never let a test reach a real model hub: a closed local port answers "refused" at once.
-os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 
 
 @pytest.fixture(scope="session")

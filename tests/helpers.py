@@ -39,34 +39,3 @@ def red_circle_paths(corpus: Path) -> set[str]:
     return {str((corpus / i["file"]).resolve()) for i in manifest["items"]
             if any(o["color"] == "red" and o["shape"] == "circle" for o in i["objects"])}
 
-
-class LoopbackServer:
-    """A real uvicorn server on 127.0.0.1 (a free port), in a background thread."""
-
-    def __init__(self, app):
-        import socket
-        import threading
-
-        import uvicorn
-
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    def __enter__(self) -> "LoopbackServer":
-        import time
-
-        self._thread.start()
-        deadline = time.time() + 30
-        while not self._server.started:
-            if time.time() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()

@@ -153,3 +153,60 @@ def test_killed_job_resumes_and_indexes_everything_exactly_once(tmp_path):
     for a, b in zip(killed_answers, clean_answers):
         assert [p for p, _ in a] == [p for p, _ in b]
         assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-5)
+
+
+class _OtherSpace(CountingEncoder):
+    """The real encoder presented as another embedding space (as after retraining or a model switch)."""
+
+    space = "open_clip:some-other-model|squash64"
+
+
+def test_switching_model_reembeds_everything(corpus, tmp_path, mini_encoder):
+    with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
+        lib.index([corpus])
+    other = _OtherSpace(mini_encoder)
+    with open_library(tmp_path / "lib", encoder=other) as lib:
+        job = lib.index([corpus])
+        assert other.images_embedded == 90 and job["changed"] == 90
+        hits = lib.search(SearchRequest(terms=parse_text("a shape"), k=200))
+        assert len(hits) == 90
+        with lib.store.session() as s:
+            spaces = set(s.scalars(select(Vector.space)))
+        assert spaces == {other.space}  # the replaced space's vectors are gone with their media rows
+
+
+def test_overlapping_roots_index_each_file_once(corpus, tmp_path, mini_encoder):
+    counting = CountingEncoder(mini_encoder)
+    with open_library(tmp_path / "lib", encoder=counting) as lib:
+        sub = corpus / "images"
+        assert lib.index([sub])["new"] == 90
+        parent = lib.index([corpus])
+        assert parent["new"] == 0 and parent["unchanged"] == 90
+        both = lib.index([corpus, sub])
+        assert both["unchanged"] == 90 and both["roots"] == [str(corpus.resolve())]
+        assert counting.images_embedded == 90
+        assert lib.store.count(Media) == 90 and lib.indexes.size("image") == 90
+
+
+def test_a_file_that_stops_being_an_image_loses_its_vector(corpus, tmp_path, mini_encoder):
+    with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
+        lib.index([corpus])
+        victim = sorted((corpus / "images").glob("*.png"))[0]
+        victim.write_text("overwritten with text")
+        job = lib.index([corpus])
+        assert job["changed"] == 1 and job["errors"] == 1
+        with lib.store.session() as s:
+            row = s.scalars(select(Media).where(Media.path == str(victim))).one()
+            assert row.error and s.scalar(select(func.count()).select_from(Vector).where(Vector.media_id == row.id)) == 0
+        assert lib.indexes.size("image") == 89
+
+
+def test_an_emptied_root_deletes_nothing(corpus, tmp_path, mini_encoder):
+    with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
+        lib.index([corpus])
+        hidden = tmp_path / "unmounted"
+        corpus.rename(hidden)
+        corpus.mkdir()  # an unmounted mount point: the folder is there, empty
+        job = lib.index([corpus])
+        assert job["deleted"] == 0 and "nothing was deleted" in job["message"]
+        assert lib.store.count(Media) == 90

@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-import io
 import logging
+import os
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
-from PIL import Image, UnidentifiedImageError
 
 from ..encoders.base import EncoderError
+from ..imageio import UnreadableImageError, decode_rgb
 from ..library import Library
-from ..search.query import QueryError, SearchRequest, Term, parse_text
+from ..search.query import MediaNotFoundError, QueryError, SearchRequest, Term, build_terms
 from .files import OutsideRootsError, safe_path, thumbnail_jpeg
-from .schemas import HitOut, JobIn, MediaOut, SearchIn, SearchOut
+from .schemas import MAX_ID, HitOut, JobIn, MediaOut, SearchIn, SearchOut
 
 log = logging.getLogger(__name__)
 
 
 def _terms(body: SearchIn) -> list[Term]:
-    w = body.weights
-    terms: list[Term] = []
-    if body.text:
-        for t in parse_text(body.text):
-            t.weight *= w.get("text", 1.0)
-            terms.append(t)
-    if body.image_media_id is not None:
-        terms.append(Term(media_id=body.image_media_id, weight=w.get("image", 1.0)))
-    if body.vector is not None:
-        terms.append(Term(vector=body.vector, weight=w.get("vector", 1.0)))
-    terms.extend(Term(text=t.text, media_id=t.media_id, vector=t.vector, weight=t.weight) for t in body.terms)
-    return terms
+    terms = build_terms(text=body.text, media_id=body.image_media_id, vector=body.vector, weights=body.weights)
+    return terms + [Term(text=t.text, media_id=t.media_id, vector=t.vector, weight=t.weight) for t in body.terms]
 
 
 def _media_out(m) -> dict:
@@ -42,7 +35,10 @@ def _media_out(m) -> dict:
                     indexed_at=m.indexed_at, file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail").model_dump()
 
 
-async def _read_limited(upload: UploadFile, limit: int) -> bytes:
+async def _read_limited(request: Request, upload: UploadFile, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:  # form overhead
+        raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
@@ -50,14 +46,21 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
 
 
 def create_app(library: Library) -> FastAPI:
-    app = FastAPI(title="mmsearch", version="0.1.0", description="Multimodal search over a media library.")
-    settings = library.settings
     jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-job")  # one job at a time, in order
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        library.stop_jobs()  # a running job stops after its batch, as 'interrupted'; the next job resumes it
+        jobs.shutdown(wait=True, cancel_futures=True)
+
+    app = FastAPI(title="mmsearch", version="0.1.0", description="Multimodal search over a media library.", lifespan=lifespan)
+    settings = library.settings
     search_lock = threading.Lock()
 
     @app.exception_handler(QueryError)
     async def _query_error(_request: Request, exc: QueryError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, MediaNotFoundError) else 400)
 
     def _run_search(req: SearchRequest) -> dict:
         t0 = time.perf_counter()
@@ -82,24 +85,29 @@ def create_app(library: Library) -> FastAPI:
 
     @app.post("/search/image", response_model=SearchOut)
     async def search_image(
+        request: Request,
         file: UploadFile = File(..., description="The query image."),
         text: str | None = Form(None, max_length=1000),
-        image_weight: float = Form(1.0, ge=-100, le=100),
+        image_weight: float = Form(1.0, ge=-100, le=100, allow_inf_nan=False),
         kind: str = Form("any", pattern="^(image|video|any)$"),
         k: int = Form(10, ge=1, le=1000),
         offset: int = Form(0, ge=0, le=100_000),
     ) -> dict:
-        data = await _read_limited(file, settings.max_upload_bytes)
-        try:
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-            raise HTTPException(400, f"the upload is not a readable image: {e}") from e
-        terms = parse_text(text) if text else []
-        terms.append(Term(image=image, weight=image_weight))
-        return _run_search(SearchRequest(terms=terms, k=k, offset=offset, kind=kind))
+        data = await _read_limited(request, file, settings.max_upload_bytes)
+
+        def decode_and_search() -> dict:  # CPU work: off the event loop
+            try:
+                image = decode_rgb(data, max_pixels=settings.max_pixels)
+            except UnreadableImageError as e:
+                raise HTTPException(400, f"the upload is not a readable image: {e}") from e
+            terms = build_terms(text=text, image=image, weights={"image": image_weight})
+            return _run_search(SearchRequest(terms=terms, k=k, offset=offset, kind=kind))
+
+        return await run_in_threadpool(decode_and_search)
 
     def _media_or_404(media_id: int):
+        if not 1 <= media_id <= MAX_ID:
+            raise HTTPException(404, f"no media with id {media_id}")
         m = library.media(media_id)
         if m is None:
             raise HTTPException(404, f"no media with id {media_id}")
@@ -111,7 +119,7 @@ def create_app(library: Library) -> FastAPI:
 
     def _served_path(m):
         try:
-            return safe_path(m.path, library.roots())
+            return safe_path(m.path, library.serving_roots(m))
         except OutsideRootsError as e:
             raise HTTPException(403, str(e)) from e
         except (FileNotFoundError, OSError) as e:
@@ -129,10 +137,14 @@ def create_app(library: Library) -> FastAPI:
             raise HTTPException(404, f"media {media_id} has no thumbnail")
         cache = library.dir / "thumbnails" / f"{m.id}-{(m.content_hash or 'x')[:16]}.jpg"
         if not cache.is_file():
+            try:
+                jpeg = thumbnail_jpeg(path)
+            except UnreadableImageError as e:
+                raise HTTPException(404, f"media {media_id} no longer decodes: {e}") from e
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_bytes(thumbnail_jpeg(path))
-            tmp.replace(cache)
+            with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as tmp:
+                tmp.write(jpeg)  # a private temp name: concurrent requests never clash
+            os.replace(tmp.name, cache)
         return Response(cache.read_bytes(), media_type="image/jpeg")
 
     @app.post("/jobs", status_code=202)
@@ -153,7 +165,7 @@ def create_app(library: Library) -> FastAPI:
 
     @app.get("/jobs/{job_id}")
     def job(job_id: int) -> dict:
-        summary = library.job(job_id)
+        summary = library.job(job_id) if 1 <= job_id <= MAX_ID else None
         if summary is None:
             raise HTTPException(404, f"no job with id {job_id}")
         return summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from ..imageio import decode_rgb
 
 
 class OutsideRootsError(PermissionError):
@@ -25,9 +25,9 @@ def safe_path(path: str, roots: list[Path]) -> Path:
 
 
 def thumbnail_jpeg(path: Path, max_side: int = 256) -> bytes:
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        im.thumbnail((max_side, max_side))
-        buf = io.BytesIO()
-        im.convert("RGB").save(buf, format="JPEG", quality=85)
+    """A JPEG of at most max_side pixels; raises UnreadableImageError for a file that no longer decodes."""
+    im = decode_rgb(path, draft_side=max_side)
+    im.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
     return buf.getvalue()

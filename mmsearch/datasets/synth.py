@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -151,7 +152,8 @@ def generate(out_dir: str | Path, n_images: int, n_videos: int = 0, seed: int = 
     items: list[dict] = []
     jobs = [(seed, split, i, str(out)) for i in range(n_images)]
     if workers > 1 and n_images > 64:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn: the caller may run torch threads, and forking those can deadlock
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for entry in pool.map(render_image, jobs, chunksize=64):
                 items.append(entry)
                 if progress:

@@ -7,7 +7,9 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from ..imageio import UnreadableImageError, decode_rgb
 
 
 class EncoderError(Exception):
@@ -59,16 +61,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def load_rgb(image: ImageInput, index: int) -> Image.Image:
-    """Decode fully (so truncated files fail here, not later), apply EXIF orientation, RGB."""
+    """Decode fully (truncated files fail here, not later), EXIF-oriented, RGB."""
     try:
-        if isinstance(image, (str, Path)):
-            with Image.open(image) as im:
-                im.load()
-                return ImageOps.exif_transpose(im).convert("RGB")
-        image.load()
-        return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageDecodeError(index, f"{type(e).__name__}: {e}") from e
+        return decode_rgb(image)
+    except UnreadableImageError as e:
+        raise ImageDecodeError(index, str(e)) from e
 
 
 def l2_normalise(x: torch.Tensor) -> np.ndarray:

@@ -53,10 +53,16 @@ class BlipEncoder:
             self.processor = BlipProcessor.from_pretrained(where, local_files_only=local)
         except OSError as e:
             raise CheckpointNotFoundError(f"cannot load BLIP from {source}: {e}") from e
-        weights = next((p for p in sorted(Path(where).glob("*.safetensors")) + sorted(Path(where).glob("*.bin"))), None) if local else None
         size = self.processor.image_processor.size
         self.name = f"blip:{source}"
-        self.space = f"blip:{Path(source).name}@{weights_digest(weights) if weights else source}|{size.get('height', size)}"
+        # A hub id names its weights whether they were just downloaded or came from the cache;
+        # a local folder is named by a digest of its weights file.
+        if Path(source).expanduser().is_dir():
+            weights = min(Path(where).glob("*.safetensors"), default=None) or min(Path(where).glob("*.bin"), default=None)
+            label = f"{Path(source).name}@{weights_digest(weights) if weights else 'noweights'}"
+        else:
+            label = source
+        self.space = f"blip:{label}|{size.get('height', size)}"
         self.dim = int(self.model.config.image_text_hidden_size)
 
     def _text_inputs(self, texts: Sequence[str]) -> dict:

@@ -1,4 +1,4 @@
-"""Robust image decoding for index jobs; runs in worker processes, so it imports no torch.
+"""Image decoding for index jobs; runs in worker processes, so it imports no torch.
 
 A file is read once: its bytes give the content hash and the pixels. Unreadable files
 (empty, truncated, corrupt, over the pixel limit) come back with an error, never raise.
@@ -7,23 +7,24 @@ A file is read once: its bytes give the content hash and the pixels. Unreadable 
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-DEFAULT_MAX_PIXELS = 100_000_000  # larger images are refused as decompression bombs
-DEFAULT_MAX_SIDE = 512  # decoded images are downscaled to this before the encoder's preprocess
+from ..imageio import DEFAULT_MAX_PIXELS, UnreadableImageError, decode_rgb, oriented_size
+
+# Decoded images are downscaled so their shorter side is at most this (encoders need far
+# less); panoramas keep their shape instead of being squeezed into a square box.
+DEFAULT_MAX_SIDE = 512
 
 
 @dataclass
 class Decoded:
     path: str
     content_hash: str | None = None
-    pixels: np.ndarray | None = None  # uint8 HxWx3, longest side <= max_side
-    width: int | None = None  # of the original, after EXIF orientation
+    pixels: np.ndarray | None = None  # uint8 HxWx3, shorter side <= max_side
+    width: int | None = None  # of the original, as displayed
     height: int | None = None
     error: str | None = None
 
@@ -37,34 +38,15 @@ def decode_image(path: str, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = 
         out.error = f"cannot read: {e}"
         return out
     out.content_hash = hashlib.sha256(data).hexdigest()
-    if not data:
-        out.error = "empty file"
-        return out
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = max_pixels
-            with Image.open(io.BytesIO(data)) as im:
-                if im.width * im.height > max_pixels:
-                    raise Image.DecompressionBombError(f"{im.width}x{im.height} pixels is over the limit of {max_pixels}")
-                im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale, much faster
-                im = ImageOps.exif_transpose(im)
-                im.load()
-                full_w, full_h = im.size
-                rgb = im.convert("RGB")
-                rgb.thumbnail((max_side, max_side), Image.BICUBIC)
-                out.pixels = np.asarray(rgb, dtype=np.uint8)
-        out.width, out.height = _original_size(data, full_w, full_h)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        out.error = f"refused as a decompression bomb: {e}"
-    except Exception as e:  # PIL raises many types for bad data; all mean "unreadable"
-        out.error = f"cannot decode image: {type(e).__name__}: {e}"
+        rgb = decode_rgb(data, max_pixels=max_pixels, draft_side=max_side)
+        out.width, out.height = oriented_size(data)
+    except UnreadableImageError as e:
+        out.error = str(e)
+        return out
+    short = min(rgb.size)
+    if short > max_side:
+        scale = max_side / short
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BICUBIC)
+    out.pixels = np.asarray(rgb, dtype=np.uint8)
     return out
-
-
-def _original_size(data: bytes, drafted_w: int, drafted_h: int) -> tuple[int, int]:
-    """Size before draft() scaling, with EXIF orientation applied."""
-    with Image.open(io.BytesIO(data)) as im:
-        w, h = im.size
-        orientation = im.getexif().get(0x0112, 1)
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Protocol
@@ -19,6 +20,7 @@ from sqlalchemy import select, update
 
 from ..search.store import Job, JobError, Media, Store, Vector, encode_embedding, job_summary
 from .decode import Decoded
+from .lock import LibraryBusyError, writer_lock
 from .pipeline import PipelineConfig, run_pipeline
 from .scan import Candidate, scan
 
@@ -37,28 +39,15 @@ class IndexSink(Protocol):
     def checkpoint(self, force: bool = False) -> None: ...
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def mark_dead_jobs(store: Store) -> None:
-    """Jobs left 'running' by a process that no longer exists were interrupted."""
+    """Call with the library's writer lock held: any job still 'running' then belongs to a
+    process that died (kill -9, power loss) before finishing."""
     with store.session() as s:
-        for job in s.scalars(select(Job).where(Job.state.in_(("running", "pending")))):
-            if not _pid_alive(job.pid):
-                job.state, job.message = "interrupted", "the indexing process stopped before finishing; rerun to resume"
+        for job in s.scalars(select(Job).where(Job.state == "running")):
+            job.state, job.message = "interrupted", "the indexing process stopped before finishing; rerun to resume"
 
 
 def create_job(store: Store, roots: list[Path], space: str) -> int:
-    mark_dead_jobs(store)
     with store.session() as s:
         job = Job(roots=[str(r) for r in roots], space=space, state="pending", pid=os.getpid())
         s.add(job)
@@ -66,14 +55,32 @@ def create_job(store: Store, roots: list[Path], space: str) -> int:
         return job.id
 
 
+class JobCancelled(Exception):
+    """The job was asked to stop (server shutdown); it ends as 'interrupted' and resumes next time."""
+
+
 class IndexJobRunner:
     """Runs one job to completion (or failure); progress(summary) is called after each batch."""
 
-    def __init__(self, store: Store, encoder, sink: IndexSink, skip_dirs: set[Path], cfg: PipelineConfig, progress: ProgressFn | None = None):
+    def __init__(self, store: Store, encoder, sink: IndexSink, library_dir: Path, cfg: PipelineConfig,
+                 progress: ProgressFn | None = None, stop: threading.Event | None = None):
         self.store, self.encoder, self.sink = store, encoder, sink
-        self.skip_dirs, self.cfg, self.progress = skip_dirs, cfg, progress
+        self.library_dir, self.cfg, self.progress = library_dir, cfg, progress
+        self.stop = stop or threading.Event()
 
     def run(self, job_id: int) -> dict:
+        """Run the job; raises LibraryBusyError (job marked failed) when another process is indexing."""
+        try:
+            with writer_lock(self.library_dir):
+                mark_dead_jobs(self.store)
+                return self._run_locked(job_id)
+        except LibraryBusyError as e:
+            with self.store.session() as s:
+                job = s.get(Job, job_id)
+                job.state, job.message, job.finished_at = "failed", str(e), time.time()
+            raise
+
+    def _run_locked(self, job_id: int) -> dict:
         with self.store.session() as s:
             job = s.get(Job, job_id)
             roots = [Path(r) for r in job.roots]
@@ -83,7 +90,7 @@ class IndexJobRunner:
         except BaseException as e:
             with self.store.session() as s:
                 job = s.get(Job, job_id)
-                job.state = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+                job.state = "interrupted" if isinstance(e, (KeyboardInterrupt, JobCancelled)) else "failed"
                 job.message, job.finished_at = f"{type(e).__name__}: {e}", time.time()
             self.sink.checkpoint(force=True)
             raise
@@ -98,17 +105,17 @@ class IndexJobRunner:
             self.progress(self.summary(job_id))
 
     def _run(self, job_id: int, roots: list[Path]) -> None:
-        result = scan(self.store, roots, self.skip_dirs)
+        result = scan(self.store, roots, {self.library_dir}, self.encoder.space)
         images = [c for c in result.todo if c.kind == "image"]
         not_media = [c for c in result.todo if c.kind is None]
-        videos = [c for c in result.todo if c.kind == "video"]  # indexed once video support lands
         with self.store.session() as s:
             removed = self.store.delete_media(s, result.deleted_media_ids)
             for media_id, mtime in result.touched:
                 s.execute(update(Media).where(Media.id == media_id).values(mtime=mtime))
             job = s.get(Job, job_id)
             job.total = len(images) + len(not_media)
-            job.new, job.changed, job.unchanged, job.deleted = result.new - len(videos), result.changed, result.unchanged, len(result.deleted_media_ids)
+            job.new, job.changed, job.unchanged, job.deleted = result.new, result.changed, result.unchanged, len(result.deleted_media_ids)
+            job.message = "; ".join(result.warnings)[:4000] or None
             job.updated_at = time.time()
         self.sink.remove(removed)
         if not_media:
@@ -132,6 +139,8 @@ class IndexJobRunner:
 
     def _write(self, job_id: int, good: list[Decoded], vectors: np.ndarray, bad: list[Decoded], by_path: dict[str, Candidate]) -> None:
         """One transaction: media rows (new or replaced), their vectors, error rows, job counters."""
+        if self.stop.is_set():
+            raise JobCancelled("stopped before finishing; rerun to resume")
         space, dim = self.encoder.space, self.encoder.dim
         new_vectors: list[Vector] = []
         with self.store.session() as s:

@@ -17,7 +17,8 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from .decode import Decoded, decode_image
+from ..imageio import DEFAULT_MAX_PIXELS
+from .decode import DEFAULT_MAX_SIDE, Decoded, decode_image
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 class PipelineConfig:
     workers: int = 2  # decode processes; 0 decodes in this process
     batch_size: int = 64
-    max_side: int = 512
-    max_pixels: int = 100_000_000
+    max_side: int = DEFAULT_MAX_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def in_flight(self) -> int:

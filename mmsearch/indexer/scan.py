@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ..search.store import Media, Store
+from ..search.store import Media, Store, Vector
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +67,57 @@ class ScanResult:
     unchanged: int = 0
     touched: list[tuple[int, float]] = field(default_factory=list)  # same content, new mtime
     deleted_media_ids: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-def walk(root: Path, skip: set[Path]) -> list[Path]:
-    """Files under root, sorted, skipping hidden folders and the library's own folder."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+def walk(root: Path, skip: set[Path]) -> tuple[list[Path], list[Path]]:
+    """Files under root (sorted; hidden entries and the library's own folder skipped), and
+    the folders that could not be read."""
+    found: list[Path] = []
+    unreadable: list[Path] = []
+
+    def on_error(err: OSError) -> None:
+        unreadable.append(Path(err.filename))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in skip)
         found.extend(here / f for f in sorted(filenames) if not f.startswith("."))
-    return found
+    return found, unreadable
 
 
-def scan(store: Store, roots: list[Path], skip: set[Path]) -> ScanResult:
+def _known_media(store: Store, root: Path, space: str) -> tuple[dict[str, tuple], set[int]]:
+    """Stored files under root (whatever root they were indexed from), and which of them
+    have a vector in `space`."""
+    prefix = str(root).rstrip(os.sep) + os.sep
+    under_root = Media.path.startswith(prefix, autoescape=True) & Media.generated.is_(False)
+    with store.session() as s:
+        known = {p: (mid, size, mtime, digest, err) for mid, p, size, mtime, digest, err in s.execute(
+            select(Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error).where(under_root))}
+        embedded = set(s.scalars(select(Vector.media_id).join(Media).where(Vector.space == space, under_root).distinct()))
+    return known, embedded
+
+
+def scan(store: Store, roots: list[Path], skip: set[Path], space: str) -> ScanResult:
+    """What to do under the roots. A stored file is re-embedded when its content changed
+    (size/mtime, then hash) or when it has no vector in `space` (the model was switched)."""
     result = ScanResult()
     for root in roots:
-        with store.session() as s:
-            known = {m.path: (m.id, m.size, m.mtime, m.content_hash) for m in s.scalars(select(Media).where(Media.root == str(root), Media.generated.is_(False)))}
+        known, embedded = _known_media(store, root, space)
+        files, unreadable = walk(root, skip)
         seen = set()
-        for path in walk(root, skip):
+        for path in files:
             try:
                 st = path.stat()
-            except OSError:
+            except OSError as e:
+                unreadable.append(path)
+                result.warnings.append(f"cannot stat {path}: {e}")
                 continue
             kind = sniff(path)
             if kind is None and not looks_like_media_name(path):
                 continue  # not media (e.g. a README): not our business
+            if kind == "video":
+                continue  # recognised, but video indexing is not built yet
             key = str(path)
             seen.add(key)
             cand = Candidate(path, root, kind, st.st_size, st.st_mtime)
@@ -100,15 +125,28 @@ def scan(store: Store, roots: list[Path], skip: set[Path]) -> ScanResult:
                 result.new += 1
                 result.todo.append(cand)
                 continue
-            media_id, size, mtime, digest = known[key]
-            if size == st.st_size and mtime == st.st_mtime:
+            media_id, size, mtime, digest, error = known[key]
+            same_stat = size == st.st_size and mtime == st.st_mtime
+            same_content = same_stat or (size == st.st_size and digest is not None and digest == file_hash(path))
+            if same_content and (error is not None or media_id in embedded):
                 result.unchanged += 1
-            elif size == st.st_size and digest and digest == file_hash(path):
-                result.unchanged += 1
-                result.touched.append((media_id, st.st_mtime))
+                if not same_stat:
+                    result.touched.append((media_id, st.st_mtime))
             else:
                 cand.media_id = media_id
                 result.changed += 1
                 result.todo.append(cand)
-        result.deleted_media_ids.extend(mid for p, (mid, *_rest) in known.items() if p not in seen)
+        result.deleted_media_ids.extend(_deleted(known, seen, unreadable, root, result))
     return result
+
+
+def _deleted(known: dict[str, tuple], seen: set[str], unreadable: list[Path], root: Path, result: ScanResult) -> list[int]:
+    """Stored files that are gone, except where the disk could not be read: an unmounted or
+    unreadable folder must not wipe its part of the index."""
+    if known and not seen:
+        result.warnings.append(f"{root} holds none of its {len(known)} indexed files (unmounted?); nothing was deleted")
+        return []
+    blocked = [str(p).rstrip(os.sep) + os.sep for p in unreadable]
+    for p in unreadable:
+        result.warnings.append(f"cannot read {p}; its indexed files are kept")
+    return [mid for p, (mid, *_rest) in known.items() if p not in seen and not any(p.startswith(b) or p + os.sep == b for b in blocked)]

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import select
 
 from .indexes import IndexSet
-from .query import QueryError, SearchRequest, Term, combine
+from .query import MediaNotFoundError, QueryError, SearchRequest, Term, combine
 from .store import Media, Store, Vector, decode_embeddings
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 MEDIA_KINDS = ("image", "video", "any")
 # Vector kinds searched for each media kind (video kinds join when video indexing lands).
 VECTOR_KINDS = {"image": ("image",), "video": (), "any": ("image",)}
+MAX_FETCH = 20_000  # most vectors one search reads; bounds the cost of very selective filters
 
 
 @dataclass
@@ -46,7 +47,7 @@ class SearchEngine:
         with self.store.session() as s:
             media = s.get(Media, media_id)
             if media is None:
-                raise QueryError(f"no media with id {media_id}")
+                raise MediaNotFoundError(f"no media with id {media_id}")
             row = s.scalars(select(Vector).where(Vector.media_id == media_id, Vector.space == self.encoder.space).order_by(Vector.id).limit(1)).first()
             if row is None:
                 raise QueryError(f"media {media_id} has no embedding in this model's space" + (f" ({media.error})" if media.error else ""))
@@ -88,31 +89,35 @@ class SearchEngine:
         return self.search_vector(q, req, via)
 
     def search_vector(self, q: np.ndarray, req: SearchRequest, via: str = "text") -> list[Hit]:
+        if not np.all(np.isfinite(q)):
+            raise QueryError("the query vector has non-finite values")
         wanted = req.offset + req.k
         kinds = VECTOR_KINDS[req.kind]
-        if not kinds:
-            return []
         total = sum(self.indexes.size(kind) for kind in kinds)
-        fetch = min(max(4 * wanted, 32), max(total, 1))
-        while True:
-            hits = self._collect(q, kinds, fetch, req, via)
-            # Filters and grouping can eat candidates: widen the ANN search until the page fills.
-            if len(hits) >= wanted or fetch >= total:
+        fetch = min(max(4 * wanted, 32), total)
+        while fetch:
+            hits, lowest = self._collect(q, kinds, fetch, req, via)
+            # Filters and grouping can eat candidates: widen the ANN search until the page
+            # fills, the index is exhausted, the scores fall below min_score, or the cap.
+            exhausted = fetch >= total or (req.min_score is not None and lowest < req.min_score)
+            if len(hits) >= wanted or exhausted or fetch >= MAX_FETCH:
                 return hits[req.offset:wanted]
-            fetch = min(fetch * 4, total)
+            fetch = min(fetch * 4, total, MAX_FETCH)
+        return []
 
-    def _collect(self, q: np.ndarray, kinds: tuple[str, ...], fetch: int, req: SearchRequest, via: str) -> list[Hit]:
+    def _collect(self, q: np.ndarray, kinds: tuple[str, ...], fetch: int, req: SearchRequest, via: str) -> tuple[list[Hit], float]:
+        """Hits from the top `fetch` vectors, best per media; and the lowest score fetched."""
         best: dict[int, float] = {}
+        lowest = float("inf")
         for kind in kinds:
             scores, ids = self.indexes.search(kind, q[None, :], fetch)
-            vec_ids = [int(i) for i in ids[0] if i >= 0]
-            rows = self.store.vectors_by_id(vec_ids)
-            for vid, score in zip(ids[0], scores[0]):
-                row = rows.get(int(vid))
-                if row is None:
-                    continue  # deleted in SQL after the index answered
-                if row.media_id not in best or score > best[row.media_id]:
-                    best[row.media_id] = float(score)
+            found = ids[0] >= 0
+            owners = self.store.media_of_vectors(ids[0][found].tolist())
+            for vid, score in zip(ids[0][found], scores[0][found]):
+                lowest = min(lowest, float(score))
+                media_id = owners.get(int(vid))
+                if media_id is not None and (media_id not in best or score > best[media_id]):
+                    best[media_id] = float(score)  # (None: deleted in SQL after the index answered)
         media = self.store.media_by_id(list(best))
         hits = []
         for media_id, score in sorted(best.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -122,7 +127,7 @@ class SearchEngine:
             hits.append(Hit(id=m.id, path=m.path, kind=m.kind, score=round(score, 6), generated=m.generated,
                             via="generated" if m.generated else via,
                             file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail"))
-        return hits
+        return hits, lowest
 
     @staticmethod
     def _passes(m: Media, score: float, req: SearchRequest) -> bool:
@@ -134,4 +139,4 @@ class SearchEngine:
             return False
         if req.generated is not None and m.generated != req.generated:
             return False
-        return m.id not in req.exclude_media
+        return True

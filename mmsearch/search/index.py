@@ -332,7 +332,7 @@ class VectorIndex:
             return
         if not self.is_trained:
             self.train(x)
-        held = ids[self._held_mask(ids)]
+        held = ids[self.contains(ids)]
         if len(held):
             raise ValueError(f"{len(held)} ids are already in the index, e.g. {held[:5].tolist()}")
         if self._tombstones.intersection(ids.tolist()):
@@ -354,15 +354,15 @@ class VectorIndex:
         return removed
 
     def _tombstone(self, ids: np.ndarray) -> int:
-        fresh = ids[self._held_mask(ids)]
+        fresh = ids[self.contains(ids)]
         self._tombstones.update(fresh.tolist())
         self._tombstone_filter = None
         if len(self._tombstones) > AUTO_COMPACT_FRACTION * self._index.ntotal:
             self.compact()
         return len(fresh)
 
-    def _held_mask(self, ids: np.ndarray) -> np.ndarray:
-        """Which ids are live in the index. Ids above the watermark never are, so the
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which ids are live in the index (a boolean mask). Ids above the watermark never are, so the
         common case (new SQL rows) skips listing the index."""
         mask = np.zeros(len(ids), dtype=bool)
         maybe = ids <= self._watermark
@@ -408,7 +408,7 @@ class VectorIndex:
         added = 0
         for batch_ids, batch_vectors in new_rows:
             batch_ids = np.asarray(batch_ids, dtype=np.int64)
-            new = ~self._held_mask(batch_ids)
+            new = ~self.contains(batch_ids)
             self.add(batch_ids[new], np.asarray(batch_vectors)[new])
             added += int(new.sum())
         missing = len(np.setdiff1d(live_ids, self.ids()))

@@ -35,6 +35,7 @@ class IndexSet:
         self._indexes: dict[str, VectorIndex] = {}
         self._dirty: set[str] = set()
         self._last_save = time.monotonic()
+        self._last_refresh: dict[str, float] = {}
         self._lock = threading.RLock()
 
     def path(self, kind: str) -> Path:
@@ -82,11 +83,11 @@ class IndexSet:
             return index
 
     def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add rows just committed to SQL. Ids at or below the watermark are skipped: opening
-        the index may already have caught them up from SQL (rows are committed in id order)."""
+        """Add rows just committed to SQL, skipping any the index already holds (opening it
+        may have caught them up from SQL already)."""
         with self._lock:
             index = self.get(kind)
-            fresh = ids > index.watermark
+            fresh = ~index.contains(ids)
             if fresh.any():
                 index.add(ids[fresh], vectors[fresh])
                 self._dirty.add(kind)
@@ -102,7 +103,23 @@ class IndexSet:
 
     def search(self, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
+            self._refresh(kind)
             return self.get(kind).search(queries, k)
+
+    def _refresh(self, kind: str) -> None:
+        """Catch up with rows another process (a CLI index job beside the server) committed;
+        checked at most once a second with one cheap SQL query."""
+        now = time.monotonic()
+        if kind not in self._indexes or now - self._last_refresh.get(kind, 0.0) < 1.0:
+            return
+        self._last_refresh[kind] = now
+        index = self._indexes[kind]
+        max_id, count = self.store.vector_stats(self.space, kind)
+        if max_id > index.watermark or count != index.ntotal:
+            live = self.store.vector_ids(self.space, (kind,))
+            index.catch_up(live, self.store.iter_vectors(self.space, (kind,), after_id=index.watermark))
+            if index.ntotal != len(live):
+                self.rebuild(kind)
 
     def size(self, kind: str) -> int:
         with self._lock:
@@ -114,7 +131,17 @@ class IndexSet:
             if not self._dirty or (not force and time.monotonic() - self._last_save < self.save_every_s):
                 return
             self.directory.mkdir(parents=True, exist_ok=True)
+            if force:
+                self._rechoose_factories()
             for kind in sorted(self._dirty):
                 self._indexes[kind].save(self.path(kind), extra={"space": self.space, "kind": kind})
             self._dirty.clear()
             self._last_save = time.monotonic()
+
+    def _rechoose_factories(self) -> None:
+        """An index that grew (or shrank) past a size threshold is rebuilt with the index type
+        its size calls for (e.g. Flat -> HNSW at 100k vectors)."""
+        for kind, index in list(self._indexes.items()):
+            if VectorIndex.choose_factory(index.ntotal, self.dim) != index.factory:
+                log.info("rebuilding the %s index as %s for %d vectors", kind, VectorIndex.choose_factory(index.ntotal, self.dim), index.ntotal)
+                self.rebuild(kind)

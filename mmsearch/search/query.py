@@ -9,7 +9,7 @@ operator: operators stand alone between spaces or next to a quote.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -17,6 +17,10 @@ from PIL import Image
 
 class QueryError(ValueError):
     """The query cannot be understood or has nothing to search with."""
+
+
+class MediaNotFoundError(QueryError):
+    """The query names a media id the library does not have."""
 
 
 @dataclass
@@ -37,11 +41,17 @@ class SearchRequest:
     path_prefix: str | None = None
     generated: bool | None = None  # None: both
     min_score: float | None = None
-    exclude_media: set[int] = field(default_factory=set)
 
 
 _WEIGHT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*\*\s*")
-_OPERATOR = re.compile(r"\s+[+-]\s+|\s*[+-]\s*(?=[\d.]*\s*\*?\s*\")|(?<=\")\s*[+-]\s*")
+_OPERATOR = re.compile(r"\s+[+-](?:\s+|$)|\s*[+-]\s*(?=[\d.]*\s*\*?\s*\")|(?<=\")\s*[+-]\s*")
+
+
+def _is_operator(s: str, pos: int) -> bool:
+    """A + or - at pos is an operator when a space, a quote or a weight ("2*") follows it;
+    "-5 degrees" is text."""
+    rest = s[pos + 1:]
+    return rest == "" or rest[0].isspace() or rest[0] == '"' or _WEIGHT.match(rest) is not None
 
 
 def parse_text(query: str) -> list[Term]:
@@ -54,8 +64,10 @@ def parse_text(query: str) -> list[Term]:
     while pos < len(s):
         while pos < len(s) and s[pos].isspace():
             pos += 1
-        if pos < len(s) and s[pos] in "+-" and (pos + 1 == len(s) or s[pos + 1].isspace() or s[pos + 1] in '"0123456789.'):
-            sign = -1.0 if s[pos] == "-" else 1.0
+        if pos < len(s) and s[pos] in "+-" and _is_operator(s, pos):
+            if s[pos + 1:].strip() == "":
+                raise QueryError(f"query ends with a dangling {s[pos]!r}: {query!r}")
+            sign *= -1.0 if s[pos] == "-" else 1.0
             pos += 1
             continue
         weight = 1.0
@@ -79,9 +91,28 @@ def parse_text(query: str) -> list[Term]:
     return terms
 
 
+def build_terms(text: str | None = None, image: Image.Image | None = None, media_id: int | None = None,
+                vector: list[float] | np.ndarray | None = None, weights: dict[str, float] | None = None) -> list[Term]:
+    """Terms from the usual query parts; `weights` scales each part ("text", "image", "vector")."""
+    w = weights or {}
+    terms = []
+    for t in parse_text(text) if text else []:
+        t.weight *= w.get("text", 1.0)
+        terms.append(t)
+    if image is not None:
+        terms.append(Term(image=image, weight=w.get("image", 1.0)))
+    if media_id is not None:
+        terms.append(Term(media_id=media_id, weight=w.get("image", 1.0)))
+    if vector is not None:
+        terms.append(Term(vector=np.asarray(vector, np.float32), weight=w.get("vector", 1.0)))
+    return terms
+
+
 def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
     """Weighted sum of unit vectors, renormalised; refuses a sum that cancels out."""
     q = np.sum([w * v for w, v in zip(weights, vectors)], axis=0).astype(np.float32)
+    if not np.all(np.isfinite(q)):
+        raise QueryError("the query has non-finite values")
     norm = float(np.linalg.norm(q))
     if norm < 1e-6:
         raise QueryError("the query terms cancel each other out")

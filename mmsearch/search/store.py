@@ -173,6 +173,12 @@ class Store:
             ids = s.scalars(select(Vector.id).where(Vector.space == space, Vector.kind.in_(kinds)).order_by(Vector.id)).all()
         return np.asarray(ids, dtype=np.int64)
 
+    def vector_stats(self, space: str, kind: str) -> tuple[int, int]:
+        """(highest id, count) of a space's vectors of one kind; (0, 0) when there are none."""
+        with self.session() as s:
+            max_id, count = s.execute(select(func.max(Vector.id), func.count()).where(Vector.space == space, Vector.kind == kind)).one()
+        return int(max_id or 0), int(count)
+
     def iter_vectors(self, space: str, kinds: tuple[str, ...], after_id: int = 0, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) batches of a space's rows with id > after_id, in id order."""
         last = after_id
@@ -188,17 +194,20 @@ class Store:
             last = rows[-1][0]
             yield np.asarray([r[0] for r in rows], np.int64), decode_embeddings([r[2] for r in rows], rows[0][1])
 
-    def vectors_by_id(self, ids: list[int]) -> dict[int, Vector]:
-        if not ids:
-            return {}
+    def media_of_vectors(self, ids: list[int], chunk: int = 900) -> dict[int, int]:
+        """vector id -> media id (chunked: SQLite limits the number of bound parameters)."""
+        out: dict[int, int] = {}
         with self.session() as s:
-            return {v.id: v for v in s.scalars(select(Vector).where(Vector.id.in_(ids)))}
+            for start in range(0, len(ids), chunk):
+                out.update((vid, mid) for vid, mid in s.execute(select(Vector.id, Vector.media_id).where(Vector.id.in_(ids[start:start + chunk]))))
+        return out
 
-    def media_by_id(self, ids: list[int]) -> dict[int, Media]:
-        if not ids:
-            return {}
+    def media_by_id(self, ids: list[int], chunk: int = 900) -> dict[int, Media]:
+        out: dict[int, Media] = {}
         with self.session() as s:
-            return {m.id: m for m in s.scalars(select(Media).where(Media.id.in_(ids)))}
+            for start in range(0, len(ids), chunk):
+                out.update((m.id, m) for m in s.scalars(select(Media).where(Media.id.in_(ids[start:start + chunk]))))
+        return out
 
     def count(self, model) -> int:
         with self.session() as s:
