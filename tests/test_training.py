@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from mmsearch.datasets import synth
-from mmsearch.datasets.captions import spec_matches
 from mmsearch.encoders import load_encoder
 from mmsearch.training.clip_trainer import ClipTrainConfig, build_batch, load_image_cache, multi_positive_clip_loss, train_clip
 
@@ -52,3 +51,19 @@ def test_training_resumes_and_exports_a_loadable_model(tmp_path):
     enc = load_encoder(str(out), device="cpu")
     v = enc.embed_texts(["a red circle"])
     assert v.shape == (1, 256) and abs(float(np.linalg.norm(v)) - 1) < 1e-4
+
+
+def test_hard_negatives_fit_no_image_they_were_made_for(tmp_path):
+    manifest = synth.generate(tmp_path, 32, 0, seed=6)
+    images = load_image_cache(tmp_path, manifest["items"], 64)
+    rng, gen = np.random.default_rng(1), torch.Generator().manual_seed(1)
+    x, texts, fits = build_batch(images, manifest["items"], np.arange(12), rng, gen, hard_negatives=True)
+    assert len(texts) == 24 and fits.shape == (12, 24)
+    assert torch.all(torch.diagonal(fits[:, :12]) == 1)
+    single = torch.tensor([len(i["objects"]) == 1 for i in manifest["items"][:12]])
+    assert single.sum() >= 6
+    # A changed attribute makes the caption false for a one-object image (with two objects the
+    # changed value may belong to the other one; the fits matrix then counts it as a positive).
+    assert torch.all(torch.diagonal(fits[:, 12:])[single] == 0)
+    loss = multi_positive_clip_loss(torch.randn(12, 24), fits)
+    assert torch.isfinite(loss)

@@ -169,6 +169,26 @@ def sample_spec(scene: dict, rng: np.random.Generator, full_prob: float = 0.35) 
     return {"objects": [{k: o[k] for k in keys}], "relation": None, "background": bg}
 
 
+def perturb_spec(spec: Spec, rng: np.random.Generator) -> Spec:
+    """A hard negative: the same caption with one attribute changed (shape most often, the
+    attribute contrastive batches teach least), or, for two objects, the relation reversed."""
+    from .vocab import COLOR_NAMES, POSITIONS, SHAPES, SIZE_NAMES  # local: vocab is tiny and cycle-free
+
+    values = {"shape": SHAPES, "color": COLOR_NAMES, "size": SIZE_NAMES, "position": POSITIONS}
+    out = {"objects": [dict(o) for o in spec["objects"]], "relation": spec.get("relation"), "background": spec.get("background")}
+    if out["relation"] and rng.random() < 0.3:
+        out["relation"] = INVERSE_RELATION[out["relation"]]
+        return out
+    if not out["objects"]:
+        out["background"] = str(rng.choice([c for c in COLOR_NAMES if c != spec["background"]]))
+        return out
+    obj = out["objects"][int(rng.integers(len(out["objects"])))]
+    keys = list(obj)
+    key = "shape" if "shape" in keys and rng.random() < 0.5 else keys[int(rng.integers(len(keys)))]
+    obj[key] = str(rng.choice([v for v in values[key] if v != obj[key]]))
+    return out
+
+
 def sample_caption(scene: dict, rng: np.random.Generator) -> tuple[str, Spec]:
     spec = sample_spec(scene, rng)
     return render_spec(spec, rng), spec

@@ -18,7 +18,7 @@ import numpy as np
 
 from .captions import canonical_caption, manifest_captions
 from .render import ObjectGeom, draw_scene, jitter_rgb, sample_style
-from .vocab import COLOR_NAMES, HELDOUT_PAIRS, POSITION_CELLS, RELATIONS, SHAPES, SIMILAR_COLORS, SIZES, position_name
+from .vocab import COLOR_NAMES, HELDOUT_PAIRS, RELATIONS, SHAPES, SIMILAR_COLORS, SIZES, position_name
 
 log = logging.getLogger(__name__)
 

@@ -51,9 +51,6 @@ def position_name(row: int, col: int) -> str:
 
 
 POSITIONS: list[str] = [position_name(r, c) for r in range(3) for c in range(3)]
-POSITION_CELLS: dict[str, tuple[int, int]] = {
-    position_name(r, c): (r, c) for r in range(3) for c in range(3)
-}
 
 RELATIONS = ["to the left of", "to the right of", "above", "below"]
 INVERSE_RELATION = {

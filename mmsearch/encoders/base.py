@@ -73,6 +73,14 @@ def l2_normalise(x: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32, copy=False)
 
 
-def batched(seq: Sequence, size: int):
-    for start in range(0, len(seq), size):
-        yield seq[start:start + size]
+def embed_batched(items: Sequence, batch_size: int, dim: int, embed_chunk) -> np.ndarray:
+    """Run embed_chunk(chunk, offset) -> tensor over items in batches, under inference mode;
+    returns the L2-normalised float32 rows ((0, dim) for no items)."""
+    if isinstance(items, str):
+        raise TypeError("expected a list, not one string")
+    items = list(items)
+    out = [np.zeros((0, dim), np.float32)]
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            out.append(l2_normalise(embed_chunk(items[start:start + batch_size], start)))
+    return np.concatenate(out)

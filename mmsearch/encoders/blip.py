@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import CheckpointNotFoundError, EncoderError, ImageInput, batched, l2_normalise, load_rgb, resolve_device
+from .base import CheckpointNotFoundError, EncoderError, ImageInput, embed_batched, load_rgb, resolve_device
 from .hub import cached_hf_snapshot, hf_endpoint, require_hub
 from .openclip import weights_digest
 
@@ -74,23 +74,18 @@ class BlipEncoder:
         return self.processor.image_processor(rgb, return_tensors="pt")["pixel_values"].to(self.device)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("embed_texts takes a list of strings, not one string")
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for chunk in batched(list(texts), self.batch_size):
-                hidden = self.model.text_encoder(**self._text_inputs(chunk)).last_hidden_state
-                out.append(l2_normalise(self.model.text_proj(hidden[:, 0, :])))
-        return np.concatenate(out)
+        def embed(chunk, _offset):
+            hidden = self.model.text_encoder(**self._text_inputs(chunk)).last_hidden_state
+            return self.model.text_proj(hidden[:, 0, :])
+
+        return embed_batched(texts, self.batch_size, self.dim, embed)
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                pixels = self._pixels(images[start:start + self.batch_size], offset=start)
-                hidden = self.model.vision_model(pixel_values=pixels).last_hidden_state
-                out.append(l2_normalise(self.model.vision_proj(hidden[:, 0, :])))
-        return np.concatenate(out)
+        def embed(chunk, offset):
+            hidden = self.model.vision_model(pixel_values=self._pixels(chunk, offset)).last_hidden_state
+            return self.model.vision_proj(hidden[:, 0, :])
+
+        return embed_batched(images, self.batch_size, self.dim, embed)
 
     def itm_scores(self, text: str, images: Sequence[ImageInput]) -> np.ndarray:
         """P(match) of one text against each image, from BLIP's image-text matching head."""

@@ -25,8 +25,7 @@ from .base import (
     CheckpointNotFoundError,
     ImageInput,
     UnknownModelError,
-    batched,
-    l2_normalise,
+    embed_batched,
     load_rgb,
     resolve_device,
 )
@@ -175,30 +174,16 @@ class OpenClipEncoder:
 
     # -- embedding -----------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("embed_texts takes a list of strings, not one string")
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for chunk in batched(list(texts), self.batch_size):
-                out.append(l2_normalise(self.model.encode_text(self.tokenizer(chunk).to(self.device))))
-        return np.concatenate(out)
+        return embed_batched(texts, self.batch_size, self.dim, lambda chunk, _: self.model.encode_text(self.tokenizer(chunk).to(self.device)))
 
     def preprocess_images(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
-        """Decode and preprocess to the model's input tensor (decoder workers can call this)."""
+        """Decode and preprocess to the model's input tensor."""
         return torch.stack([self.preprocess(load_rgb(im, offset + i)) for i, im in enumerate(images)])
 
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed already preprocessed images (N, 3, H, W)."""
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(pixels), self.batch_size):
-                chunk = pixels[start:start + self.batch_size].to(self.device)
-                out.append(l2_normalise(self.model.encode_image(chunk)))
-        return np.concatenate(out)
+        return embed_batched(pixels, self.batch_size, self.dim, lambda chunk, _: self.model.encode_image(torch.stack(chunk).to(self.device)))
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        out = [np.zeros((0, self.dim), np.float32)]
-        for start in range(0, len(images), self.batch_size):
-            out.append(self.embed_pixels(self.preprocess_images(images[start:start + self.batch_size], offset=start)))
-        return np.concatenate(out)
-
+        return embed_batched(images, self.batch_size, self.dim,
+                             lambda chunk, offset: self.model.encode_image(self.preprocess_images(chunk, offset).to(self.device)))

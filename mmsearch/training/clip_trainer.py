@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
-from ..datasets.captions import flip_scene, sample_caption, spec_matches
+from ..datasets.captions import flip_scene, perturb_spec, render_spec, sample_caption, spec_matches
 from ..datasets.synth import load_manifest
 from .augment import augment_batch
 
@@ -48,6 +48,7 @@ class ClipTrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 0  # 0: torch's default
+    hard_negatives: bool = True
 
 
 def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray:
@@ -67,8 +68,12 @@ def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray
     return out
 
 
-def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator):
-    """Images (augmented, flipped), captions, and the caption-fits-image matrix."""
+def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator,
+                hard_negatives: bool = False):
+    """Images (augmented, flipped), captions, and the image-fits-caption matrix (B x B).
+
+    With hard_negatives, B more captions follow, each one of the first B with one attribute
+    changed (B x 2B matrix): the model must tell "red star" from "red circle" on the same image."""
     x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float() / 255.0
     batch_scenes, texts, specs = [], [], []
     for k, i in enumerate(idx):
@@ -83,17 +88,24 @@ def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np
         batch_scenes.append(scene)
         texts.append(text)
         specs.append(spec)
-    fits = torch.tensor([[spec_matches(specs[j], batch_scenes[i]) for j in range(len(idx))] for i in range(len(idx))], dtype=torch.float32)
+    if hard_negatives:
+        negatives = [perturb_spec(spec, rng) for spec in specs]
+        texts += [render_spec(spec, rng) for spec in negatives]
+        specs += negatives
+    fits = torch.tensor([[spec_matches(spec, scene) for spec in specs] for scene in batch_scenes], dtype=torch.float32)
     return augment_batch(x, gen), texts, fits
 
 
 def multi_positive_clip_loss(logits: torch.Tensor, fits: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE where row i's target is uniform over the captions that fit image i
-    (and column j's over the images caption j fits); with a diagonal `fits` this is CLIP's loss."""
+    """Symmetric InfoNCE where image i's target is uniform over the captions that fit it, and
+    caption j's over the images it fits (captions that fit no image, hard negatives, only
+    serve as negatives). With a square diagonal `fits` this is CLIP's loss."""
     img_targets = fits / fits.sum(1, keepdim=True)
-    txt_targets = fits.t() / fits.t().sum(1, keepdim=True)
     loss_i = -(img_targets * F.log_softmax(logits, dim=1)).sum(1).mean()
-    loss_t = -(txt_targets * F.log_softmax(logits.t(), dim=1)).sum(1).mean()
+    described = fits.sum(0) > 0
+    txt_fits = fits.t()[described]
+    txt_targets = txt_fits / txt_fits.sum(1, keepdim=True)
+    loss_t = -(txt_targets * F.log_softmax(logits.t()[described], dim=1)).sum(1).mean()
     return (loss_i + loss_t) / 2
 
 
@@ -177,7 +189,8 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
 
     model.train()
     t0, losses = time.time(), []
-    batches = _prefetch(lambda: build_batch(images, items, rng.choice(len(items), size=cfg.batch_size, replace=False), rng, gen))
+    batches = _prefetch(lambda: build_batch(images, items, rng.choice(len(items), size=cfg.batch_size, replace=False), rng, gen,
+                                            hard_negatives=cfg.hard_negatives))
     while step < cfg.steps:
         x, texts, fits = next(batches)
         for g in opt.param_groups:
