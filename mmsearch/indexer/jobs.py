@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import numpy as np
 from sqlalchemy import select, update
 
-from ..search.store import Job, JobError, Media, Store, Vector, encode_embedding, job_summary
+from ..search.store import Job, JobError, Media, Store, Vector, decode_embeddings, encode_embedding, job_summary
 from .decode import Decoded
 from .lock import LibraryBusyError, writer_lock
 from .pipeline import PipelineConfig, run_pipeline
@@ -166,8 +166,10 @@ class IndexJobRunner:
             job.errors += len(bad)
             job.updated_at = time.time()
         # FAISS learns about rows only once they are committed; a crash here is repaired by catch-up.
+        # It gets the vectors as SQL stores them (float16), so an index caught up from SQL after
+        # a crash answers exactly like one fed during the job.
         self.sink.remove(replaced)
         if len(ids):
-            self.sink.add("image", ids, vectors.astype(np.float32))
+            self.sink.add("image", ids, decode_embeddings([v.embedding for v in new_vectors], dim))
         self.sink.checkpoint()
         self._report(job_id)
