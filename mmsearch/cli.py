@@ -182,10 +182,11 @@ def search(
         return
     from rich.table import Table
 
-    table = Table("#", "score", "kind", "path", "moment")
+    table = Table("#", "score", "kind", "moment")
+    table.add_column("path", overflow="fold")  # wrap long paths rather than cut them
     for rank, hit in enumerate(hits, 1 + offset):
         moment = f"{hit.t_start:.1f}-{hit.t_end:.1f}s" if hit.t_start is not None else ""
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, hit.path, moment)
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, moment, hit.path)
     Console().print(table)
 
 

@@ -34,8 +34,8 @@ def open_library(path: Path, encoder=None, **overrides) -> Library:
     return Library.open(settings=settings, encoder=encoder)
 
 
-def red_circle_paths(corpus: Path) -> set[str]:
+def paths_with(corpus: Path, **attrs: str) -> set[str]:
+    """Images of a synthetic corpus holding an object with all the given attributes."""
     manifest = json.loads((corpus / "manifest.json").read_text())
     return {str((corpus / i["file"]).resolve()) for i in manifest["items"]
-            if any(o["color"] == "red" and o["shape"] == "circle" for o in i["objects"])}
-
+            if any(all(o[k] == v for k, v in attrs.items()) for o in i["objects"])}
