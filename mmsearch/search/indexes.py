@@ -57,13 +57,18 @@ class IndexSet:
             if path.exists():
                 log.warning("rebuilding %s from SQL: %s", path.name, e)
             return self.rebuild(kind)
+        return self._catch_up(kind, index)
+
+    def _catch_up(self, kind: str, index: VectorIndex) -> VectorIndex:
+        """Bring `index` in step with SQL (rows added after its watermark, rows deleted);
+        rebuild from SQL when that cannot reconcile the two."""
         live = self.store.vector_ids(self.space, (kind,))
         counts = index.catch_up(live, self.store.iter_vectors(self.space, (kind,), after_id=index.watermark))
         if index.ntotal != len(live):
-            log.warning("%s disagrees with SQL after catch-up (%d vs %d vectors); rebuilding", path.name, index.ntotal, len(live))
+            log.warning("%s disagrees with SQL after catch-up (%d vs %d vectors); rebuilding", self.path(kind).name, index.ntotal, len(live))
             return self.rebuild(kind)
         if counts["added"] or counts["removed"]:
-            log.info("%s caught up from SQL: %s", path.name, counts)
+            log.info("%s caught up from SQL: %s", self.path(kind).name, counts)
             self._dirty.add(kind)
         return index
 
@@ -116,10 +121,7 @@ class IndexSet:
         index = self._indexes[kind]
         max_id, count = self.store.vector_stats(self.space, kind)
         if max_id > index.watermark or count != index.ntotal:
-            live = self.store.vector_ids(self.space, (kind,))
-            index.catch_up(live, self.store.iter_vectors(self.space, (kind,), after_id=index.watermark))
-            if index.ntotal != len(live):
-                self.rebuild(kind)
+            self._indexes[kind] = self._catch_up(kind, index)
 
     def size(self, kind: str) -> int:
         with self._lock:
