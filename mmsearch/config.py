@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="Images with more pixels are refused as decompression bombs.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest image upload the API accepts (413 above).")
     hub_timeout_s: float = Field(5.0, gt=0, le=60, description="How long to wait for the model hub before failing.")
+    video_sampling: Literal["shots", "fps", "uniform"] = Field("shots", description="How frames are picked from videos at index time.")
+    video_fps: float = Field(2.0, gt=0, le=60, description="Frames per second sampled (fps and shots sampling).")
+    video_max_frames: int = Field(256, ge=1, le=10000, description="Most frames sampled from one video (the rate drops for long videos).")
+    video_frames: int = Field(12, ge=1, le=1000, description="Frames sampled per video with uniform sampling.")
+    pooling: Literal["auto", "mean", "seqTransf"] = Field("auto", description="Video vector pooling; auto: seqTransf when the model ships a trained head, else mean.")
+    temporal_head: Path | None = Field(None, description="Folder of a trained seqTransf head (default: the one shipped with mini).")
 
     @field_validator("library_dir")
     @classmethod

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Settings
+from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
+from .encoders.video import SamplingConfig
 from .indexer.jobs import IndexJobRunner, create_job
 from .indexer.pipeline import PipelineConfig
 from .search.engine import Hit, SearchEngine
@@ -29,6 +31,7 @@ class Library:
         self.store = Store(settings.resolved_database_url)
         self._encoder = encoder
         self._indexes: IndexSet | None = None
+        self._pooler: TemporalPooler | None = None
         self._lock = threading.RLock()
         self._stop_jobs = threading.Event()
 
@@ -51,10 +54,23 @@ class Library:
             return self._encoder
 
     @property
+    def pooler(self) -> TemporalPooler:
+        with self._lock:
+            if self._pooler is None:
+                self._pooler = resolve_pooler(self.settings)
+            return self._pooler
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        s = self.settings
+        return SamplingConfig(strategy=s.video_sampling, num_frames=s.video_frames, fps=s.video_fps, max_frames=s.video_max_frames)
+
+    @property
     def indexes(self) -> IndexSet:
         with self._lock:
             if self._indexes is None:
-                self._indexes = IndexSet(self.store, self.dir / "indexes", self.encoder.space, self.encoder.dim)
+                self._indexes = IndexSet(self.store, self.dir / "indexes", self.encoder.space, self.encoder.dim,
+                                         kind_spaces={"video": video_space(self.encoder.space, self.pooler)})
             return self._indexes
 
     @property
@@ -82,7 +98,8 @@ class Library:
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         s = self.settings
         cfg = PipelineConfig(workers=s.decode_workers if workers is None else workers, batch_size=s.batch_size, max_pixels=s.max_pixels)
-        runner = IndexJobRunner(self.store, self.encoder, self.indexes, self.dir, cfg, progress, stop=self._stop_jobs)
+        runner = IndexJobRunner(self.store, self.encoder, self.indexes, self.dir, cfg, progress, stop=self._stop_jobs,
+                                sampling=self.sampling, pooler=self.pooler)
         return runner.run(job_id)
 
     def index(self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:

@@ -10,15 +10,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from ..encoders.base import EncoderError
+from ..encoders.video import UnreadableVideoError
 from ..imageio import UnreadableImageError, decode_rgb
 from ..library import Library
 from ..search.query import MediaNotFoundError, QueryError, SearchRequest, Term, build_terms
-from .files import OutsideRootsError, safe_path, thumbnail_jpeg
+from .files import OutsideRootsError, safe_path, thumbnail_jpeg, video_thumbnail_jpeg
 from .schemas import MAX_ID, HitOut, JobIn, MediaOut, SearchIn, SearchOut
 
 log = logging.getLogger(__name__)
@@ -130,16 +131,23 @@ def create_app(library: Library) -> FastAPI:
         return FileResponse(_served_path(_media_or_404(media_id)))
 
     @app.get("/media/{media_id}/thumbnail")
-    def media_thumbnail(media_id: int):
+    def media_thumbnail(media_id: int, t: float | None = Query(None, ge=0, description="Seconds into a video.")):
         m = _media_or_404(media_id)
         path = _served_path(m)
-        if m.kind != "image" or m.error:
+        if m.error or m.kind not in ("image", "video"):
             raise HTTPException(404, f"media {media_id} has no thumbnail")
-        cache = library.dir / "thumbnails" / f"{m.id}-{(m.content_hash or 'x')[:16]}.jpg"
+        if m.kind == "image" and t is not None:
+            raise HTTPException(422, "t applies to videos only")
+        if m.kind == "video":
+            t = (m.duration or 0) / 2 if t is None else t
+            if m.duration is not None and t > m.duration:
+                raise HTTPException(422, f"t={t} is past the end of the video ({m.duration:.3f} s)")
+        suffix = f"-t{round(t * 10)}" if m.kind == "video" else ""  # cached per tenth of a second
+        cache = library.dir / "thumbnails" / f"{m.id}-{(m.content_hash or 'x')[:16]}{suffix}.jpg"
         if not cache.is_file():
             try:
-                jpeg = thumbnail_jpeg(path)
-            except UnreadableImageError as e:
+                jpeg = thumbnail_jpeg(path) if m.kind == "image" else video_thumbnail_jpeg(path, t)
+            except (UnreadableImageError, UnreadableVideoError) as e:
                 raise HTTPException(404, f"media {media_id} no longer decodes: {e}") from e
             cache.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as tmp:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from PIL import Image
+
+from ..encoders.video import frame_at
 from ..imageio import decode_rgb
 
 
@@ -26,7 +29,15 @@ def safe_path(path: str, roots: list[Path]) -> Path:
 
 def thumbnail_jpeg(path: Path, max_side: int = 256) -> bytes:
     """A JPEG of at most max_side pixels; raises UnreadableImageError for a file that no longer decodes."""
-    im = decode_rgb(path, draft_side=max_side)
+    return _jpeg(decode_rgb(path, draft_side=max_side), max_side)
+
+
+def video_thumbnail_jpeg(path: Path, t: float, max_side: int = 256) -> bytes:
+    """A JPEG of the frame shown at t seconds; raises UnreadableVideoError."""
+    return _jpeg(Image.fromarray(frame_at(str(path), t, side=max_side)), max_side)
+
+
+def _jpeg(im: Image.Image, max_side: int) -> bytes:
     im.thumbnail((max_side, max_side))
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=85)

@@ -12,17 +12,22 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 from sqlalchemy import select, update
 
-from ..search.store import Job, JobError, Media, Store, Vector, decode_embeddings, encode_embedding, job_summary
+from ..encoders.temporal import TemporalPooler, video_space
+from ..encoders.video import SamplingConfig
+from ..search.store import Job, JobError, Media, Segment, Store, Vector, decode_embeddings, encode_embedding, job_summary
 from .decode import Decoded
+from .decode_video import DecodedVideo, decode_video
 from .lock import LibraryBusyError, writer_lock
-from .pipeline import PipelineConfig, run_pipeline
+from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
 from .scan import Candidate, scan
+from .video_vectors import save_keyframe, video_vectors
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +68,13 @@ class IndexJobRunner:
     """Runs one job to completion (or failure); progress(summary) is called after each batch."""
 
     def __init__(self, store: Store, encoder, sink: IndexSink, library_dir: Path, cfg: PipelineConfig,
-                 progress: ProgressFn | None = None, stop: threading.Event | None = None):
+                 progress: ProgressFn | None = None, stop: threading.Event | None = None,
+                 sampling: SamplingConfig | None = None, pooler: TemporalPooler | None = None):
         self.store, self.encoder, self.sink = store, encoder, sink
         self.library_dir, self.cfg, self.progress = library_dir, cfg, progress
         self.stop = stop or threading.Event()
+        self.sampling = sampling or SamplingConfig()
+        self.pooler = pooler or TemporalPooler("mean")
 
     def run(self, job_id: int) -> dict:
         """Run the job; raises LibraryBusyError (job marked failed) when another process is indexing."""
@@ -107,13 +115,14 @@ class IndexJobRunner:
     def _run(self, job_id: int, roots: list[Path]) -> None:
         result = scan(self.store, roots, {self.library_dir}, self.encoder.space)
         images = [c for c in result.todo if c.kind == "image"]
+        videos = [c for c in result.todo if c.kind == "video"]
         not_media = [c for c in result.todo if c.kind is None]
         with self.store.session() as s:
             removed = self.store.delete_media(s, result.deleted_media_ids)
             for media_id, mtime in result.touched:
                 s.execute(update(Media).where(Media.id == media_id).values(mtime=mtime))
             job = s.get(Job, job_id)
-            job.total = len(images) + len(not_media)
+            job.total = len(images) + len(videos) + len(not_media)
             job.new, job.changed, job.unchanged, job.deleted = result.new, result.changed, result.unchanged, len(result.deleted_media_ids)
             job.message = "; ".join(result.warnings)[:4000] or None
             job.updated_at = time.time()
@@ -123,7 +132,7 @@ class IndexJobRunner:
                 Decoded(str(c.path), error="empty file" if c.size == 0 else "not an image or video (content matches no supported format)")
                 for c in not_media
             ], by_path={str(c.path): c for c in not_media})
-        by_path = {str(c.path): c for c in images}
+        by_path = {str(c.path): c for c in images + videos}
         self._report(job_id)
         run_pipeline(
             [str(c.path) for c in images],
@@ -131,6 +140,14 @@ class IndexJobRunner:
             write=lambda good, vecs, bad: self._write(job_id, good, vecs, bad, by_path),
             cfg=self.cfg,
         )
+        # Videos are heavy (hundreds of frames each): only one per worker decodes ahead.
+        decode = partial(decode_video, sampling=self.sampling)
+        for video in decoded_in_order([str(c.path) for c in videos], decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1):
+            if video.error:
+                bad = Decoded(video.path, content_hash=video.content_hash, error=video.error)
+                self._write(job_id, [], np.zeros((0, 0), np.float32), [bad], by_path)
+            else:
+                self._write_video(job_id, video, by_path[video.path])
         with self.store.session() as s:
             job = s.get(Job, job_id)
             job.state, job.finished_at, job.updated_at = "done", time.time(), time.time()
@@ -171,5 +188,40 @@ class IndexJobRunner:
         self.sink.remove(replaced)
         if len(ids):
             self.sink.add("image", ids, decode_embeddings([v.embedding for v in new_vectors], dim))
+        self.sink.checkpoint()
+        self._report(job_id)
+
+    def _write_video(self, job_id: int, video: DecodedVideo, cand: Candidate) -> None:
+        """One transaction: the video's media row, its segments (with keyframes) and its
+        frame, segment and video vectors."""
+        if self.stop.is_set():
+            raise JobCancelled("stopped before finishing; rerun to resume")
+        vecs = video_vectors(video, self.encoder, self.pooler)
+        # Keyframes are named by content, so a crashed and retried job rewrites the same files.
+        keyframe_dir = self.library_dir / "keyframes" / video.content_hash[:2]
+        keyframes = [save_keyframe(video.frames[i], keyframe_dir, f"{video.content_hash[:16]}-{k}") for k, i in enumerate(vecs.keyframe_index)]
+        space, dim, pooled_space = self.encoder.space, self.encoder.dim, video_space(self.encoder.space, self.pooler)
+        with self.store.session() as s:
+            replaced = self.store.delete_media(s, [cand.media_id] if cand.media_id else [])
+            media = Media(path=video.path, root=str(cand.root), kind="video", size=cand.size, mtime=cand.mtime,
+                          content_hash=video.content_hash, width=video.width, height=video.height, duration=video.duration)
+            s.add(media)
+            s.flush()
+            segments = [Segment(media_id=media.id, t_start=a, t_end=b, keyframe=str(kf)) for (a, b), kf in zip(video.segments, keyframes)]
+            s.add_all(segments)
+            s.flush()
+            rows = [Vector(media_id=media.id, segment_id=segments[seg].id, kind="frame", space=space, t=float(t), dim=dim,
+                           embedding=encode_embedding(v)) for v, t, seg in zip(vecs.frames, video.times, vecs.frame_segment)]
+            segment_rows = [Vector(media_id=media.id, segment_id=seg.id, kind="segment", space=space, dim=dim, embedding=encode_embedding(v))
+                            for seg, v in zip(segments, vecs.segments)]
+            video_row = Vector(media_id=media.id, kind="video", space=pooled_space, dim=dim, embedding=encode_embedding(vecs.video))
+            s.add_all(rows + segment_rows + [video_row])
+            s.flush()
+            job = s.get(Job, job_id)
+            job.done += 1
+            job.updated_at = time.time()
+        self.sink.remove(replaced)
+        for kind, written in (("segment", segment_rows), ("video", [video_row])):
+            self.sink.add(kind, np.asarray([v.id for v in written], np.int64), decode_embeddings([v.embedding for v in written], dim))
         self.sink.checkpoint()
         self._report(job_id)

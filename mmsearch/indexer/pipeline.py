@@ -12,7 +12,7 @@ from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -51,6 +51,24 @@ def _executor(cfg: PipelineConfig) -> Executor:
     return ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+def decoded_in_order(paths: Iterable[str], decode: Callable, cfg: PipelineConfig, in_flight: int) -> Iterator:
+    """decode(path) for every path, run in the workers with at most `in_flight` results
+    pending at once; results come back in input order."""
+    pending: deque[Future] = deque()
+    with _executor(cfg) as pool:
+        it = iter(paths)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < in_flight:
+                try:
+                    pending.append(pool.submit(decode, next(it)))
+                except StopIteration:
+                    exhausted = True
+            if not pending:
+                return
+            yield pending.popleft().result()
+
+
 def run_pipeline(
     paths: Iterable[str],
     embed: Callable[[list[Image.Image]], np.ndarray],
@@ -60,7 +78,6 @@ def run_pipeline(
     """Decode every path, embed the good ones in batches, and hand each batch to `write`
     together with the files that failed to decode (so their error rows commit with it)."""
     decode = partial(decode_image, max_side=cfg.max_side, max_pixels=cfg.max_pixels)
-    pending: deque[Future] = deque()
     good: list[Decoded] = []
     bad: list[Decoded] = []
 
@@ -70,20 +87,9 @@ def run_pipeline(
         good.clear()
         bad.clear()
 
-    with _executor(cfg) as pool:
-        it = iter(paths)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < cfg.in_flight:
-                try:
-                    pending.append(pool.submit(decode, next(it)))
-                except StopIteration:
-                    exhausted = True
-            if not pending:
-                break
-            item: Decoded = pending.popleft().result()
-            (bad if item.error else good).append(item)
-            if len(good) >= cfg.batch_size or len(bad) >= cfg.batch_size:
-                flush()
-        if good or bad:
+    for item in decoded_in_order(paths, decode, cfg, cfg.in_flight):
+        (bad if item.error else good).append(item)
+        if len(good) >= cfg.batch_size or len(bad) >= cfg.batch_size:
             flush()
+    if good or bad:
+        flush()

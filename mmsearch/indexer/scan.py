@@ -116,8 +116,6 @@ def scan(store: Store, roots: list[Path], skip: set[Path], space: str) -> ScanRe
             kind = sniff(path)
             if kind is None and not looks_like_media_name(path):
                 continue  # not media (e.g. a README): not our business
-            if kind == "video":
-                continue  # recognised, but video indexing is not built yet
             key = str(path)
             seen.add(key)
             cand = Candidate(path, root, kind, st.st_size, st.st_mtime)

@@ -9,14 +9,16 @@ import numpy as np
 from sqlalchemy import select
 
 from .indexes import IndexSet
+from .moments import best_moment
 from .query import MediaNotFoundError, QueryError, SearchRequest, Term, combine
 from .store import Media, Store, Vector, decode_embeddings
 
 log = logging.getLogger(__name__)
 
 MEDIA_KINDS = ("image", "video", "any")
-# Vector kinds searched for each media kind (video kinds join when video indexing lands).
-VECTOR_KINDS = {"image": ("image",), "video": (), "any": ("image",)}
+# Vector kinds searched for each media kind: a video scores the best of its pooled vector
+# and its segments' vectors.
+VECTOR_KINDS = {"image": ("image",), "video": ("video", "segment"), "any": ("image", "video", "segment")}
 MAX_FETCH = 20_000  # most vectors one search reads; bounds the cost of very selective filters
 
 
@@ -43,12 +45,14 @@ class SearchEngine:
 
     # -- query vectors ----------------------------------------------------------------------
     def media_vector(self, media_id: int) -> np.ndarray:
-        """The stored embedding of an indexed media item (its image vector)."""
+        """The stored embedding of an indexed media item (an image's vector, a video's pooled one)."""
         with self.store.session() as s:
             media = s.get(Media, media_id)
             if media is None:
                 raise MediaNotFoundError(f"no media with id {media_id}")
-            row = s.scalars(select(Vector).where(Vector.media_id == media_id, Vector.space == self.encoder.space).order_by(Vector.id).limit(1)).first()
+            kind = "video" if media.kind == "video" else "image"
+            row = s.scalars(select(Vector).where(Vector.media_id == media_id, Vector.kind == kind, Vector.space == self.indexes.space_of(kind))
+                            .order_by(Vector.id).limit(1)).first()
             if row is None:
                 raise QueryError(f"media {media_id} has no embedding in this model's space" + (f" ({media.error})" if media.error else ""))
             return decode_embeddings([row.embedding], row.dim)[0]
@@ -101,7 +105,9 @@ class SearchEngine:
             # fills, the index is exhausted, the scores fall below min_score, or the cap.
             exhausted = fetch >= total or (req.min_score is not None and lowest < req.min_score)
             if len(hits) >= wanted or exhausted or fetch >= MAX_FETCH:
-                return hits[req.offset:wanted]
+                page = hits[req.offset:wanted]
+                self.add_moments(q, page)
+                return page
             fetch = min(fetch * 4, total, MAX_FETCH)
         return []
 
@@ -128,6 +134,15 @@ class SearchEngine:
                             via="generated" if m.generated else via,
                             file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail"))
         return hits, lowest
+
+    def add_moments(self, q: np.ndarray, hits: list[Hit]) -> None:
+        """Give each video hit the moment that matches the query best."""
+        for hit in hits:
+            if hit.kind == "video":
+                moment = best_moment(self.store, self.indexes.space, hit.id, q)
+                if moment:
+                    hit.t_start, hit.t_end = moment
+                    hit.thumbnail_url = f"/media/{hit.id}/thumbnail?t={(moment[0] + moment[1]) / 2:.3f}"
 
     @staticmethod
     def _passes(m: Media, score: float, req: SearchRequest) -> bool:

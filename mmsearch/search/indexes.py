@@ -29,8 +29,10 @@ def space_slug(space: str) -> str:
 
 
 class IndexSet:
-    def __init__(self, store: Store, directory: Path, space: str, dim: int, save_every_s: float = 30.0, use_gpu: str | bool = "auto"):
+    def __init__(self, store: Store, directory: Path, space: str, dim: int, save_every_s: float = 30.0, use_gpu: str | bool = "auto",
+                 kind_spaces: dict[str, str] | None = None):
         self.store, self.directory, self.space, self.dim = store, Path(directory), space, dim
+        self.kind_spaces = dict(kind_spaces or {})  # kinds whose vectors live in a derived space (pooled video vectors)
         self.save_every_s, self.use_gpu = save_every_s, use_gpu
         self._indexes: dict[str, VectorIndex] = {}
         self._dirty: set[str] = set()
@@ -38,8 +40,11 @@ class IndexSet:
         self._last_refresh: dict[str, float] = {}
         self._lock = threading.RLock()
 
+    def space_of(self, kind: str) -> str:
+        return self.kind_spaces.get(kind, self.space)
+
     def path(self, kind: str) -> Path:
-        return self.directory / f"{space_slug(self.space)}.{kind}.faiss"
+        return self.directory / f"{space_slug(self.space_of(kind))}.{kind}.faiss"
 
     def get(self, kind: str) -> VectorIndex:
         with self._lock:
@@ -62,8 +67,8 @@ class IndexSet:
     def _catch_up(self, kind: str, index: VectorIndex) -> VectorIndex:
         """Bring `index` in step with SQL (rows added after its watermark, rows deleted);
         rebuild from SQL when that cannot reconcile the two."""
-        live = self.store.vector_ids(self.space, (kind,))
-        counts = index.catch_up(live, self.store.iter_vectors(self.space, (kind,), after_id=index.watermark))
+        live = self.store.vector_ids(self.space_of(kind), (kind,))
+        counts = index.catch_up(live, self.store.iter_vectors(self.space_of(kind), (kind,), after_id=index.watermark))
         if index.ntotal != len(live):
             log.warning("%s disagrees with SQL after catch-up (%d vs %d vectors); rebuilding", self.path(kind).name, index.ntotal, len(live))
             return self.rebuild(kind)
@@ -76,7 +81,7 @@ class IndexSet:
         """Build the kind's index from SQL alone (the source of truth)."""
         with self._lock:
             ids, vecs = [], []
-            for batch_ids, batch_vecs in self.store.iter_vectors(self.space, (kind,)):
+            for batch_ids, batch_vecs in self.store.iter_vectors(self.space_of(kind), (kind,)):
                 ids.append(batch_ids)
                 vecs.append(batch_vecs)
             all_ids = np.concatenate(ids) if ids else np.zeros((0,), np.int64)
@@ -119,7 +124,7 @@ class IndexSet:
             return
         self._last_refresh[kind] = now
         index = self._indexes[kind]
-        max_id, count = self.store.vector_stats(self.space, kind)
+        max_id, count = self.store.vector_stats(self.space_of(kind), kind)
         if max_id > index.watermark or count != index.ntotal:
             self._indexes[kind] = self._catch_up(kind, index)
 
@@ -136,7 +141,7 @@ class IndexSet:
             if force:
                 self._rechoose_factories()
             for kind in sorted(self._dirty):
-                self._indexes[kind].save(self.path(kind), extra={"space": self.space, "kind": kind})
+                self._indexes[kind].save(self.path(kind), extra={"space": self.space_of(kind), "kind": kind})
             self._dirty.clear()
             self._last_save = time.monotonic()
 

@@ -6,6 +6,10 @@ the targets spread over every image the caption truly describes (`spec_matches`)
 of treating those as negatives. Captions are re-drawn every step from the ground-truth
 attributes (many templates, synonyms and attribute subsets), images are flipped together
 with their attributes and augmented; state is checkpointed so a killed run resumes.
+
+Contrastive batches teach shape last: colour, size and position already tell most images of
+a batch apart. An auxiliary linear head on the image embedding, trained to say which shapes
+and colours are present, makes the tower learn shape early; the head is not exported.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ..datasets.captions import flip_scene, perturb_spec, render_spec, sample_caption, spec_matches
 from ..datasets.synth import load_manifest
+from ..datasets.vocab import COLOR_NAMES, SHAPES
 from .augment import augment_batch
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,8 @@ class ClipTrainConfig:
     checkpoint_every: int = 100
     threads: int = 0  # 0: torch's default
     hard_negatives: bool = True
+    attribute_weight: float = 0.5  # weight of the auxiliary shape/colour-presence loss; 0 turns it off
+    init_weights: str | None = None  # start from these exported weights (a fresh run only)
 
 
 def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray:
@@ -94,6 +101,19 @@ def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np
         specs += negatives
     fits = torch.tensor([[spec_matches(spec, scene) for spec in specs] for scene in batch_scenes], dtype=torch.float32)
     return augment_batch(x, gen), texts, fits
+
+
+ATTRIBUTE_NAMES = [f"shape:{s}" for s in SHAPES] + [f"color:{c}" for c in COLOR_NAMES]
+
+
+def attribute_targets(scenes: list[dict]) -> torch.Tensor:
+    """Multi-hot (B, shapes + colours): which shapes and object colours each image holds."""
+    out = torch.zeros(len(scenes), len(ATTRIBUTE_NAMES))
+    for k, scene in enumerate(scenes):
+        for obj in scene["objects"]:
+            out[k, SHAPES.index(obj["shape"])] = 1
+            out[k, len(SHAPES) + COLOR_NAMES.index(obj["color"])] = 1
+    return out
 
 
 def multi_positive_clip_loss(logits: torch.Tensor, fits: torch.Tensor) -> torch.Tensor:
@@ -168,37 +188,50 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
     torch.manual_seed(cfg.seed)
     model = open_clip.create_model(f"local-dir:{BUILTIN_CONFIG.parent}", load_weights=False)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{BUILTIN_CONFIG.parent}")
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    attribute_head = torch.nn.Linear(model_cfg["model_cfg"]["embed_dim"], len(ATTRIBUTE_NAMES))
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay) + [{"params": attribute_head.parameters(), "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     state_path = out_dir / "train-state.pt"
     step, rng, gen = 0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     if resume and state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
+        attribute_head.load_state_dict(state["attribute_head"])
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         rng.bit_generator.state = state["numpy_rng"]
         gen.set_state(state["torch_rng"])
         log.info("resumed from %s at step %d", state_path, step)
+    elif cfg.init_weights:
+        model.load_state_dict({k: v.float() for k, v in load_file(cfg.init_weights).items()})
+        log.info("initialised from %s", cfg.init_weights)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def save_state() -> None:
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+        torch.save({"model": model.state_dict(), "attribute_head": attribute_head.state_dict(),
+                    "optimizer": opt.state_dict(), "step": step,
                     "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "config": asdict(cfg)}, tmp)
         tmp.replace(state_path)
 
     model.train()
     t0, losses = time.time(), []
-    batches = _prefetch(lambda: build_batch(images, items, rng.choice(len(items), size=cfg.batch_size, replace=False), rng, gen,
-                                            hard_negatives=cfg.hard_negatives))
+    def make_batch():
+        idx = rng.choice(len(items), size=cfg.batch_size, replace=False)
+        return *build_batch(images, items, idx, rng, gen, hard_negatives=cfg.hard_negatives), attribute_targets([items[i] for i in idx])
+
+    batches = _prefetch(make_batch)
     while step < cfg.steps:
-        x, texts, fits = next(batches)
+        x, texts, fits, attributes = next(batches)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        img = F.normalize(model.encode_image((x - mean) / std), dim=-1)
+        img_features = model.encode_image((x - mean) / std)
+        img = F.normalize(img_features, dim=-1)
         txt = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.t()
         loss = multi_positive_clip_loss(logits, fits)
+        if cfg.attribute_weight:
+            loss = loss + cfg.attribute_weight * F.binary_cross_entropy_with_logits(attribute_head(img_features), attributes)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

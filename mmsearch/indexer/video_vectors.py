@@ -1,0 +1,46 @@
+"""A decoded video's vectors at three levels: frames (with times), segments (a shot or a
+window of it; mean of its frames) and the whole video (temporal pooling); plus keyframes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..encoders.temporal import TemporalPooler, mean_pool
+from .decode_video import DecodedVideo, segment_members
+
+KEYFRAME_SIDE = 256
+
+
+@dataclass
+class VideoVectors:
+    frames: np.ndarray  # (n, d)
+    frame_segment: np.ndarray  # (n,) index of the segment each frame belongs to
+    segments: np.ndarray  # (s, d)
+    keyframe_index: list[int]  # per segment, the sampled frame nearest its middle
+    video: np.ndarray  # (d,)
+
+
+def video_vectors(video: DecodedVideo, encoder, pooler: TemporalPooler) -> VideoVectors:
+    frames = encoder.embed_images([Image.fromarray(f) for f in video.frames])
+    members = segment_members(video.times, video.segments)
+    starts = np.asarray([a for a, _ in video.segments])
+    frame_segment = np.clip(np.searchsorted(starts, video.times + 1e-6, side="right") - 1, 0, len(starts) - 1)
+    keyframes = [int(m[np.argmin(np.abs(video.times[m] - (a + b) / 2))]) for m, (a, b) in zip(members, video.segments)]
+    return VideoVectors(frames, frame_segment, np.stack([mean_pool(frames[m]) for m in members]), keyframes,
+                        pooler.pool(frames, video.times))
+
+
+def save_keyframe(frame: np.ndarray, directory: Path, name: str) -> Path:
+    """A JPEG of the frame (shorter side at most KEYFRAME_SIDE), written atomically."""
+    img = Image.fromarray(frame)
+    img.thumbnail((KEYFRAME_SIDE * 4, KEYFRAME_SIDE) if img.width >= img.height else (KEYFRAME_SIDE, KEYFRAME_SIDE * 4))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.jpg"
+    tmp = path.with_suffix(".tmp")
+    img.save(tmp, format="JPEG", quality=85)
+    tmp.replace(path)
+    return path
