@@ -92,13 +92,12 @@ def eval_encoder(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """Text-to-image retrieval metrics of an encoder on a synthetic heldout split."""
-    from .encoders import load_encoder
     from .encoders.base import EncoderError
     from .evaluation.encoder_eval import evaluate_encoder
 
     settings = Settings().with_overrides(model=model, device=device)
     try:
-        encoder = load_encoder(settings.model, device=settings.device, batch_size=settings.batch_size, hub_timeout_s=settings.hub_timeout_s)
+        encoder = _encoder(settings)
         report = evaluate_encoder(encoder, data)
     except (EncoderError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
@@ -106,6 +105,82 @@ def eval_encoder(
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         console.print_json(json.dumps(report))
+
+
+@train_app.command("temporal")
+def train_temporal(
+    data: Path = typer.Option(..., help="A video corpus written by `mmsearch synth --videos N` (the train split)."),
+    model: Optional[str] = typer.Option(None, help="Frozen encoder spec (default: settings' model)."),
+    out: Path = typer.Option(Path(__file__).resolve().parent / "weights" / "mini", help="Folder to write the seqTransf head into."),
+    steps: int = typer.Option(1500, min=1),
+    batch_size: int = typer.Option(128, min=2),
+    lr: float = typer.Option(5e-4, min=0),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train the seqTransf temporal pooling head on captioned videos (encoders frozen)."""
+    from .encoders.base import EncoderError
+    from .training.temporal_trainer import TemporalTrainConfig, all_captions, train_temporal as run
+
+    settings = Settings().with_overrides(model=model)
+    try:
+        encoder = _encoder(settings)
+        with _progress() as bar:
+            videos = _video_features(bar, data, encoder, settings)
+            captions = all_captions(videos)
+            text_vectors = encoder.embed_texts(captions)
+            task = bar.add_task("train temporal", total=steps, info="")
+            summary = run(videos, text_vectors, captions, out, TemporalTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed),
+                          progress=lambda s, n, loss: bar.update(task, completed=s, info=f"loss {loss:.3f}"))
+    except (EncoderError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    console.print_json(json.dumps(summary))
+
+
+@app.command("eval-video")
+def eval_video(
+    data: Path = typer.Option(..., help="A heldout video corpus written by `mmsearch synth --videos N --split heldout`."),
+    model: Optional[str] = typer.Option(None, help="Encoder spec (default: settings' model)."),
+    pooling: str = typer.Option("seqTransf", help="mean or seqTransf (the head shipped with the model, or --temporal-head)."),
+    temporal_head: Optional[Path] = typer.Option(None, help="Folder of a trained seqTransf head."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+) -> None:
+    """Text-to-video retrieval, motion-direction and moment accuracy on synthetic videos."""
+    from .encoders.base import EncoderError
+    from .encoders.temporal import resolve_pooler
+    from .evaluation.video_eval import evaluate_video
+
+    settings = Settings().with_overrides(model=model, temporal_head=temporal_head)
+    try:
+        settings = settings.with_overrides(pooling=pooling)
+        encoder = _encoder(settings)
+        pooler = resolve_pooler(settings)
+        with _progress() as bar:
+            videos = _video_features(bar, data, encoder, settings)
+        report = evaluate_video(videos, encoder, pooler)
+    except (EncoderError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        console.print_json(json.dumps(report))
+
+
+def _encoder(settings: Settings):
+    from .encoders import load_encoder
+
+    return load_encoder(settings.model, device=settings.device, batch_size=settings.batch_size, hub_timeout_s=settings.hub_timeout_s)
+
+
+def _video_features(bar: Progress, data: Path, encoder, settings: Settings):
+    """Frame vectors of a corpus's videos, sampled as index jobs sample them."""
+    from .datasets.synth import load_manifest
+    from .datasets.video_features import corpus_video_features
+    from .library import Library
+
+    n = sum(1 for i in load_manifest(data)["items"] if i["kind"] == "video")
+    task = bar.add_task("embed videos", total=n, info="")
+    sampling = Library.sampling_for(settings)
+    return corpus_video_features(data, encoder, sampling, progress=lambda k: bar.advance(task, k))
 
 
 def _library(library: Optional[Path], model: Optional[str] = None, device: Optional[str] = None):

@@ -62,7 +62,10 @@ class Library:
 
     @property
     def sampling(self) -> SamplingConfig:
-        s = self.settings
+        return self.sampling_for(self.settings)
+
+    @staticmethod
+    def sampling_for(s: Settings) -> SamplingConfig:
         return SamplingConfig(strategy=s.video_sampling, num_frames=s.video_frames, fps=s.video_fps, max_frames=s.video_max_frames)
 
     @property

@@ -6,8 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from mmsearch.datasets import synth
+from mmsearch.datasets.vocab import COLOR_NAMES
 from mmsearch.encoders import load_encoder
-from mmsearch.training.clip_trainer import ClipTrainConfig, build_batch, load_image_cache, multi_positive_clip_loss, train_clip
+from mmsearch.training.clip_trainer import (
+    ClipTrainConfig,
+    build_batch,
+    load_image_cache,
+    multi_positive_clip_loss,
+    train_clip,
+)
 
 
 def test_loss_reduces_to_clip_loss_with_one_positive_each():
@@ -30,7 +37,8 @@ def test_batches_pair_images_with_captions_that_fit(tmp_path):
     images = load_image_cache(tmp_path, items, 64)
     assert images.shape == (40, 64, 64, 3)
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    x, texts, fits = build_batch(images, items, np.arange(16), rng, gen)
+    batch = build_batch(images, items, np.arange(16), rng, gen)
+    x, texts, fits = batch.images, batch.texts, batch.fits
     assert x.shape == (16, 3, 64, 64) and 0 <= x.min() and x.max() <= 1
     assert len(texts) == 16 and all(texts)
     assert torch.all(torch.diagonal(fits) == 1)
@@ -57,7 +65,8 @@ def test_hard_negatives_fit_no_image_they_were_made_for(tmp_path):
     manifest = synth.generate(tmp_path, 32, 0, seed=6)
     images = load_image_cache(tmp_path, manifest["items"], 64)
     rng, gen = np.random.default_rng(1), torch.Generator().manual_seed(1)
-    x, texts, fits = build_batch(images, manifest["items"], np.arange(12), rng, gen, hard_negatives=True)
+    batch = build_batch(images, manifest["items"], np.arange(12), rng, gen, hard_negatives=True)
+    texts, fits = batch.texts, batch.fits
     assert len(texts) == 24 and fits.shape == (12, 24)
     assert torch.all(torch.diagonal(fits[:, :12]) == 1)
     single = torch.tensor([len(i["objects"]) == 1 for i in manifest["items"][:12]])
@@ -66,4 +75,27 @@ def test_hard_negatives_fit_no_image_they_were_made_for(tmp_path):
     # changed value may belong to the other one; the fits matrix then counts it as a positive).
     assert torch.all(torch.diagonal(fits[:, 12:])[single] == 0)
     loss = multi_positive_clip_loss(torch.randn(12, 24), fits)
+    assert torch.isfinite(loss)
+
+
+def test_greyscale_images_get_colourless_captions_and_skip_colour_pairs(tmp_path):
+    manifest = synth.generate(tmp_path, 32, 0, seed=8)
+    items = manifest["items"]
+    images = load_image_cache(tmp_path, items, 64)
+    rng, gen = np.random.default_rng(2), torch.Generator().manual_seed(2)
+    batch = build_batch(images, items, np.arange(16), rng, gen, hard_negatives=True, gray_prob=0.5)
+    gray = batch.gray
+    assert 0 < int(gray.sum()) < 16
+    # Greyscale images have equal channels (up to the per-image noise added afterwards).
+    channel_spread = (batch.images[gray].max(1).values - batch.images[gray].min(1).values).mean()
+    assert float(channel_spread) < 0.08
+    colour_words = set(COLOR_NAMES)
+    for k in torch.nonzero(gray).flatten().tolist():
+        assert not colour_words & set(batch.texts[k].replace(",", " ").split()), batch.texts[k]
+        assert batch.fits[k, k] == 1
+    # Colour captions are neither positives nor negatives for greyscale images, and only for them.
+    assert torch.all(batch.ignore[~gray] == 0)
+    assert torch.all(batch.fits[batch.ignore] == 0)
+    assert batch.ignore[gray].any()
+    loss = multi_positive_clip_loss(torch.randn(16, 32), batch.fits, batch.ignore)
     assert torch.isfinite(loss)

@@ -169,6 +169,23 @@ def sample_spec(scene: dict, rng: np.random.Generator, full_prob: float = 0.35) 
     return {"objects": [{k: o[k] for k in keys}], "relation": None, "background": bg}
 
 
+def colorless_caption(scene: dict, rng: np.random.Generator, tries: int = 20) -> tuple[str, Spec]:
+    """A caption that names no colour (for a greyscale copy of the image): shapes, sizes,
+    positions and relations only."""
+    for _ in range(tries):
+        spec = sample_spec(scene, rng)
+        objs = [{k: v for k, v in o.items() if k != "color"} for o in spec["objects"]]
+        if all(objs):
+            spec = {"objects": objs, "relation": spec.get("relation"), "background": None}
+            return render_spec(spec, rng), spec
+    spec = {"objects": [{"shape": scene["objects"][0]["shape"]}], "relation": None, "background": None}
+    return render_spec(spec, rng), spec
+
+
+def mentions_color(spec: Spec) -> bool:
+    return spec.get("background") is not None or any("color" in o for o in spec["objects"])
+
+
 def perturb_spec(spec: Spec, rng: np.random.Generator) -> Spec:
     """A hard negative: the same caption with one attribute changed (shape most often, the
     attribute contrastive batches teach least), or, for two objects, the relation reversed."""

@@ -21,6 +21,24 @@ MOTIONS = ["moving left", "moving right", "moving up", "moving down", "growing",
 FPS_CHOICES = [10, 12, 15, 24, 25]
 
 
+REVERSED_MOTION = {"moving left": "moving right", "moving right": "moving left", "moving up": "moving down", "moving down": "moving up",
+                   "growing": "shrinking", "shrinking": "growing", "appearing": "disappearing", "disappearing": "appearing",
+                   "changing color": "changing color"}
+
+
+def reversed_shot(shot: dict) -> dict:
+    """The manifest entry of the same shot played backwards."""
+    out = dict(shot, motion=REVERSED_MOTION[shot["motion"]])
+    if shot["motion"] == "changing color":
+        out["object"] = dict(shot["object"], color=shot["color_to"])
+        out["color_to"] = shot["object"]["color"]
+    return out
+
+
+def video_caption(shots: list[dict]) -> str:
+    return ", then ".join(shot_caption(s) for s in shots)
+
+
 def shot_caption(shot: dict) -> str:
     o, bg, motion = shot["object"], shot["background"], shot["motion"]
     if motion == "changing color":
@@ -131,5 +149,5 @@ def render_video(args: tuple[int, str, int, str]) -> dict:
         "id": f"{split}-vid-{index:06d}", "file": rel, "kind": "video", "width": width, "height": height,
         "fps": fps, "n_frames": n_frames, "duration": round(n_frames / fps, 4),
         "cuts": [round(c / fps, 4) for c in cuts],
-        "caption": ", then ".join(s["caption"] for s in manifest_shots), "shots": manifest_shots,
+        "caption": video_caption(manifest_shots), "shots": manifest_shots,
     }

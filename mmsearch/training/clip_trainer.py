@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from ..datasets.captions import flip_scene, perturb_spec, render_spec, sample_caption, spec_matches
+from ..datasets.captions import colorless_caption, flip_scene, mentions_color, perturb_spec, render_spec, sample_caption, spec_matches
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
 from .augment import augment_batch
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 BUILTIN_CONFIG = Path(__file__).resolve().parent.parent / "weights" / "mini" / "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
+LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 @dataclass
@@ -55,6 +56,7 @@ class ClipTrainConfig:
     threads: int = 0  # 0: torch's default
     hard_negatives: bool = True
     attribute_weight: float = 0.5  # weight of the auxiliary shape/colour-presence loss; 0 turns it off
+    gray_prob: float = 0.25  # share of images shown in greyscale with colourless captions
     init_weights: str | None = None  # start from these exported weights (a fresh run only)
 
 
@@ -75,14 +77,27 @@ def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray
     return out
 
 
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1], augmented
+    texts: list[str]  # B captions (+ B hard negatives)
+    fits: torch.Tensor  # (B, len(texts)) 1 where the caption describes the image
+    ignore: torch.Tensor  # (B, len(texts)) pairs left out of the loss (colour captions vs greyscale images)
+    gray: torch.Tensor  # (B,) images shown in greyscale
+
+
 def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator,
-                hard_negatives: bool = False):
+                hard_negatives: bool = False, gray_prob: float = 0.0) -> Batch:
     """Images (augmented, flipped), captions, and the image-fits-caption matrix (B x B).
 
     With hard_negatives, B more captions follow, each one of the first B with one attribute
-    changed (B x 2B matrix): the model must tell "red star" from "red circle" on the same image."""
+    changed (B x 2B matrix): the model must tell "red star" from "red circle" on the same image.
+    With gray_prob, some images are shown in greyscale with colourless captions: shape must
+    then be seen without colour, which keeps shape features from leaning on colour (and so
+    lets unseen colour-shape pairs be recognised)."""
     x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float() / 255.0
     batch_scenes, texts, specs = [], [], []
+    gray = torch.zeros(len(idx), dtype=torch.bool)
     for k, i in enumerate(idx):
         scene = scenes[i]
         if rng.random() < 0.5:
@@ -91,7 +106,12 @@ def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np
         if rng.random() < 0.2:
             x[k] = x[k].flip(-2)
             scene = flip_scene(scene, horizontal=False)
-        text, spec = sample_caption(scene, rng)
+        if rng.random() < gray_prob:
+            gray[k] = True
+            x[k] = (x[k] * LUMA.view(3, 1, 1)).sum(0, keepdim=True).expand(3, -1, -1)
+            text, spec = colorless_caption(scene, rng)
+        else:
+            text, spec = sample_caption(scene, rng)
         batch_scenes.append(scene)
         texts.append(text)
         specs.append(spec)
@@ -100,7 +120,9 @@ def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np
         texts += [render_spec(spec, rng) for spec in negatives]
         specs += negatives
     fits = torch.tensor([[spec_matches(spec, scene) for spec in specs] for scene in batch_scenes], dtype=torch.float32)
-    return augment_batch(x, gen), texts, fits
+    # A greyscale image neither fits nor contradicts a caption that names colours.
+    ignore = gray[:, None] & torch.tensor([mentions_color(spec) for spec in specs])[None, :]
+    return Batch(augment_batch(x, gen), texts, fits * ~ignore, ignore, gray)
 
 
 ATTRIBUTE_NAMES = [f"shape:{s}" for s in SHAPES] + [f"color:{c}" for c in COLOR_NAMES]
@@ -116,10 +138,13 @@ def attribute_targets(scenes: list[dict]) -> torch.Tensor:
     return out
 
 
-def multi_positive_clip_loss(logits: torch.Tensor, fits: torch.Tensor) -> torch.Tensor:
+def multi_positive_clip_loss(logits: torch.Tensor, fits: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE where image i's target is uniform over the captions that fit it, and
     caption j's over the images it fits (captions that fit no image, hard negatives, only
-    serve as negatives). With a square diagonal `fits` this is CLIP's loss."""
+    serve as negatives). With a square diagonal `fits` this is CLIP's loss. Pairs in
+    `ignore` count as neither positives nor negatives."""
+    if ignore is not None:
+        logits = logits.masked_fill(ignore, -1e4)  # finite: 0 * -inf would be nan
     img_targets = fits / fits.sum(1, keepdim=True)
     loss_i = -(img_targets * F.log_softmax(logits, dim=1)).sum(1).mean()
     described = fits.sum(0) > 0
@@ -218,20 +243,25 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
     t0, losses = time.time(), []
     def make_batch():
         idx = rng.choice(len(items), size=cfg.batch_size, replace=False)
-        return *build_batch(images, items, idx, rng, gen, hard_negatives=cfg.hard_negatives), attribute_targets([items[i] for i in idx])
+        batch = build_batch(images, items, idx, rng, gen, hard_negatives=cfg.hard_negatives, gray_prob=cfg.gray_prob)
+        return batch, attribute_targets([items[i] for i in idx])
 
     batches = _prefetch(make_batch)
     while step < cfg.steps:
-        x, texts, fits, attributes = next(batches)
+        batch, attributes = next(batches)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        img_features = model.encode_image((x - mean) / std)
+        img_features = model.encode_image((batch.images - mean) / std)
         img = F.normalize(img_features, dim=-1)
-        txt = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+        txt = F.normalize(model.encode_text(tokenizer(batch.texts)), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.t()
-        loss = multi_positive_clip_loss(logits, fits)
+        loss = multi_positive_clip_loss(logits, batch.fits, batch.ignore)
         if cfg.attribute_weight:
-            loss = loss + cfg.attribute_weight * F.binary_cross_entropy_with_logits(attribute_head(img_features), attributes)
+            # Colour targets of greyscale images are unknowable: left out.
+            known = torch.ones_like(attributes)
+            known[batch.gray, len(SHAPES):] = 0
+            bce = F.binary_cross_entropy_with_logits(attribute_head(img_features), attributes, weight=known, reduction="sum") / known.sum()
+            loss = loss + cfg.attribute_weight * bce
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

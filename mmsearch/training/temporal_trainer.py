@@ -1,0 +1,107 @@
+"""Contrastive training of the seqTransf temporal head on captioned synthetic videos, the
+image and text encoders frozen (their vectors are computed once).
+
+Every video also appears played backwards with its caption reversed ("moving left" becomes
+"moving right", "growing" becomes "shrinking"): the same frames in the other order must
+match the other caption, which is exactly what mean pooling cannot learn. The reversed
+caption is also each video's hard negative. Frames are randomly dropped so the head copes
+with the varying frame counts index-time sampling gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..datasets.synth_video import reversed_shot, video_caption
+from ..datasets.video_features import VideoFeatures
+from ..encoders.temporal import POOL_FRAMES, SeqTransf, pick_frames
+from .clip_trainer import multi_positive_clip_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TemporalTrainConfig:
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    layers: int = 2
+    heads: int = 4
+    frame_dropout: float = 0.25
+    seed: int = 0
+
+
+@dataclass
+class _Examples:
+    frames: torch.Tensor  # (N, POOL_FRAMES, d), zero padded
+    valid: torch.Tensor  # (N, POOL_FRAMES) bool
+    caption: torch.Tensor  # (N,) caption id
+    reversed_caption: torch.Tensor  # (N,) caption id of the same video played backwards
+
+
+def _examples(videos: list[VideoFeatures], captions: dict[str, int]) -> _Examples:
+    dim = videos[0].frames.shape[1]
+    n = 2 * len(videos)
+    frames = torch.zeros(n, POOL_FRAMES, dim)
+    valid = torch.zeros(n, POOL_FRAMES, dtype=torch.bool)
+    cap, rev = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+    for k, v in enumerate(videos):
+        picked = torch.from_numpy(v.frames[pick_frames(v.times)])
+        forward = video_caption(v.item["shots"])
+        backward = video_caption([reversed_shot(s) for s in reversed(v.item["shots"])])
+        for j, (seq, a, b) in enumerate(((picked, forward, backward), (picked.flip(0), backward, forward))):
+            frames[2 * k + j, :len(seq)] = seq
+            valid[2 * k + j, :len(seq)] = True
+            cap[2 * k + j], rev[2 * k + j] = captions.setdefault(a, len(captions)), captions.setdefault(b, len(captions))
+    return _Examples(frames, valid, cap, rev)
+
+
+def all_captions(videos: list[VideoFeatures]) -> list[str]:
+    captions: dict[str, int] = {}
+    _examples(videos, captions)
+    return list(captions)
+
+
+def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captions: list[str], out_dir: str | Path,
+                   cfg: TemporalTrainConfig, progress=None) -> dict:
+    """text_vectors[i] embeds captions[i] (all_captions order). Writes the head into out_dir."""
+    torch.manual_seed(cfg.seed)
+    ids = {c: i for i, c in enumerate(captions)}
+    data = _examples(videos, ids)
+    texts = F.normalize(torch.from_numpy(np.asarray(text_vectors, np.float32)), dim=-1)
+    model = SeqTransf(texts.shape[1], layers=cfg.layers, heads=cfg.heads)
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    opt = torch.optim.AdamW([*model.parameters(), logit_scale], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t0, losses = time.time(), []
+    model.train()
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        idx = torch.randperm(len(data.caption), generator=gen)[:cfg.batch_size]
+        keep = data.valid[idx] & (torch.rand(data.valid[idx].shape, generator=gen) >= cfg.frame_dropout)
+        keep[:, 0] |= ~keep.any(1)  # at least one frame
+        columns = torch.unique(torch.cat([data.caption[idx], data.reversed_caption[idx]]))
+        fits = (data.caption[idx][:, None] == columns[None, :]).float()
+        video = model(data.frames[idx], keep)
+        logits = logit_scale.exp().clamp(max=100) * video @ texts[columns].t()
+        loss = multi_positive_clip_loss(logits, fits)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if progress:
+            progress(step + 1, cfg.steps, loss.item())
+    model.eval()
+    model.save(Path(out_dir))
+    return {"steps": cfg.steps, "final_loss": float(np.mean(losses[-50:])), "seconds": round(time.time() - t0, 1),
+            "videos": len(videos), "out": str(out_dir)}

@@ -1,0 +1,236 @@
+"""Video: sampling and timestamps, shot detection, indexing at three levels, search with
+moments, bad files, and the seqTransf head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import func, select
+
+from mmsearch.datasets import synth
+from mmsearch.datasets.video_features import VideoFeatures
+from mmsearch.encoders import video as video_mod
+from mmsearch.encoders.temporal import SeqTransf, TemporalPooler, mean_pool
+from mmsearch.encoders.video import (
+    ANALYSIS_FPS,
+    SamplingConfig,
+    UnreadableVideoError,
+    sample_video,
+)
+from mmsearch.evaluation.video_eval import iou
+from mmsearch.search.query import SearchRequest, build_terms
+from mmsearch.search.store import JobError, Media, Segment, Vector
+from mmsearch.training.temporal_trainer import (
+    TemporalTrainConfig,
+    all_captions,
+    train_temporal,
+)
+
+from .helpers import open_library
+
+VIDEO_SEED = 21
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("videos") / "clips"
+    manifest = synth.generate(root, 0, 8, seed=VIDEO_SEED, split="train")
+    return root, manifest
+
+
+def _pyav_frames(path: Path) -> dict[float, np.ndarray]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return {round(float(f.pts * s.time_base), 6): f.to_ndarray(format="rgb24") for f in c.decode(s)}
+
+
+def test_sampled_frames_carry_pyav_presentation_times_and_pixels(videos):
+    root, manifest = videos
+    item = manifest["items"][0]
+    decoded = _pyav_frames(root / item["file"])
+    for strategy in ("uniform", "fps", "shots"):
+        sampled = sample_video(str(root / item["file"]), SamplingConfig(strategy=strategy, frame_side=4096))
+        assert len(sampled.times) >= 2
+        for t, frame in zip(sampled.times, sampled.frames):
+            reference = decoded[round(float(t), 6)]  # KeyError: a time PyAV never presented
+            assert frame.shape == reference.shape
+            assert np.abs(frame.astype(int) - reference.astype(int)).mean() < 3  # the same frame, not a neighbour
+
+
+def test_pyav_fallback_reads_the_same_times_as_decord(videos):
+    root, manifest = videos
+    path = str(root / manifest["items"][1]["file"])
+    decord_reader = video_mod.open_video(path, 64)
+    pyav_reader = video_mod._PyAVReader(path, 64)
+    assert decord_reader.info.backend == "decord"
+    np.testing.assert_allclose(pyav_reader.info.times, decord_reader.info.times, atol=1e-6)
+    idx = np.array([0, len(pyav_reader.info.times) // 2])
+    got = dict(pyav_reader.read(idx))
+    assert sorted(got) == idx.tolist()
+
+
+def test_uniform_sampling_takes_n_frames_in_time_order(videos):
+    root, manifest = videos
+    sampled = sample_video(str(root / manifest["items"][2]["file"]), SamplingConfig(strategy="uniform", num_frames=6))
+    assert len(sampled.times) == 6
+    assert np.all(np.diff(sampled.times) > 0)
+
+
+def test_shot_boundaries_are_found_within_one_sampled_frame(videos):
+    root, manifest = videos
+    multi = [i for i in manifest["items"] if i["cuts"]]
+    assert len(multi) >= 2
+    for item in multi:
+        sampled = sample_video(str(root / item["file"]))
+        found = [a for a, _ in sampled.shots[1:]]
+        assert len(found) == len(item["cuts"]), (item["file"], found, item["cuts"])
+        for t_found, t_true in zip(found, item["cuts"]):
+            assert t_true - 1e-6 <= t_found <= t_true + 1 / ANALYSIS_FPS + 1 / item["fps"], (t_found, t_true)
+        # Every shot has at least one sampled frame.
+        for a, b in sampled.shots:
+            assert np.any((sampled.times >= a) & (sampled.times < b))
+
+
+def test_bad_videos_raise_a_clear_error(tmp_path, videos):
+    root, manifest = videos
+    data = (root / manifest["items"][0]["file"]).read_bytes()
+    cases = {
+        "truncated.mp4": data[: len(data) // 2],
+        "not-a-video.mp4": b"\x00\x00\x00\x18ftypmp42" + b"hello" * 100,
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UnreadableVideoError):
+            sample_video(str(tmp_path / name))
+    _write_audio_only(tmp_path / "audio.mp4")
+    with pytest.raises(UnreadableVideoError, match="no video stream"):
+        sample_video(str(tmp_path / "audio.mp4"))
+
+
+def _write_audio_only(path: Path) -> None:
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def video_library(tmp_path_factory, videos, mini_encoder):
+    root, manifest = videos
+    lib = open_library(tmp_path_factory.mktemp("videolib"), encoder=mini_encoder, pooling="mean")
+    summary = lib.index([root])
+    yield lib, root, manifest, summary
+    lib.close()
+
+
+def test_videos_are_indexed_at_three_levels(video_library):
+    lib, root, manifest, summary = video_library
+    assert summary["state"] == "done" and summary["errors"] == 0 and summary["done"] == 8
+    with lib.store.session() as s:
+        for item in manifest["items"]:
+            media = s.scalars(select(Media).where(Media.path == str((root / item["file"]).resolve()))).one()
+            assert media.kind == "video" and abs(media.duration - item["duration"]) < 0.05
+            segments = s.scalars(select(Segment).where(Segment.media_id == media.id).order_by(Segment.t_start)).all()
+            assert len(segments) == len(item["shots"])
+            for seg, shot in zip(segments, item["shots"]):
+                assert iou((seg.t_start, seg.t_end), (shot["t_start"], shot["t_end"])) > 0.9
+                assert Path(seg.keyframe).is_file()
+            kinds = dict(s.execute(select(Vector.kind, func.count()).where(Vector.media_id == media.id).group_by(Vector.kind)).all())
+            assert kinds["video"] == 1 and kinds["segment"] == len(segments) and kinds["frame"] >= len(segments)
+            pooled_space = s.scalar(select(Vector.space).where(Vector.media_id == media.id, Vector.kind == "video"))
+            assert pooled_space.endswith("|pool=mean")
+
+
+def test_shot_caption_finds_its_video_and_moment(video_library):
+    lib, root, manifest, _ = video_library
+    item = next(i for i in manifest["items"] if len(i["shots"]) >= 2)
+    path = str((root / item["file"]).resolve())
+    for shot in item["shots"]:
+        hits = lib.search(SearchRequest(build_terms(shot["caption"]), k=3, kind="video"))
+        assert hits[0].path == path, (shot["caption"], [h.path for h in hits])
+        assert iou((hits[0].t_start, hits[0].t_end), (shot["t_start"], shot["t_end"])) >= 0.5
+
+
+def test_a_video_as_the_query_finds_itself_first(video_library):
+    lib, root, manifest, _ = video_library
+    target = lib.store.media_by_id(list(range(1, 9)))
+    some = next(m for m in target.values() if m.kind == "video")
+    hits = lib.search(SearchRequest(build_terms(media_id=some.id), k=2, kind="video"))
+    assert hits[0].id == some.id and hits[0].score > 0.99
+
+
+def test_bad_video_files_get_error_rows_and_good_ones_stay_searchable(tmp_path, videos, mini_encoder):
+    root, manifest = videos
+    media = tmp_path / "media"
+    media.mkdir()
+    good = manifest["items"][0]["file"]
+    (media / "good.mp4").write_bytes((root / good).read_bytes())
+    data = (root / manifest["items"][1]["file"]).read_bytes()
+    (media / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (media / "empty.mp4").write_bytes(b"")
+    (media / "notes.mp4").write_bytes(b"this is a text file, not a video\n" * 20)
+    _write_audio_only(media / "audio-only.mp4")
+    lib = open_library(tmp_path / "lib", encoder=mini_encoder, pooling="mean")
+    summary = lib.index([media])
+    assert summary["state"] == "done" and summary["errors"] == 4 and summary["done"] == 5
+    with lib.store.session() as s:
+        errors = dict(s.execute(select(JobError.path, JobError.error)).all())
+    assert set(map(lambda p: Path(p).name, errors)) == {"truncated.mp4", "empty.mp4", "notes.mp4", "audio-only.mp4"}
+    assert "no video stream" in errors[str((media / "audio-only.mp4").resolve())]
+    hits = lib.search(SearchRequest(build_terms(manifest["items"][0]["shots"][0]["caption"]), k=1, kind="video"))
+    assert Path(hits[0].path).name == "good.mp4"
+    lib.close()
+
+
+def test_seqtransf_starts_as_mean_pooling_and_round_trips(tmp_path):
+    head = SeqTransf(16, layers=1, heads=2)
+    frames = torch.nn.functional.normalize(torch.randn(1, 5, 16), dim=-1)
+    np.testing.assert_allclose(head.eval()(frames)[0].detach().numpy(), mean_pool(frames[0].numpy()), atol=1e-5)
+    with torch.no_grad():
+        head.gate.fill_(1.0)
+    head.save(tmp_path)
+    pooler = TemporalPooler("seqTransf", tmp_path)
+    assert pooler.name.startswith("seqTransf@")
+    np.testing.assert_allclose(pooler.pool(frames[0].numpy(), np.arange(5.0)), head.eval()(frames)[0].detach().numpy(), atol=1e-5)
+
+
+def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
+    """Frame vectors of an object sliding along one axis; the caption says which way.
+    Trained with reversed copies, the head must tell a video from itself played backwards."""
+    rng = np.random.default_rng(0)
+    dim = 32
+    left, right, base = (rng.standard_normal(dim) for _ in range(3))
+    videos = []
+    for k in range(48):
+        motion = ["moving left", "moving right"][k % 2]
+        u = np.linspace(0, 1, 8)[:, None]
+        path = (1 - u) * right + u * left if motion == "moving left" else (1 - u) * left + u * right
+        frames = path + base + 0.1 * rng.standard_normal((8, dim))
+        frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+        shot = {"caption": f"a red circle {motion} on a blue background", "motion": motion, "t_start": 0.0, "t_end": 4.0,
+                "object": {"color": "red", "shape": "circle", "size": "small"}, "background": "blue"}
+        videos.append(VideoFeatures({"caption": shot["caption"], "shots": [shot]}, np.arange(8) * 0.5, frames.astype(np.float32), [(0.0, 4.0)]))
+    captions = all_captions(videos)
+    assert sorted(captions) == ["a small red circle moving left on a blue background", "a small red circle moving right on a blue background"]
+    text_vectors = np.stack([base + (left if "left" in c else right) for c in captions])
+    train_temporal(videos, text_vectors, captions, tmp_path, TemporalTrainConfig(steps=150, batch_size=32, frame_dropout=0.0))
+    pooler = TemporalPooler("seqTransf", tmp_path)
+    t = {c: v / np.linalg.norm(v) for c, v in zip(captions, text_vectors)}
+    correct = 0
+    for v in videos:
+        q = t[f"a small red circle {v.item['shots'][0]['motion']} on a blue background"]
+        correct += float(pooler.pool(v.frames, v.times) @ q) > float(pooler.pool(v.frames[::-1].copy(), v.times) @ q)
+    assert correct == len(videos)
+    with pytest.raises(FileNotFoundError, match="train one"):
+        TemporalPooler("seqTransf", tmp_path / "missing")
+
