@@ -299,6 +299,7 @@ DEMO_SEED = 2026  # not the seed of the training corpus: the demo shows unseen i
 def demo(
     library: Path = typer.Option(Path("demo-library"), help="Folder for the demo media and its library."),
     images: int = typer.Option(300, min=1, help="Synthetic images in the demo library."),
+    videos: int = typer.Option(16, min=0, help="Synthetic videos in the demo library."),
     serve: bool = typer.Option(True, help="Serve the API afterwards (--no-serve for scripts)."),
     port: int = typer.Option(8000, min=1, max=65535),
 ) -> None:
@@ -310,19 +311,27 @@ def demo(
     media = library / "media"
     if not (media / synth_mod.MANIFEST).is_file():
         with _progress() as bar:
-            task = bar.add_task("synth demo media", total=images, info="")
-            synth_mod.generate(media, images, 0, seed=DEMO_SEED, split="train", progress=lambda n: bar.advance(task, n))
+            task = bar.add_task("synth demo media", total=images + videos, info="")
+            synth_mod.generate(media, images, videos, seed=DEMO_SEED, split="train", progress=lambda n: bar.advance(task, n))
     lib = Library.open(settings=Settings().with_overrides(library_dir=library / "index", model="mini"))
     with _progress() as bar:
         task = bar.add_task("index", total=None, info="")
         job = lib.index([media], progress=lambda j: bar.update(task, total=j["total"], completed=j["done"]))
     console.print(f"indexed {media}: {job['new']} new, {job['unchanged']} unchanged, {job['errors']} errors "
                   f"(model {lib.encoder.name}, {lib.encoder.dim}-d)")
-    truth = {str((media / i["file"]).resolve()): i["caption"] for i in synth_mod.load_manifest(media)["items"]}
-    for query in DEMO_QUERIES:
-        console.print(f"\n[bold]{query}[/bold]")
-        for hit in lib.search(SearchRequest(terms=parse_text(query), k=3)):
-            console.print(f"  {hit.score:.3f}  {hit.path}  [dim](truth: {truth.get(hit.path, '?')})[/dim]", soft_wrap=True)
+    items = synth_mod.load_manifest(media)["items"]
+    truth = {str((media / i["file"]).resolve()): i["caption"] for i in items}
+    # A video query with a known answer: one shot of a multi-shot demo video.
+    multi_shot = [i for i in items if len(i.get("shots", [])) > 1]
+    video_queries = []
+    if multi_shot:
+        shot = multi_shot[0]["shots"][-1]
+        video_queries = [(shot["caption"], "video", f"{multi_shot[0]['file']} {shot['t_start']:.2f}-{shot['t_end']:.2f}s")]
+    for query, kind, expected in [(q, "any", None) for q in DEMO_QUERIES] + video_queries:
+        console.print(f"\n[bold]{query}[/bold]" + (f" [dim](kind={kind}; the shot is {expected})[/dim]" if expected else ""))
+        for hit in lib.search(SearchRequest(terms=parse_text(query), k=3, kind=kind)):
+            moment = f"  moment {hit.t_start:.2f}-{hit.t_end:.2f}s" if hit.t_start is not None else ""
+            console.print(f"  {hit.score:.3f}  {hit.path}{moment}  [dim](truth: {truth.get(hit.path, '?')})[/dim]", soft_wrap=True)
     if serve:
         import uvicorn
 

@@ -100,25 +100,8 @@ def _object_at(shot: dict, u: float) -> ObjectGeom:
                       lerp(g0["r"], g1["r"]), shot["angle"], opacity)
 
 
-def render_video(args: tuple[int, str, int, str]) -> dict:
-    seed, split, index, out_dir = args
-    rng = item_rng(seed, split, KIND_VIDEO, index)
-    width, height = sample_canvas(rng)
-    width, height = width // 2 * 2, height // 2 * 2  # yuv420p needs even sizes
-    fps = FPS_CHOICES[int(rng.integers(len(FPS_CHOICES)))]
-    duration = float(rng.uniform(2, 8))
-    n_shots = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])) if duration >= 3 else 1
-    n_frames = int(round(duration * fps))
-    # Cut points on frame boundaries, every shot at least one second long.
-    cuts = sorted(rng.choice(np.arange(fps, n_frames - fps + 1), size=n_shots - 1, replace=False).tolist()) if n_shots > 1 else []
-    while any(b - a < fps for a, b in zip([0] + cuts, cuts + [n_frames])):
-        cuts = sorted(rng.choice(np.arange(fps, n_frames - fps + 1), size=n_shots - 1, replace=False).tolist())
-    bounds = list(zip([0] + cuts, cuts + [n_frames]))
-    shots = [_sample_shot(rng, split, width, height) for _ in bounds]
-    styles = [sample_style(rng) for _ in bounds]
-
-    rel = f"videos/{split}-{index:06d}.mp4"
-    path = Path(out_dir) / rel
+def _write_mp4(path: Path, width: int, height: int, fps: int, bounds: list[tuple[int, int]], shots: list[dict], styles: list) -> None:
+    """H.264 with one presentation timestamp per frame (pts = frame number, time base 1/fps)."""
     container = av.open(str(path), mode="w", format="mp4")
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -137,6 +120,43 @@ def render_video(args: tuple[int, str, int, str]) -> dict:
     for packet in stream.encode():
         container.mux(packet)
     container.close()
+
+
+def render_long_video(path: Path, seconds: float, seed: int = 0, width: int = 320, height: int = 240, fps: int = 10,
+                      shot_seconds: tuple[float, float] = (5.0, 20.0)) -> list[dict]:
+    """One long video (for benchmarks): shots of 5-20 s back to back. Returns the shots."""
+    rng = np.random.default_rng(seed)
+    n_frames = int(round(seconds * fps))
+    bounds, f = [], 0
+    while f < n_frames:
+        length = int(rng.uniform(*shot_seconds) * fps)
+        bounds.append((f, min(n_frames, f + length)))
+        f += length
+    shots = [_sample_shot(rng, "train", width, height) for _ in bounds]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_mp4(path, width, height, fps, bounds, shots, [sample_style(rng) for _ in bounds])
+    return [{"t_start": a / fps, "t_end": b / fps, "caption": sh["caption"]} for (a, b), sh in zip(bounds, shots)]
+
+
+def render_video(args: tuple[int, str, int, str]) -> dict:
+    seed, split, index, out_dir = args
+    rng = item_rng(seed, split, KIND_VIDEO, index)
+    width, height = sample_canvas(rng)
+    width, height = width // 2 * 2, height // 2 * 2  # yuv420p needs even sizes
+    fps = FPS_CHOICES[int(rng.integers(len(FPS_CHOICES)))]
+    duration = float(rng.uniform(2, 8))
+    n_shots = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])) if duration >= 3 else 1
+    n_frames = int(round(duration * fps))
+    # Cut points on frame boundaries, every shot at least one second long.
+    cuts = sorted(rng.choice(np.arange(fps, n_frames - fps + 1), size=n_shots - 1, replace=False).tolist()) if n_shots > 1 else []
+    while any(b - a < fps for a, b in zip([0] + cuts, cuts + [n_frames])):
+        cuts = sorted(rng.choice(np.arange(fps, n_frames - fps + 1), size=n_shots - 1, replace=False).tolist())
+    bounds = list(zip([0] + cuts, cuts + [n_frames]))
+    shots = [_sample_shot(rng, split, width, height) for _ in bounds]
+    styles = [sample_style(rng) for _ in bounds]
+
+    rel = f"videos/{split}-{index:06d}.mp4"
+    _write_mp4(Path(out_dir) / rel, width, height, fps, bounds, shots, styles)
 
     manifest_shots = []
     for (f0, f1), shot in zip(bounds, shots):

@@ -1,11 +1,18 @@
-"""Encoders: text / image (/ video) -> L2-normalised float32 vectors in one space."""
+"""Encoders: text / image (/ video) -> L2-normalised float32 vectors in one space.
+
+The package imports nothing heavy itself: decode worker processes import
+`mmsearch.encoders.video` and must not pay for torch.
+"""
 
 from __future__ import annotations
 
-from .base import Encoder, EncoderError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Encoder, EncoderError
 
 
-def load_encoder(spec: str = "mini", device: str = "auto", batch_size: int = 64, hub_timeout_s: float = 5.0) -> Encoder:
+def load_encoder(spec: str = "mini", device: str = "auto", batch_size: int = 64, hub_timeout_s: float = 5.0) -> "Encoder":
     """Build the encoder a spec string names (see openclip.py and blip.py for the forms)."""
     if spec.startswith("blip:"):
         from .blip import BlipEncoder
@@ -14,6 +21,14 @@ def load_encoder(spec: str = "mini", device: str = "auto", batch_size: int = 64,
     from .openclip import OpenClipEncoder
 
     return OpenClipEncoder(spec, device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)
+
+
+def __getattr__(name: str):
+    if name in ("Encoder", "EncoderError"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(name)
 
 
 __all__ = ["Encoder", "EncoderError", "load_encoder"]

@@ -113,7 +113,7 @@ class IndexJobRunner:
             self.progress(self.summary(job_id))
 
     def _run(self, job_id: int, roots: list[Path]) -> None:
-        result = scan(self.store, roots, {self.library_dir}, self.encoder.space)
+        result = scan(self.store, roots, {self.library_dir}, self.encoder.space, video_space(self.encoder.space, self.pooler))
         images = [c for c in result.todo if c.kind == "image"]
         videos = [c for c in result.todo if c.kind == "video"]
         not_media = [c for c in result.todo if c.kind is None]

@@ -86,24 +86,29 @@ def walk(root: Path, skip: set[Path]) -> tuple[list[Path], list[Path]]:
     return found, unreadable
 
 
-def _known_media(store: Store, root: Path, space: str) -> tuple[dict[str, tuple], set[int]]:
+def _known_media(store: Store, root: Path, space: str, video_space: str | None = None) -> tuple[dict[str, tuple], set[int]]:
     """Stored files under root (whatever root they were indexed from), and which of them
-    have a vector in `space`."""
+    have a vector in `space` (videos: and a pooled vector in `video_space`)."""
     prefix = str(root).rstrip(os.sep) + os.sep
     under_root = Media.path.startswith(prefix, autoescape=True) & Media.generated.is_(False)
     with store.session() as s:
         known = {p: (mid, size, mtime, digest, err) for mid, p, size, mtime, digest, err in s.execute(
             select(Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error).where(under_root))}
         embedded = set(s.scalars(select(Vector.media_id).join(Media).where(Vector.space == space, under_root).distinct()))
+        if video_space is not None:
+            pooled = set(s.scalars(select(Vector.media_id).join(Media).where(Vector.space == video_space, under_root)))
+            videos = set(s.scalars(select(Media.id).where(Media.kind == "video", under_root)))
+            embedded -= videos - pooled
     return known, embedded
 
 
-def scan(store: Store, roots: list[Path], skip: set[Path], space: str) -> ScanResult:
+def scan(store: Store, roots: list[Path], skip: set[Path], space: str, video_space: str | None = None) -> ScanResult:
     """What to do under the roots. A stored file is re-embedded when its content changed
-    (size/mtime, then hash) or when it has no vector in `space` (the model was switched)."""
+    (size/mtime, then hash) or when it has no vector in `space` (the model was switched), or
+    for a video, none in `video_space` (the temporal pooling was switched)."""
     result = ScanResult()
     for root in roots:
-        known, embedded = _known_media(store, root, space)
+        known, embedded = _known_media(store, root, space, video_space)
         files, unreadable = walk(root, skip)
         seen = set()
         for path in files:
