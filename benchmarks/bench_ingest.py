@@ -11,21 +11,18 @@ The ratio says how much of the encoder's speed the pipeline delivers.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-import torch
 
 from mmsearch.config import Settings
+from report import device_description, publish
 from mmsearch.datasets import synth
 from mmsearch.encoders import load_encoder
 from mmsearch.library import Library
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def raw_images_per_s(encoder, files: list[Path], batch_size: int) -> float:
@@ -62,7 +59,7 @@ def main() -> None:
         raw = raw_images_per_s(encoder, files, args.batch_size)
         rows = [(w, end_to_end_images_per_s(encoder, corpus, Path(tmp) / f"lib-{w}", w, args.batch_size)) for w in args.workers]
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+    device = device_description()
     lines = [
         f"### Ingest: {args.images} synthetic images, model `{args.model}`, batch {args.batch_size} ({date.today()}, {device})",
         "",
@@ -72,10 +69,7 @@ def main() -> None:
         *[f"| end-to-end `Library.index` | {w} | {ips:.1f} | {ips / raw:.2f} |" for w, ips in rows],
         "",
     ]
-    print("\n".join(lines))
-    if not args.no_write:
-        with (ROOT / "BENCHMARKS.md").open("a") as f:
-            f.write("\n".join(lines) + "\n")
+    publish(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -52,13 +52,25 @@ def index_types(n_vectors: int, dim: int, max_nlist: int = 1 << 30) -> dict[str,
     }
 
 
-def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
-    """n seeded random unit vectors, made CHUNK rows at a time to bound temporaries."""
+def unit_vectors(n: int, dim: int, seed: int, per_cluster: int = 100, spread: float = 1.0) -> np.ndarray:
+    """n seeded random unit vectors, made CHUNK rows at a time to bound temporaries.
+
+    Clustered like real embeddings (per_cluster > 0): each vector is one of n / per_cluster
+    random centres plus gaussian noise of norm ~spread, renormalised. Uniform random vectors
+    in 512-d are all nearly orthogonal: their top-10 beyond the first is a set of near-ties
+    that no ANN index (nor any use) cares about, which makes recall@10 meaningless."""
     out = np.empty((n, dim), dtype=np.float32)
+    centres = None
+    if per_cluster > 0:
+        centres = np.random.default_rng([seed, 2]).standard_normal((max(1, n // per_cluster), dim), dtype=np.float32)
+        faiss.normalize_L2(centres)
     for chunk_no, start in enumerate(range(0, n, CHUNK)):
         rng = np.random.default_rng([seed, chunk_no])
         stop = min(start + CHUNK, n)
         out[start:stop] = rng.standard_normal((stop - start, dim), dtype=np.float32)
+        if centres is not None:
+            out[start:stop] *= spread / np.sqrt(dim)
+            out[start:stop] += centres[rng.integers(len(centres), size=stop - start)]
     faiss.normalize_L2(out)
     return out
 
@@ -93,7 +105,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def bench_size(n: int, args, wanted: list[str]) -> list[dict]:
     print(f"\nN = {n:,}: generating {n:,} x {args.dim} vectors ...", flush=True)
-    database = unit_vectors(n, args.dim, args.seed)
+    database = unit_vectors(n, args.dim, args.seed, args.per_cluster, args.spread)
     ids = np.arange(1, n + 1, dtype=np.int64)
     queries = perturbed_queries(database, args.queries, args.noise, args.seed)
     exact = VectorIndex.build(ids, database, factory="Flat", use_gpu=args.use_gpu)
@@ -130,14 +142,16 @@ def bench_size(n: int, args, wanted: list[str]) -> list[dict]:
 
 
 def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
-    """p50/p99 of POST /search over loopback on a real library, next to its parts:
-    encoding the query text, and the raw FAISS search."""
+    """p50/p99 of POST /search over loopback to a `mmsearch serve` process (as users run it)
+    on a real library, next to its parts: encoding the query text, and the raw FAISS search.
+    (An in-process server thread shares the client's GIL and adds ~40 ms per request.)"""
+    import socket
+    import subprocess
+    import sys
     import tempfile
 
     import httpx
 
-    from mmsearch.api.app import create_app
-    from mmsearch.api.background import BackgroundServer
     from mmsearch.config import Settings
     from mmsearch.datasets import synth
     from mmsearch.library import Library
@@ -145,24 +159,41 @@ def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
     queries = [f"a {size} {color} {shape}" for size in ("small", "large") for color in ("red", "blue", "green", "yellow")
                for shape in ("circle", "square", "star")]
     with tempfile.TemporaryDirectory() as tmp:
+        lib_dir = Path(tmp) / "lib"
         synth.generate(Path(tmp) / "media", n_images, 0, seed=5, workers=2)
-        lib = Library.open(settings=Settings(library_dir=Path(tmp) / "lib", decode_workers=0))
-        lib.index([Path(tmp) / "media"])
-        encode_ms, faiss_ms, api_ms = [], [], []
-        for i in range(n_requests):
-            t0 = time.perf_counter()
-            q = lib.encoder.embed_texts([queries[i % len(queries)]])
-            encode_ms.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            lib.indexes.search("image", q, k)
-            faiss_ms.append((time.perf_counter() - t0) * 1000)
-        with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url) as client:
-            client.post("/search", json={"text": "warm up", "k": k})
+        with Library.open(settings=Settings(library_dir=lib_dir, decode_workers=0)) as lib:
+            lib.index([Path(tmp) / "media"])
+            encode_ms, faiss_ms, api_ms = [], [], []
             for i in range(n_requests):
                 t0 = time.perf_counter()
-                client.post("/search", json={"text": queries[i % len(queries)], "k": k}).raise_for_status()
-                api_ms.append((time.perf_counter() - t0) * 1000)
-        lib.close()
+                q = lib.encoder.embed_texts([queries[i % len(queries)]])
+                encode_ms.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                lib.indexes.search("image", q, k)
+                faiss_ms.append((time.perf_counter() - t0) * 1000)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "mmsearch", "serve", "--library", str(lib_dir), "--port", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        client.post("/search", json={"text": "warm up", "k": k}).raise_for_status()
+                        break
+                    except httpx.TransportError:
+                        if time.monotonic() > deadline or server.poll() is not None:
+                            raise RuntimeError("mmsearch serve did not start") from None
+                        time.sleep(0.2)
+                for i in range(n_requests):
+                    t0 = time.perf_counter()
+                    client.post("/search", json={"text": queries[i % len(queries)], "k": k}).raise_for_status()
+                    api_ms.append((time.perf_counter() - t0) * 1000)
+        finally:
+            server.terminate()
+            server.wait(30)
     pct = lambda xs, p: float(np.percentile(xs, p))  # noqa: E731
     return [{"measure": name, "vectors": n_images, "p50 ms": pct(xs, 50), "p99 ms": pct(xs, 99)}
             for name, xs in (("text encode (mini)", encode_ms), ("raw FAISS search", faiss_ms), ("POST /search end to end", api_ms))]
@@ -199,7 +230,9 @@ def machine_description() -> str:
 
 def header(args) -> str:
     return (
-        f"Database: seeded random unit vectors, dim {args.dim}. Queries: {args.queries} database "
+        f"Database: seeded random unit vectors, dim {args.dim}"
+        + (f", in clusters of ~{args.per_cluster} (centre + noise of norm ~{args.spread}, renormalised)" if args.per_cluster else ", uniform")
+        + f". Queries: {args.queries} database "
         f"vectors plus gaussian noise (norm ~{args.noise}), renormalised. Recall@{args.k} against "
         f"exact inner-product search (Flat). QPS at k={args.k}: batched over all queries, and one query per call "
         f"over the first {args.single_queries}. IVF lists capped at {args.max_nlist}; k-means trains on 64 points per list."
@@ -208,10 +241,12 @@ def header(args) -> str:
 
 def append_markdown(path: Path, rows: list[dict], args, api_rows: list[dict]) -> None:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = f"\n## bench_search, {when}\n\nMachine: {machine_description()}\n\n{header(args)}\n\n{markdown_table(rows)}\n"
+    section = f"\n## bench_search, {when}\n\nMachine: {machine_description()}\n"
+    if rows:
+        section += f"\n{header(args)}\n\n{markdown_table(rows)}\n"
     if api_rows:
-        section += (f"\nAPI latency: {args.api_requests} sequential POST /search text queries over loopback, k={args.k}, "
-                    f"on a synthetic library indexed with mini; its parts measured alone beside it.\n\n{markdown_table(api_rows)}\n")
+        section += (f"\nAPI latency: {args.api_requests} sequential POST /search text queries over loopback to a `mmsearch serve` "
+                    f"process, k={args.k}, on a synthetic library indexed with mini; its parts measured alone beside it.\n\n{markdown_table(api_rows)}\n")
     if not path.exists():
         section = "# Benchmarks\n\nResults appended by the scripts in benchmarks/.\n" + section
     with open(path, "a", encoding="utf-8") as f:
@@ -221,13 +256,15 @@ def append_markdown(path: Path, rows: list[dict], args, api_rows: list[dict]) ->
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="database sizes (none: only the API part)")
     parser.add_argument("--types", nargs="+", choices=list(index_types(100_000, 512)), default=list(index_types(100_000, 512)))
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--single-queries", type=int, default=100, help="queries timed one per call (exact search on 1M is slow)")
     parser.add_argument("--max-nlist", type=int, default=1024, help="cap on IVF lists (k-means on 2 CPU cores is the bottleneck)")
+    parser.add_argument("--per-cluster", type=int, default=100, help="vectors per cluster (0: uniform on the sphere)")
+    parser.add_argument("--spread", type=float, default=1.0, help="norm of the noise around each cluster centre")
     parser.add_argument("--noise", type=float, default=0.5, help="norm of the gaussian noise added to each query's source vector")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu", dest="use_gpu", action="store_const", const=False, default="auto", help="never use a GPU")
@@ -245,7 +282,8 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         rows += bench_size(n, args, args.types)
-    print("\n" + markdown_table(rows))
+    if rows:
+        print("\n" + markdown_table(rows))
     api_rows = bench_api(args.api_images, args.api_requests, args.k) if args.api_images else []
     if api_rows:
         print("\n" + markdown_table(api_rows))

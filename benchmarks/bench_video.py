@@ -15,7 +15,6 @@ long video:  a fresh process indexes one synthetic video of --long-minutes; its 
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,21 +22,20 @@ import time
 from datetime import date
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from mmsearch.config import Settings
+from report import device_description, publish
 from mmsearch.datasets import synth
 from mmsearch.datasets.synth_video import render_long_video
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.video import SamplingConfig, sample_video
 from mmsearch.library import Library
 
-ROOT = Path(__file__).resolve().parent.parent
-
 LONG_VIDEO_JOB = """
 import resource, sys, time
 from mmsearch.config import Settings
+from report import device_description, publish
 from mmsearch.library import Library
 settings = Settings(library_dir=sys.argv[2], model=sys.argv[3], decode_workers=int(sys.argv[4]))
 t0 = time.perf_counter()
@@ -107,7 +105,7 @@ def main() -> None:
         long = long_video_peak_rss(args.long_minutes, args.model, 1, Path(tmp)) if args.long_minutes > 0 else None
 
     ceiling = min(decode_fps, encode_fps)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+    device = device_description()
     lines = [
         f"### Video ingest: {args.videos} synthetic videos ({frames} sampled frames, `{sampling.strategy}` sampling at {sampling.fps} fps), "
         f"model `{args.model}` ({date.today()}, {device})",
@@ -126,10 +124,7 @@ def main() -> None:
             f"job {long['state']}, {long['errors']} errors.",
             "",
         ]
-    print("\n".join(lines))
-    if not args.no_write:
-        with (ROOT / "BENCHMARKS.md").open("a") as f:
-            f.write("\n".join(lines) + "\n")
+    publish(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -101,10 +101,7 @@ def eval_encoder(
         report = evaluate_encoder(encoder, data)
     except (EncoderError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
-    else:
-        console.print_json(json.dumps(report))
+    _print_report(report, as_json)
 
 
 @train_app.command("temporal")
@@ -112,7 +109,7 @@ def train_temporal(
     data: Path = typer.Option(..., help="A video corpus written by `mmsearch synth --videos N` (the train split)."),
     model: Optional[str] = typer.Option(None, help="Frozen encoder spec (default: settings' model)."),
     out: Path = typer.Option(Path(__file__).resolve().parent / "weights" / "mini", help="Folder to write the seqTransf head into."),
-    steps: int = typer.Option(1500, min=1),
+    steps: int = typer.Option(2500, min=1),
     batch_size: int = typer.Option(128, min=2),
     lr: float = typer.Option(5e-4, min=0),
     seed: int = typer.Option(0),
@@ -159,6 +156,10 @@ def eval_video(
         report = evaluate_video(videos, encoder, pooler)
     except (EncoderError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
+    _print_report(report, as_json)
+
+
+def _print_report(report: dict, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:

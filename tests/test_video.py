@@ -297,3 +297,23 @@ def test_switching_the_pooling_re_embeds_videos_only(tmp_path, videos, mini_enco
         with lib.store.session() as s:
             spaces = s.scalars(select(Vector.space).where(Vector.kind == "video")).all()
         assert len(spaces) == 1 and "|pool=seqTransf@" in spaces[0]
+
+
+def test_small_odd_sized_video_decodes_through_the_pyav_fallback(tmp_path):
+    """decord cannot copy frames of some sizes (72x68 here) at native resolution."""
+    path = tmp_path / "small.mp4"
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 72, 68, "yuv420p"
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((68, 72, 3), i * 12, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    sampled = sample_video(str(path), SamplingConfig(strategy="uniform", num_frames=4))
+    assert sampled.frames.shape == (4, 68, 72, 3)
+    np.testing.assert_allclose(sampled.times, [0.2, 0.7, 1.2, 1.7], atol=1e-6)
+    # Frame i is grey level 12 * i: the frames come back in time order, not shuffled.
+    assert np.all(np.diff(sampled.frames.reshape(4, -1).mean(1)) > 0)

@@ -235,37 +235,55 @@ def sample_shots(reader, cfg: SamplingConfig) -> SampledVideo:
         last_kept_tiny = tiny
         frames.append(frame)
         times.append(t)
+    if not frames:
+        raise UnreadableVideoError("no frame could be decoded")
     bounds = [start, *cuts, end]
     shots = [(a, b) for a, b in zip(bounds, bounds[1:])]
     return SampledVideo(info, np.stack(frames), np.asarray(times), shots)
 
 
+def _with_fallback(path: str, side: int, use):
+    """use(reader) with decord; when decord fails mid-read (it cannot copy frames of some
+    odd sizes, among other things), again with PyAV; UnreadableVideoError if both fail."""
+    reader = open_video(path, side)
+    try:
+        return use(reader)
+    except UnreadableVideoError:
+        raise
+    except Exception as e:
+        if reader.info.backend != "decord":
+            raise UnreadableVideoError(f"cannot decode video: {e}") from e
+        log.info("decord failed reading %s (%s); decoding with PyAV", path, e)
+    try:
+        return use(_PyAVReader(path, side))
+    except UnreadableVideoError:
+        raise
+    except Exception as e:
+        raise UnreadableVideoError(f"cannot decode video: {e}") from e
+
+
+def _sample(reader, cfg: SamplingConfig) -> SampledVideo:
+    if cfg.strategy == "shots":
+        return sample_shots(reader, cfg)
+    info = reader.info
+    idx = uniform_indices(info, cfg.num_frames) if cfg.strategy == "uniform" else fps_indices(info, cfg.fps, cfg.max_frames)
+    got = list(reader.read(idx))
+    if not got:
+        raise UnreadableVideoError("no frame could be decoded")
+    return SampledVideo(info, np.stack([f for _, f in got]), info.times[[i for i, _ in got]], [(float(info.times[0]), info.duration)])
+
+
 def sample_video(path: str, cfg: SamplingConfig | None = None) -> SampledVideo:
     """Decode and sample one video per the config; raises UnreadableVideoError."""
     cfg = cfg or SamplingConfig()
-    reader = open_video(path, cfg.frame_side)
-    try:
-        if cfg.strategy == "shots":
-            return sample_shots(reader, cfg)
-        idx = uniform_indices(reader.info, cfg.num_frames) if cfg.strategy == "uniform" else fps_indices(reader.info, cfg.fps, cfg.max_frames)
-        got = list(reader.read(idx))
-    except UnreadableVideoError:
-        raise
-    except Exception as e:  # a decoder error mid-file: truncated or corrupt data
-        raise UnreadableVideoError(f"cannot decode video: {e}") from e
-    if not got:
-        raise UnreadableVideoError("no frame could be decoded")
-    info = reader.info
-    return SampledVideo(info, np.stack([f for _, f in got]), info.times[[i for i, _ in got]],
-                        [(float(info.times[0]), info.duration)])
+    return _with_fallback(path, cfg.frame_side, lambda reader: _sample(reader, cfg))
 
 
 def frame_at(path: str, t: float, side: int = DEFAULT_FRAME_SIDE) -> np.ndarray:
     """The frame shown at t seconds (uint8 HxWx3, shorter side <= side)."""
-    reader = open_video(path, side)
-    try:
+    def first(reader):
         for _, frame in reader.read(nearest_indices(reader.info.times, np.asarray([t]))):
             return frame
-    except Exception as e:
-        raise UnreadableVideoError(f"cannot decode video: {e}") from e
-    raise UnreadableVideoError(f"no frame at {t} s")
+        raise UnreadableVideoError(f"no frame at {t} s")
+
+    return _with_fallback(path, side, first)

@@ -4,8 +4,10 @@ image and text encoders frozen (their vectors are computed once).
 Every video also appears played backwards with its caption reversed ("moving left" becomes
 "moving right", "growing" becomes "shrinking"): the same frames in the other order must
 match the other caption, which is exactly what mean pooling cannot learn. The reversed
-caption is also each video's hard negative. Frames are randomly dropped so the head copes
-with the varying frame counts index-time sampling gives.
+caption is also each video's hard negative. Frames are randomly dropped, one-shot videos
+randomly cut to a part of themselves (still moving the same way), and frame vectors jittered
+with noise, so the head copes with the varying frame counts index-time sampling gives and
+with frames unlike the training renders.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TemporalTrainConfig:
-    steps: int = 1500
+    steps: int = 2500
     batch_size: int = 128
     lr: float = 5e-4
     weight_decay: float = 0.05
     layers: int = 2
     heads: int = 4
     frame_dropout: float = 0.25
+    min_crop: float = 0.6  # shortest part (fraction of frames) a one-shot video is cut to
+    noise: float = 0.02  # std of the Gaussian noise added to frame vectors
     seed: int = 0
 
 
@@ -46,6 +50,7 @@ class _Examples:
     valid: torch.Tensor  # (N, POOL_FRAMES) bool
     caption: torch.Tensor  # (N,) caption id
     reversed_caption: torch.Tensor  # (N,) caption id of the same video played backwards
+    one_shot: torch.Tensor  # (N,) bool: any part of the video still fits its caption
 
 
 def _examples(videos: list[VideoFeatures], captions: dict[str, int]) -> _Examples:
@@ -54,6 +59,7 @@ def _examples(videos: list[VideoFeatures], captions: dict[str, int]) -> _Example
     frames = torch.zeros(n, POOL_FRAMES, dim)
     valid = torch.zeros(n, POOL_FRAMES, dtype=torch.bool)
     cap, rev = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+    one_shot = torch.tensor([len(v.item["shots"]) == 1 for v in videos for _ in range(2)])
     for k, v in enumerate(videos):
         picked = torch.from_numpy(v.frames[pick_frames(v.times)])
         forward = video_caption(v.item["shots"])
@@ -62,7 +68,23 @@ def _examples(videos: list[VideoFeatures], captions: dict[str, int]) -> _Example
             frames[2 * k + j, :len(seq)] = seq
             valid[2 * k + j, :len(seq)] = True
             cap[2 * k + j], rev[2 * k + j] = captions.setdefault(a, len(captions)), captions.setdefault(b, len(captions))
-    return _Examples(frames, valid, cap, rev)
+    return _Examples(frames, valid, cap, rev, one_shot)
+
+
+def _augment(data: _Examples, idx: torch.Tensor, cfg: TemporalTrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames (noised, renormalised) and the mask of frames kept (crops, then dropout)."""
+    valid = data.valid[idx]
+    lengths = valid.sum(1)
+    crop_len = torch.ceil(lengths * (cfg.min_crop + (1 - cfg.min_crop) * torch.rand(len(idx), generator=gen))).long().clamp(min=1)
+    crop_len = torch.where(data.one_shot[idx], torch.minimum(crop_len, lengths), lengths)
+    start = (torch.rand(len(idx), generator=gen) * (lengths - crop_len + 1)).long()
+    slot = torch.arange(valid.shape[1])[None, :]
+    keep = valid & (slot >= start[:, None]) & (slot < (start + crop_len)[:, None])
+    keep &= torch.rand(keep.shape, generator=gen) >= cfg.frame_dropout
+    first = torch.where(keep.any(1), keep.float().argmax(1), start)
+    keep[torch.arange(len(idx)), first] = True  # at least one frame
+    frames = F.normalize(data.frames[idx] + cfg.noise * torch.randn(data.frames[idx].shape, generator=gen), dim=-1)
+    return frames, keep
 
 
 def all_captions(videos: list[VideoFeatures]) -> list[str]:
@@ -88,11 +110,10 @@ def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captio
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         idx = torch.randperm(len(data.caption), generator=gen)[:cfg.batch_size]
-        keep = data.valid[idx] & (torch.rand(data.valid[idx].shape, generator=gen) >= cfg.frame_dropout)
-        keep[:, 0] |= ~keep.any(1)  # at least one frame
+        frames, keep = _augment(data, idx, cfg, gen)
         columns = torch.unique(torch.cat([data.caption[idx], data.reversed_caption[idx]]))
         fits = (data.caption[idx][:, None] == columns[None, :]).float()
-        video = model(data.frames[idx], keep)
+        video = model(frames, keep)
         logits = logit_scale.exp().clamp(max=100) * video @ texts[columns].t()
         loss = multi_positive_clip_loss(logits, fits)
         opt.zero_grad(set_to_none=True)
