@@ -90,8 +90,7 @@ class _DecordReader:
         if not len(self.reader):
             raise UnreadableVideoError("the video has no frames")
         times = self.reader.get_frame_timestamp(np.arange(len(self.reader)))
-        w, h = width, height
-        self.info = VideoInfo(w, h, float(times[-1, 1]), times[:, 0].astype(np.float64), self.name)
+        self.info = VideoInfo(width, height, float(times[-1, 1]), times[:, 0].astype(np.float64), self.name)
 
     def read(self, indices: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, len(indices), CHUNK):

@@ -16,8 +16,8 @@ from statistics import median
 import numpy as np
 
 from ..datasets.video_features import VideoFeatures
-from ..encoders.temporal import TemporalPooler, mean_pool
-from ..indexer.decode_video import segment_members
+from ..encoders.temporal import TemporalPooler
+from ..indexer.video_vectors import segment_vectors
 from ..search.moments import find_moment
 
 DIRECTIONAL = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "appearing", "disappearing")
@@ -37,16 +37,9 @@ def _recall(scores: np.ndarray, relevant: np.ndarray) -> dict:
             "median_rank": float(median(ranks.tolist()))}
 
 
-def _segment_vectors(v: VideoFeatures) -> tuple[np.ndarray, np.ndarray]:
-    members = segment_members(v.times, v.segments)
-    starts = np.asarray([a for a, _ in v.segments])
-    frame_segments = np.clip(np.searchsorted(starts, v.times + 1e-6, side="right") - 1, 0, len(starts) - 1)
-    return np.stack([mean_pool(v.frames[m]) for m in members]), frame_segments
-
-
 def evaluate_video(videos: list[VideoFeatures], encoder, pooler: TemporalPooler) -> dict:
     pooled = np.stack([pooler.pool(v.frames, v.times) for v in videos])
-    segs = [_segment_vectors(v) for v in videos]
+    segs = [segment_vectors(v.frames, v.times, v.segments)[:2] for v in videos]
     captions = sorted({v.item["caption"] for v in videos})
     q = encoder.embed_texts(captions)
     relevant = np.asarray([[v.item["caption"] == c for v in videos] for c in captions])

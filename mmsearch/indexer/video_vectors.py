@@ -24,14 +24,20 @@ class VideoVectors:
     video: np.ndarray  # (d,)
 
 
+def segment_vectors(frames: np.ndarray, times: np.ndarray, segments: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per segment the mean of its frames' vectors; per frame the segment its time falls in;
+    and each segment's member frames."""
+    members = segment_members(times, segments)
+    starts = np.asarray([a for a, _ in segments])
+    frame_segment = np.clip(np.searchsorted(starts, times + 1e-6, side="right") - 1, 0, len(starts) - 1)
+    return np.stack([mean_pool(frames[m]) for m in members]), frame_segment, members
+
+
 def video_vectors(video: DecodedVideo, encoder, pooler: TemporalPooler) -> VideoVectors:
     frames = encoder.embed_images([Image.fromarray(f) for f in video.frames])
-    members = segment_members(video.times, video.segments)
-    starts = np.asarray([a for a, _ in video.segments])
-    frame_segment = np.clip(np.searchsorted(starts, video.times + 1e-6, side="right") - 1, 0, len(starts) - 1)
+    segments, frame_segment, members = segment_vectors(frames, video.times, video.segments)
     keyframes = [int(m[np.argmin(np.abs(video.times[m] - (a + b) / 2))]) for m, (a, b) in zip(members, video.segments)]
-    return VideoVectors(frames, frame_segment, np.stack([mean_pool(frames[m]) for m in members]), keyframes,
-                        pooler.pool(frames, video.times))
+    return VideoVectors(frames, frame_segment, segments, keyframes, pooler.pool(frames, video.times))
 
 
 def save_keyframe(frame: np.ndarray, directory: Path, name: str) -> Path:
