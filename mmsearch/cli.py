@@ -67,7 +67,7 @@ def train_clip(
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     restart: bool = typer.Option(False, help="Ignore an existing train-state.pt in --out instead of resuming from it."),
     init: Optional[Path] = typer.Option(None, help="Start a fresh run from these exported weights (open_clip_model.safetensors)."),
-    attribute_weight: float = typer.Option(0.5, min=0, help="Weight of the auxiliary shape/colour-presence loss (0: off)."),
+    attribute_weight: float = typer.Option(1.0, min=0, help="Weight of the auxiliary shape/colour-presence loss (0: off)."),
 ) -> None:
     """Train the built-in mini CLIP (resumes from OUT/train-state.pt when present)."""
     from .training.clip_trainer import ClipTrainConfig, train_clip as run

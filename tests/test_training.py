@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmsearch.datasets import synth
 from mmsearch.datasets.vocab import COLOR_NAMES
 from mmsearch.encoders import load_encoder
+from mmsearch.training.augment import rotate_hue
 from mmsearch.training.clip_trainer import (
     ClipTrainConfig,
     build_batch,
@@ -84,7 +85,7 @@ def test_greyscale_images_get_colourless_captions_and_skip_colour_pairs(tmp_path
     images = load_image_cache(tmp_path, items, 64)
     rng, gen = np.random.default_rng(2), torch.Generator().manual_seed(2)
     batch = build_batch(images, items, np.arange(16), rng, gen, hard_negatives=True, gray_prob=0.5)
-    gray = batch.gray
+    gray = batch.colorless
     assert 0 < int(gray.sum()) < 16
     # Greyscale images have equal channels (up to the per-image noise added afterwards).
     channel_spread = (batch.images[gray].max(1).values - batch.images[gray].min(1).values).mean()
@@ -99,3 +100,22 @@ def test_greyscale_images_get_colourless_captions_and_skip_colour_pairs(tmp_path
     assert batch.ignore[gray].any()
     loss = multi_positive_clip_loss(torch.randn(16, 32), batch.fits, batch.ignore)
     assert torch.isfinite(loss)
+
+
+def test_recoloured_images_keep_luma_and_get_colourless_captions(tmp_path):
+    red = torch.tensor([0.8, 0.1, 0.1]).view(3, 1, 1).expand(3, 4, 4)
+    luma = lambda im: float((im[:, 0, 0] * torch.tensor([0.299, 0.587, 0.114])).sum())  # noqa: E731
+    assert torch.allclose(rotate_hue(red, 0), red, atol=1e-5)
+    turned = rotate_hue(red, 180)[:, 0, 0]
+    assert turned[0] < turned[1] and turned[0] < turned[2]  # red turned half way round is cyan-ish
+    muted = torch.tensor([0.6, 0.4, 0.35]).view(3, 1, 1).expand(3, 4, 4)  # no channel clipped when turned
+    assert abs(luma(rotate_hue(muted, 120)) - luma(muted)) < 1e-3
+
+    manifest = synth.generate(tmp_path, 16, 0, seed=9)
+    items = manifest["items"]
+    images = load_image_cache(tmp_path, items, 64)
+    batch = build_batch(images, items, np.arange(16), np.random.default_rng(3), torch.Generator().manual_seed(3),
+                        recolor_prob=1.0)
+    assert bool(batch.colorless.all())
+    colour_words = set(COLOR_NAMES)
+    assert not any(colour_words & set(t.replace(",", " ").split()) for t in batch.texts)

@@ -1,13 +1,29 @@
 """Batch augmentations on image tensors that keep the caption true.
 
-No hue changes (colour names must stay right) and only small shifts and zooms (positions
-must stay in their grid cell). Flips are done on the scene attributes too, elsewhere.
+No hue changes here (colour names must stay right) and only small shifts and zooms
+(positions must stay in their grid cell). Flips are done on the scene attributes too, and
+hue rotation (`rotate_hue`) only on images whose captions name no colour, elsewhere.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+# RGB <-> YIQ: hue is the angle in the (I, Q) plane, so a rotation there changes hue and
+# keeps luma, which is what shape recognition must not depend on.
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+def rotate_hue(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    """image: (3, H, W) in [0, 1]; the same image with every hue turned by `degrees`."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
+    return torch.einsum("ij,jhw->ihw", matrix, image).clamp(0, 1)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from ..datasets.captions import colorless_caption, flip_scene, mentions_color, perturb_spec, render_spec, sample_caption, spec_matches
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
-from .augment import augment_batch
+from .augment import augment_batch, rotate_hue
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ class ClipTrainConfig:
     checkpoint_every: int = 100
     threads: int = 0  # 0: torch's default
     hard_negatives: bool = True
-    attribute_weight: float = 0.5  # weight of the auxiliary shape/colour-presence loss; 0 turns it off
+    attribute_weight: float = 1.0  # weight of the auxiliary shape/colour-presence loss; 0 turns it off
     gray_prob: float = 0.25  # share of images shown in greyscale with colourless captions
+    recolor_prob: float = 0.25  # share shown with their hues turned, also with colourless captions
     init_weights: str | None = None  # start from these exported weights (a fresh run only)
 
 
@@ -82,22 +83,24 @@ class Batch:
     images: torch.Tensor  # (B, 3, H, W) in [0, 1], augmented
     texts: list[str]  # B captions (+ B hard negatives)
     fits: torch.Tensor  # (B, len(texts)) 1 where the caption describes the image
-    ignore: torch.Tensor  # (B, len(texts)) pairs left out of the loss (colour captions vs greyscale images)
-    gray: torch.Tensor  # (B,) images shown in greyscale
+    ignore: torch.Tensor  # (B, len(texts)) pairs left out of the loss (colour captions vs colourless images)
+    colorless: torch.Tensor  # (B,) images shown in greyscale or with turned hues: their colour names do not hold
 
 
 def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator,
-                hard_negatives: bool = False, gray_prob: float = 0.0) -> Batch:
+                hard_negatives: bool = False, gray_prob: float = 0.0, recolor_prob: float = 0.0) -> Batch:
     """Images (augmented, flipped), captions, and the image-fits-caption matrix (B x B).
 
     With hard_negatives, B more captions follow, each one of the first B with one attribute
     changed (B x 2B matrix): the model must tell "red star" from "red circle" on the same image.
     With gray_prob, some images are shown in greyscale with colourless captions: shape must
     then be seen without colour, which keeps shape features from leaning on colour (and so
-    lets unseen colour-shape pairs be recognised)."""
+    lets unseen colour-shape pairs be recognised). With recolor_prob, some images have their
+    hues turned by 60-300 degrees, also with colourless captions: the model then sees, say,
+    blue hexagons labelled "hexagon" even when the corpus never pairs blue with hexagon."""
     x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float() / 255.0
     batch_scenes, texts, specs = [], [], []
-    gray = torch.zeros(len(idx), dtype=torch.bool)
+    colorless = torch.zeros(len(idx), dtype=torch.bool)
     for k, i in enumerate(idx):
         scene = scenes[i]
         if rng.random() < 0.5:
@@ -106,9 +109,13 @@ def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np
         if rng.random() < 0.2:
             x[k] = x[k].flip(-2)
             scene = flip_scene(scene, horizontal=False)
-        if rng.random() < gray_prob:
-            gray[k] = True
-            x[k] = (x[k] * LUMA.view(3, 1, 1)).sum(0, keepdim=True).expand(3, -1, -1)
+        draw = rng.random()
+        if draw < gray_prob + recolor_prob:
+            colorless[k] = True
+            if draw < gray_prob:
+                x[k] = (x[k] * LUMA.view(3, 1, 1)).sum(0, keepdim=True).expand(3, -1, -1)
+            else:
+                x[k] = rotate_hue(x[k], rng.uniform(60, 300))
             text, spec = colorless_caption(scene, rng)
         else:
             text, spec = sample_caption(scene, rng)
@@ -120,9 +127,9 @@ def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np
         texts += [render_spec(spec, rng) for spec in negatives]
         specs += negatives
     fits = torch.tensor([[spec_matches(spec, scene) for spec in specs] for scene in batch_scenes], dtype=torch.float32)
-    # A greyscale image neither fits nor contradicts a caption that names colours.
-    ignore = gray[:, None] & torch.tensor([mentions_color(spec) for spec in specs])[None, :]
-    return Batch(augment_batch(x, gen), texts, fits * ~ignore, ignore, gray)
+    # A colourless image neither fits nor contradicts a caption that names colours.
+    ignore = colorless[:, None] & torch.tensor([mentions_color(spec) for spec in specs])[None, :]
+    return Batch(augment_batch(x, gen), texts, fits * ~ignore, ignore, colorless)
 
 
 ATTRIBUTE_NAMES = [f"shape:{s}" for s in SHAPES] + [f"color:{c}" for c in COLOR_NAMES]
@@ -243,7 +250,8 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
     t0, losses = time.time(), []
     def make_batch():
         idx = rng.choice(len(items), size=cfg.batch_size, replace=False)
-        batch = build_batch(images, items, idx, rng, gen, hard_negatives=cfg.hard_negatives, gray_prob=cfg.gray_prob)
+        batch = build_batch(images, items, idx, rng, gen, hard_negatives=cfg.hard_negatives,
+                            gray_prob=cfg.gray_prob, recolor_prob=cfg.recolor_prob)
         return batch, attribute_targets([items[i] for i in idx])
 
     batches = _prefetch(make_batch)
@@ -257,9 +265,9 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
         logits = model.logit_scale.exp() * img @ txt.t()
         loss = multi_positive_clip_loss(logits, batch.fits, batch.ignore)
         if cfg.attribute_weight:
-            # Colour targets of greyscale images are unknowable: left out.
+            # Colour targets of colourless images are unknowable: left out.
             known = torch.ones_like(attributes)
-            known[batch.gray, len(SHAPES):] = 0
+            known[batch.colorless, len(SHAPES):] = 0
             bce = F.binary_cross_entropy_with_logits(attribute_head(img_features), attributes, weight=known, reduction="sum") / known.sum()
             loss = loss + cfg.attribute_weight * bce
         opt.zero_grad(set_to_none=True)
