@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mmsearch.cli import app
 from mmsearch.datasets import synth
-from mmsearch.datasets.captions import canonical_caption, flip_scene, spec_matches
+from mmsearch.datasets.captions import canonical_caption, flip_scene, perturb_spec, spec_matches
 from mmsearch.datasets.vocab import COLORS, HELDOUT_PAIRS, POSITIONS, SHAPES
 
 runner = CliRunner()
@@ -98,6 +98,20 @@ def test_spec_matches_and_flips():
     assert [o["position"] for o in flipped["objects"]] == ["right", "top left"]
     assert flipped["relation"] == "to the right of"
     assert flip_scene(two, horizontal=False)["objects"][1]["position"] == "bottom right"
+
+
+def test_hard_negatives_never_describe_the_scene_and_include_binding_swaps():
+    scene = {"background": "gray", "relation": "to the left of",
+             "objects": [{"shape": "circle", "color": "red", "size": "small", "position": "left"},
+                         {"shape": "square", "color": "blue", "size": "medium", "position": "right"}]}
+    spec = {"objects": [{"shape": "circle", "color": "red"}, {"shape": "square", "color": "blue"}],
+            "relation": None, "background": None}
+    rng = np.random.default_rng(0)
+    negatives = [perturb_spec(spec, rng) for _ in range(200)]
+    assert not any(spec_matches(n, scene) for n in negatives)
+    swapped = {"objects": [{"shape": "square", "color": "red"}, {"shape": "circle", "color": "blue"}],
+               "relation": None, "background": None}
+    assert swapped in negatives  # the colours trade places: same words, other binding
 
 
 def test_vocabulary_is_as_wide_as_promised():

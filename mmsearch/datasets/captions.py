@@ -188,7 +188,9 @@ def mentions_color(spec: Spec) -> bool:
 
 def perturb_spec(spec: Spec, rng: np.random.Generator) -> Spec:
     """A hard negative: the same caption with one attribute changed (shape most often, the
-    attribute contrastive batches teach least), or, for two objects, the relation reversed."""
+    attribute contrastive batches teach least), or, for two objects, the relation reversed
+    or an attribute swapped between them ("a blue circle and a red square" against "a red
+    circle and a blue square": which colour goes with which shape is what binding means)."""
     from .vocab import COLOR_NAMES, POSITIONS, SHAPES, SIZE_NAMES  # local: vocab is tiny and cycle-free
 
     values = {"shape": SHAPES, "color": COLOR_NAMES, "size": SIZE_NAMES, "position": POSITIONS}
@@ -196,6 +198,13 @@ def perturb_spec(spec: Spec, rng: np.random.Generator) -> Spec:
     if out["relation"] and rng.random() < 0.3:
         out["relation"] = INVERSE_RELATION[out["relation"]]
         return out
+    if len(out["objects"]) == 2 and rng.random() < 0.4:
+        first, second = out["objects"]
+        differing = [k for k in first if k in second and first[k] != second[k]]
+        if differing:
+            key = differing[int(rng.integers(len(differing)))]
+            first[key], second[key] = second[key], first[key]
+            return out
     if not out["objects"]:
         out["background"] = str(rng.choice([c for c in COLOR_NAMES if c != spec["background"]]))
         return out

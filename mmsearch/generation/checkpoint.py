@@ -1,0 +1,32 @@
+"""Saving and loading the generation models: a config JSON beside safetensors weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def save_pretrained(model: torch.nn.Module, out_dir: str | Path, config_name: str, weights_name: str) -> None:
+    """Config JSON plus fp32 safetensors, written atomically (a reader never sees half a model)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = out_dir / (weights_name + ".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(out_dir / weights_name)
+    (out_dir / config_name).write_text(json.dumps(asdict(model.cfg), indent=2) + "\n")
+
+
+def load_pretrained(cls, config_cls, model_dir: str | Path, config_name: str, weights_name: str, device: str):
+    model_dir = Path(model_dir)
+    for name in (config_name, weights_name):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(f"{model_dir / name} is missing: train one with `mmsearch train` or pass another model folder")
+    cfg = config_cls(**json.loads((model_dir / config_name).read_text()))
+    model = cls(cfg)
+    model.load_state_dict(load_file(str(model_dir / weights_name)))
+    return model.to(device).eval()

@@ -1,0 +1,157 @@
+"""Training of the generation models (prior and decoder) from an indexed library.
+
+One resumable loop serves both: AdamW with warm-up and cosine decay, an exponential moving
+average of the weights (the EMA copy is what gets saved and sampled: diffusion samples from
+averaged weights are much cleaner), and a train-state.pt checkpoint so a killed run resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..generation.decoder import Decoder, DecoderConfig
+from ..generation.pairs import LibraryPairs
+from ..generation.prior import DiffusionPrior, PriorConfig
+from ..imageio import decode_rgb
+
+log = logging.getLogger(__name__)
+STATE_NAME = "train-state.pt"
+
+
+@dataclass
+class DiffusionTrainConfig:
+    steps: int = 4000
+    batch_size: int = 128
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    checkpoint_every: int = 200
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+
+
+def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator, torch.Generator], torch.Tensor],
+               out_dir: Path, cfg: DiffusionTrainConfig, progress=None) -> dict:
+    """Optimise model on batch_loss(model, rng, gen); saves the EMA weights with model.save."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, rng, gen = 0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    state_path = out_dir / STATE_NAME
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        rng.bit_generator.state = state["numpy_rng"]
+        gen.set_state(state["torch_rng"])
+        log.info("resumed from %s at step %d", state_path, step)
+
+    def checkpoint() -> None:
+        ema.save(out_dir)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state()}, tmp)
+        tmp.replace(state_path)
+
+    t0, losses = time.time(), []
+    model.train()
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.steps)))
+        loss = batch_loss(model, rng, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short warm-up: early weights are noise
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), model.parameters()):
+                e.lerp_(p, 1 - decay)
+        step += 1
+        losses.append(loss.item())
+        if progress:
+            progress(step, cfg.steps, loss.item())
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint()
+    if not losses:
+        ema.save(out_dir)
+    return {"steps": step, "final_loss": float(np.mean(losses[-50:])) if losses else None,
+            "seconds": round(time.time() - t0, 1), "out": str(out_dir)}
+
+
+def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarray], out_dir: str | Path,
+                cfg: DiffusionTrainConfig, prior_cfg: PriorConfig, progress=None) -> dict:
+    """Fit the prior on (caption, image) embedding pairs; every caption of an image is used."""
+    pairs = pairs.captioned()
+    if len(pairs) == 0:
+        raise ValueError("the library has no captioned images: add sidecar .txt captions or index a `mmsearch synth` corpus")
+    flat = [c for caps in pairs.captions for c in caps]
+    owner = torch.tensor([k for k, caps in enumerate(pairs.captions) for _ in caps])
+    texts = F.normalize(torch.from_numpy(np.asarray(embed_texts(flat), np.float32)), dim=-1)
+    images = torch.from_numpy(pairs.image_embeddings)
+    torch.manual_seed(cfg.seed)
+    model = DiffusionPrior(prior_cfg)
+
+    def batch_loss(m, rng, gen):
+        idx = torch.randint(0, len(flat), (cfg.batch_size,), generator=gen)
+        return m.loss(texts[idx], images[owner[idx]], gen)
+
+    summary = train_loop(model, batch_loss, Path(out_dir), cfg, progress)
+    return summary | {"images": len(pairs), "captions": len(flat)}
+
+
+def image_array(paths: list[Path], size: int, cache: Path | None = None) -> np.ndarray:
+    """The images squashed to size x size, uint8 (N, size, size, 3); cached as .npy if asked."""
+    if cache is not None and cache.exists():
+        arr = np.load(cache, mmap_mode="r")
+        if arr.shape[0] == len(paths) and arr.shape[1] == size:
+            return arr
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for k, p in enumerate(paths):
+        out[k] = np.asarray(decode_rgb(p).resize((size, size), Image.BICUBIC))
+    if cache is not None:
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(cache)
+    return out
+
+
+def train_decoder(pairs: LibraryPairs, out_dir: str | Path, cfg: DiffusionTrainConfig, decoder_cfg: DecoderConfig,
+                  cond_noise: float = 0.02, progress=None) -> dict:
+    """Fit the decoder on the library's images and their image embeddings. A little noise on
+    the conditioning embedding makes it forgiving of the prior's slightly-off predictions."""
+    if len(pairs) == 0:
+        raise ValueError("the library has no indexed images to train the decoder on")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pixels = image_array(pairs.paths, decoder_cfg.image_size, out_dir / f"images-{decoder_cfg.image_size}px.npy")
+    embeddings = torch.from_numpy(pairs.image_embeddings)
+    torch.manual_seed(cfg.seed)
+    model = Decoder(decoder_cfg)
+
+    def batch_loss(m, rng, gen):
+        idx = np.sort(rng.choice(len(pixels), size=cfg.batch_size, replace=False))
+        x = torch.from_numpy(np.ascontiguousarray(pixels[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        e = embeddings[idx]
+        e = F.normalize(e + cond_noise * torch.randn(e.shape, generator=gen), dim=-1)
+        return m.loss(x, e, gen)
+
+    summary = train_loop(model, batch_loss, out_dir, cfg, progress)
+    return summary | {"images": len(pairs)}
