@@ -18,6 +18,8 @@ app = typer.Typer(help="mmsearch: multimodal search over your photos and videos.
 train_app = typer.Typer(help="Train the built-in models on a synthetic (or captioned) corpus.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 console = Console(stderr=True)
+LIBRARY_OPT = typer.Option(None, "--library", "-l", help="Library folder (default: MMSEARCH_LIBRARY_DIR or ./mmsearch-library).")
+MODEL_OPT = typer.Option(None, "--model", "-m", help="Encoder spec (default: MMSEARCH_MODEL or mini).")
 
 
 def _progress() -> Progress:
@@ -133,6 +135,82 @@ def train_temporal(
     console.print_json(json.dumps(summary))
 
 
+def _generation_trainer(library: Optional[Path], model: Optional[str], threads: int):
+    """The library's captioned (prior) or all (decoder) images with their stored embeddings."""
+    import torch
+
+    from .generation.pairs import library_pairs
+
+    if threads:
+        torch.set_num_threads(threads)
+    lib = _library(library, model)
+    pairs = library_pairs(lib.store, lib.encoder.space)
+    if len(pairs) == 0:
+        _fail(f"{lib.dir} has no indexed images in space {lib.encoder.space!r}: run `mmsearch index` first")
+    return lib, pairs
+
+
+GENERATION_OUT = typer.Option(Path(__file__).resolve().parent / "weights" / "mini",
+                              help="Folder to write the model into; the state a killed run resumes from stays in LIBRARY/training.")
+
+
+@train_app.command("prior")
+def train_prior(
+    library: Optional[Path] = LIBRARY_OPT,
+    model: Optional[str] = MODEL_OPT,
+    out: Path = GENERATION_OUT,
+    steps: int = typer.Option(4000, min=1),
+    batch_size: int = typer.Option(256, min=2),
+    lr: float = typer.Option(3e-4, min=0),
+    threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train the diffusion prior (text embedding -> image embedding) on a library's captioned images."""
+    from .generation.prior import PriorConfig
+    from .training.diffusion_trainer import DiffusionTrainConfig, train_prior as run
+
+    lib, pairs = _generation_trainer(library, model, threads)
+    cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    try:
+        with lib, _progress() as bar:
+            task = bar.add_task("train prior", total=steps, info="")
+            summary = run(pairs, lib.encoder.embed_texts, out, lib.dir / "training", cfg, PriorConfig(dim=lib.encoder.dim, space=lib.encoder.space),
+                          progress=lambda s, n, loss: bar.update(task, completed=s, info=f"loss {loss:.4f}"))
+    except ValueError as e:
+        _fail(str(e))
+    console.print_json(json.dumps(summary))
+
+
+@train_app.command("decoder")
+def train_decoder(
+    library: Optional[Path] = LIBRARY_OPT,
+    model: Optional[str] = MODEL_OPT,
+    out: Path = GENERATION_OUT,
+    steps: int = typer.Option(8000, min=1),
+    batch_size: int = typer.Option(64, min=2),
+    lr: float = typer.Option(3e-4, min=0),
+    image_size: int = typer.Option(32, min=16, max=256, help="Side of the images the decoder draws (a multiple of 4)."),
+    threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train the diffusion decoder (image embedding -> image) on a library's images."""
+    from .generation.decoder import DecoderConfig
+    from .training.diffusion_trainer import DiffusionTrainConfig, train_decoder as run
+
+    if image_size % 4:
+        _fail("--image-size must be a multiple of 4")
+    lib, pairs = _generation_trainer(library, model, threads)
+    cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    try:
+        with lib, _progress() as bar:
+            task = bar.add_task("train decoder", total=steps, info="")
+            summary = run(pairs, out, lib.dir / "training", cfg, DecoderConfig(dim=lib.encoder.dim, image_size=image_size, space=lib.encoder.space),
+                          progress=lambda s, n, loss: bar.update(task, completed=s, info=f"loss {loss:.4f}"))
+    except ValueError as e:
+        _fail(str(e))
+    console.print_json(json.dumps(summary))
+
+
 @app.command("eval-video")
 def eval_video(
     data: Path = typer.Option(..., help="A heldout video corpus written by `mmsearch synth --videos N --split heldout`."),
@@ -190,8 +268,6 @@ def _library(library: Optional[Path], model: Optional[str] = None, device: Optio
     return Library.open(settings=Settings().with_overrides(library_dir=library, model=model, device=device))
 
 
-LIBRARY_OPT = typer.Option(None, "--library", "-l", help="Library folder (default: MMSEARCH_LIBRARY_DIR or ./mmsearch-library).")
-MODEL_OPT = typer.Option(None, "--model", "-m", help="Encoder spec (default: MMSEARCH_MODEL or mini).")
 
 
 @app.command()
@@ -240,33 +316,138 @@ def search(
     kind: str = typer.Option("any", help="image, video or any."),
     path_prefix: Optional[str] = typer.Option(None, help="Only media whose path starts with this."),
     min_score: Optional[float] = typer.Option(None),
+    generate: Optional[str] = typer.Option(None, help="On a miss: auto (search with the prior, then generate), never, always (default: settings)."),
+    steps: Optional[int] = typer.Option(None, min=1, max=1000, help="Sampling steps when generating."),
+    seed: Optional[int] = typer.Option(None, help="Seed when generating."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per hit."),
     library: Optional[Path] = LIBRARY_OPT,
     model: Optional[str] = MODEL_OPT,
 ) -> None:
-    """Search the library by text and/or image."""
+    """Search the library by text and/or image; optionally generate the image on a miss."""
     from .encoders.base import EncoderError
     from .imageio import UnreadableImageError, decode_rgb
+    from .library import GenerationUnavailable
+    from .search.generate_on_miss import GENERATE_MODES, GenerateOptions, prompt_of
     from .search.query import QueryError, SearchRequest, build_terms
 
     try:
         terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
         with _library(library, model) as lib:
-            hits = lib.search(SearchRequest(terms=terms, k=k, offset=offset, kind=kind, path_prefix=path_prefix, min_score=min_score))
-    except (QueryError, EncoderError, UnreadableImageError, FileNotFoundError) as e:
+            mode = generate or lib.settings.generate_default
+            if mode not in GENERATE_MODES:
+                _fail(f"--generate must be one of {GENERATE_MODES}")
+            request = SearchRequest(terms=terms, k=k, offset=offset, kind=kind, path_prefix=path_prefix, min_score=min_score)
+            options = GenerateOptions(mode=mode, seed=seed, steps=steps or lib.settings.generate_steps)
+            outcome = lib.search_or_generate(request, prompt_of(query, image is not None or media is not None), options)
+            hits = outcome.hits
+    except (QueryError, EncoderError, UnreadableImageError, FileNotFoundError, GenerationUnavailable) as e:
         _fail(str(e))
+    if outcome.miss and not as_json:
+        console.print(f"[yellow]miss[/yellow]: nothing scored above the threshold; answered via {outcome.via}")
     if as_json:
         for hit in hits:
             sys.stdout.write(json.dumps(hit.to_dict()) + "\n")
         return
     from rich.table import Table
 
-    table = Table("#", "score", "kind", "moment")
+    table = Table("#", "score", "kind", "moment", "via")
     table.add_column("path", overflow="fold")  # wrap long paths rather than cut them
     for rank, hit in enumerate(hits, 1 + offset):
         moment = f"{hit.t_start:.1f}-{hit.t_end:.1f}s" if hit.t_start is not None else ""
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, moment, hit.path)
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, moment, hit.via, hit.path)
     Console().print(table)
+
+
+@app.command()
+def generate(
+    prompt: Optional[str] = typer.Argument(None, help="What to draw (not needed with --from-media)."),
+    out: Path = typer.Option(..., help="PNG file to write (with --n > 1: FILE-1.png, FILE-2.png, ...)."),
+    n: int = typer.Option(1, "--n", min=1, max=16),
+    steps: int = typer.Option(25, min=1, max=1000),
+    sampler: str = typer.Option("ddim", help="ddim or ddpm (ddpm always runs every step of the schedule)."),
+    guidance: Optional[float] = typer.Option(None, min=0, max=50, help="Classifier-free guidance scale (default: the backend's)."),
+    seed: Optional[int] = typer.Option(None),
+    from_media: Optional[int] = typer.Option(None, help="Decode from an indexed image's embedding (a variation)."),
+    edit: Optional[tuple[str, str]] = typer.Option(None, help='With --from-media: move along a text diff, e.g. --edit "red circle" "blue circle".'),
+    interpolate: Optional[int] = typer.Option(None, help="With --from-media: interpolate towards this media id's embedding."),
+    alpha: float = typer.Option(0.5, min=0, max=1, help="Interpolation weight of --interpolate's image."),
+    save: bool = typer.Option(False, help="Also store and index the images in the library (as generated media)."),
+    generator: Optional[str] = typer.Option(None, help="Generator spec (default: settings' generator, mini)."),
+    library: Optional[Path] = LIBRARY_OPT,
+    model: Optional[str] = MODEL_OPT,
+) -> None:
+    """Generate images from text, or variations and edits of an indexed image."""
+    from PIL import Image
+
+    from .library import GenerationUnavailable, Library
+    from .search.generate_on_miss import GenerateOptions
+    from .search.query import QueryError
+
+    if prompt is None and from_media is None:
+        _fail("give a PROMPT or --from-media ID")
+    if (edit or interpolate is not None) and from_media is None:
+        _fail("--edit and --interpolate work on --from-media")
+    settings = Settings().with_overrides(library_dir=library, model=model, generator=generator)
+    options = GenerateOptions(mode="always", n=n, seed=seed, steps=steps, guidance=guidance, sampler=sampler)
+    try:
+        with Library.open(settings=settings) as lib:
+            if from_media is not None:
+                ids = lib.generate_from_media(from_media, options, edit=edit, interpolate=(interpolate, alpha) if interpolate else None)
+            else:
+                ids = lib.generate(prompt, options)
+            media = lib.store.media_by_id(ids)
+            paths = [Path(media[i].path) for i in ids]
+            written = []
+            for k, path in enumerate(paths, 1):
+                target = out if len(paths) == 1 else out.with_name(f"{out.stem}-{k}{out.suffix or '.png'}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with Image.open(path) as im:
+                    im.save(target, format="PNG")
+                written.append(str(target))
+            if not save:
+                _forget_generated(lib, ids)
+    except (GenerationUnavailable, QueryError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+def _forget_generated(lib, ids: list[int]) -> None:
+    """Take images generated only for --out back out of the library."""
+    with lib.store.session() as s:
+        paths = [m.path for m in lib.store.media_by_id(ids).values()]
+        removed = lib.store.delete_media(s, ids)
+    lib.indexes.remove(removed)
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
+
+
+@app.command("calibrate-miss")
+def calibrate_miss(
+    data: Path = typer.Option(..., help="A heldout corpus written by `mmsearch synth --split heldout`."),
+    model: Optional[str] = MODEL_OPT,
+    with_prior: bool = typer.Option(True, help="Also calibrate the prior's threshold (needs the mini generator's prior)."),
+    save: bool = typer.Option(False, help="Write the thresholds into the shipped miss_thresholds.json."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+) -> None:
+    """Find the score below which a query counts as a miss, for the model's embedding space."""
+    from .encoders.base import EncoderError
+    from .evaluation.miss_calibration import calibrate, save_thresholds
+
+    settings = Settings().with_overrides(model=model)
+    try:
+        encoder = _encoder(settings)
+        prior = None
+        if with_prior:
+            from .generation import load_generator
+
+            prior = load_generator(settings.generator, encoder, settings.device).prior_embeddings
+        report = calibrate(encoder, data, prior)
+    except (EncoderError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if save:
+        save_thresholds(report)
+    _print_report(report, as_json)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Library: the one facade over store + indexes + encoder (+ generator, later).
+"""Library: the one facade over store + indexes + encoder + generator.
 
 The CLI and the API hold a Library; nothing else wires components together.
 """
@@ -6,21 +6,34 @@ The CLI and the API hold a Library; nothing else wires components together.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .config import Settings
 from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from .encoders.video import SamplingConfig
+from .generation.library_media import GenerationParams, save_generated
 from .indexer.jobs import IndexJobRunner, create_job
 from .indexer.pipeline import PipelineConfig
 from .search.engine import Hit, SearchEngine
+from .search.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
 from .search.indexes import IndexSet
 from .search.query import SearchRequest
 from .search.store import Job, Media, Store, job_summary
 
 log = logging.getLogger(__name__)
+
+# Text-to-image cosine below which a space without calibrated thresholds counts a miss
+# (CLIP ViT models score good matches around 0.28-0.35).
+DEFAULT_TEXT_MISS_THRESHOLD = 0.25
+
+
+class GenerationUnavailable(RuntimeError):
+    """No generator can serve this request (turned off, not trained, or another space)."""
 
 
 class Library:
@@ -32,6 +45,7 @@ class Library:
         self._encoder = encoder
         self._indexes: IndexSet | None = None
         self._pooler: TemporalPooler | None = None
+        self._generator = None
         self._lock = threading.RLock()
         self._stop_jobs = threading.Event()
 
@@ -80,6 +94,31 @@ class Library:
     def engine(self) -> SearchEngine:
         return SearchEngine(self.store, self.encoder, self.indexes)
 
+    @property
+    def generator(self):
+        """The image generator (loaded on first use); GenerationUnavailable when turned off."""
+        with self._lock:
+            if self._generator is None:
+                if self.settings.generator == "none":
+                    raise GenerationUnavailable("generation is turned off (MMSEARCH_GENERATOR=none)")
+                from .generation import load_generator
+
+                try:
+                    self._generator = load_generator(self.settings.generator, self.encoder, self.settings.device)
+                except (FileNotFoundError, ValueError) as e:
+                    raise GenerationUnavailable(f"generator {self.settings.generator!r} cannot be used: {e}") from e
+            return self._generator
+
+    def miss_thresholds(self) -> MissThresholds:
+        """Configured thresholds, else the ones calibrated for this encoder's space."""
+        from .evaluation.miss_calibration import load_thresholds
+
+        calibrated = load_thresholds(self.encoder.space)
+        s = self.settings
+        text = s.miss_threshold if s.miss_threshold is not None else calibrated.get("text", DEFAULT_TEXT_MISS_THRESHOLD)
+        prior = s.prior_miss_threshold if s.prior_miss_threshold is not None else calibrated.get("prior")
+        return MissThresholds(text=text, prior=prior)
+
     # -- the facade -------------------------------------------------------------------------------
     def serving_roots(self, media: Media) -> list[Path]:
         """Where a media item's file may be served from: the root it was indexed from, and
@@ -120,6 +159,59 @@ class Library:
 
     def search(self, request: SearchRequest) -> list[Hit]:
         return self.engine.search(request)
+
+    def search_or_generate(self, request: SearchRequest, prompt: str | None, options: GenerateOptions) -> Outcome:
+        """Search; on a miss, per options.mode, search with the prior or generate (see generate_on_miss)."""
+        generator, unavailable = None, None
+        if options.mode != "never" and prompt is not None:
+            try:
+                generator = self.generator
+            except GenerationUnavailable as e:
+                if options.mode == "always":
+                    raise
+                unavailable = str(e)  # auto: a search still answers, with its weak hits
+        outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self._save_generated)
+        if unavailable and outcome.miss:
+            outcome.steps.append({"stage": "generated", "error": unavailable})
+        return outcome
+
+    def _save_generated(self, images, params: GenerationParams) -> list[int]:
+        return save_generated(self.store, self.indexes, self.encoder, self.dir, images, params)
+
+    def generate(self, prompt: str, options: GenerateOptions) -> list[int]:
+        """Generate, store and index images for a prompt; their media ids."""
+        seed = options.seed if options.seed is not None else random.randrange(2**31)
+        images = self.generator.generate(prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance,
+                                         sampler=options.sampler)
+        return self._save_generated(images, GenerationParams(prompt, self.generator.name, seed, options.steps,
+                                                             options.guidance, options.sampler))
+
+    def generate_from_media(self, media_id: int, options: GenerateOptions, edit: tuple[str, str] | None = None,
+                            interpolate: tuple[int, float] | None = None) -> list[int]:
+        """DALL-E 2's latent tricks on an indexed image: variations of it, an interpolation
+        towards another image, or a text-diff edit ("red circle" -> "blue circle")."""
+        from .generation.unclip import slerp, text_diff_edit
+
+        generator = self.generator
+        if getattr(generator, "space", None) != self.encoder.space or not hasattr(generator, "decode"):
+            raise GenerationUnavailable(f"generator {generator.name!r} cannot decode embeddings of this library's space")
+        engine = self.engine
+        embedding = engine.media_vector(media_id)
+        source: dict = {"media_id": media_id}
+        if interpolate is not None:
+            other, alpha = interpolate
+            embedding = slerp(embedding, engine.media_vector(other), alpha)
+            source |= {"interpolate": other, "alpha": alpha}
+        if edit is not None:
+            src, tgt = self.encoder.embed_texts(list(edit))
+            embedding = text_diff_edit(embedding, src, tgt)
+            source |= {"edit": list(edit)}
+        seed = options.seed if options.seed is not None else random.randrange(2**31)
+        images = generator.decode(np.repeat(embedding[None], options.n, 0), seed=seed, steps=options.steps,
+                                  guidance=options.guidance, sampler=options.sampler)
+        label = f"edit of media {media_id}: {edit[0]} -> {edit[1]}" if edit else f"variation of media {media_id}"
+        return self._save_generated(images, GenerationParams(label, generator.name, seed, options.steps, options.guidance,
+                                                             options.sampler, source=source))
 
     def media(self, media_id: int) -> Media | None:
         return self.store.media_by_id([media_id]).get(media_id)

@@ -50,9 +50,9 @@ from ..encoders.hub import cached_hf_snapshot, hf_endpoint, require_hub
 KARLO_DEFAULT = "kakaobrain/karlo-v1-alpha"
 KANDINSKY22_DEFAULT_PRIOR = "kandinsky-community/kandinsky-2-2-prior"
 KANDINSKY22_DEFAULT_DECODER = "kandinsky-community/kandinsky-2-2-decoder"
-KARLO_INSTEAD = "karlo:/path/to/a/folder saved with UnCLIPPipeline.save_pretrained() (a local directory)"
-KANDINSKY22_INSTEAD = ("kandinsky22:/path/to/a/local/directory with prior/ and decoder/ subfolders "
-                       "(each saved with save_pretrained())")
+KARLO_INSTEAD = "a local directory, karlo:/path/to/DIR (an UnCLIPPipeline saved with save_pretrained(DIR))"
+KANDINSKY22_INSTEAD = ("a local directory, kandinsky22:/path/to/DIR with prior/ and decoder/ subfolders "
+                       "(each a pipeline saved with save_pretrained())")
 KARLO_SUPER_RES_STEPS = 7  # UnCLIPPipeline's default for the super-resolution stage
 UNCLIP_MIN_STEPS = 2  # UnCLIPScheduler.set_timesteps divides by (steps - 1)
 DEFAULT_HUB_TIMEOUT_S = 5.0
@@ -101,9 +101,43 @@ def _load_pipeline(cls, where: str, local: bool, what: str, source: str, device:
         pipe = cls.from_pretrained(where, local_files_only=local)
     except (OSError, ValueError) as e:
         raise CheckpointNotFoundError(f"cannot load the {what} from {source}: {e}") from e
+    return _ready(pipe, device)
+
+
+def _ready(pipe, device: torch.device):
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _karlo_components(where: str, local: bool, source: str) -> dict[str, Any]:
+    """UnCLIPPipeline's components, each loaded from its subfolder.
+
+    UnCLIPPipeline.from_pretrained cannot load them from model_index.json in current diffusers:
+    the pipeline moved to diffusers.pipelines.deprecated, so neither the hub repo's
+    ["unclip", "UnCLIPTextProjModel"] entry nor the ["diffusers", "UnCLIPTextProjModel"] that
+    save_pretrained now writes resolves to a class (ValueError, even when text_proj is passed in)."""
+    from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+    classes = {
+        "prior": PriorTransformer, "decoder": UNet2DConditionModel, "text_proj": UnCLIPTextProjModel,
+        "super_res_first": UNet2DModel, "super_res_last": UNet2DModel, "text_encoder": CLIPTextModelWithProjection,
+        "tokenizer": CLIPTokenizer, "prior_scheduler": UnCLIPScheduler, "decoder_scheduler": UnCLIPScheduler,
+        "super_res_scheduler": UnCLIPScheduler,
+    }
+    if local:
+        missing = [name for name in classes if not (Path(where) / name).is_dir()]
+        if missing:
+            raise CheckpointNotFoundError(f"{source} is not a saved UnCLIPPipeline: it has no {', '.join(missing)} subfolder(s)")
+    components = {}
+    for name, cls in classes.items():
+        try:
+            components[name] = cls.from_pretrained(where, subfolder=name, local_files_only=local)
+        except (OSError, ValueError) as e:
+            raise CheckpointNotFoundError(f"cannot load the Karlo {name} from {source}: {e}") from e
+    return components
 
 
 def _side(sample_size: Any, default: int) -> int:
@@ -144,7 +178,7 @@ class KarloGenerator:
         spec = (spec or KARLO_DEFAULT).strip()
         self.device = resolve_device(device)
         where, local = _resolve_pipeline(spec, "Karlo UnCLIPPipeline", hub_timeout_s, KARLO_INSTEAD)
-        self.pipe = _load_pipeline(diffusers.UnCLIPPipeline, where, local, "Karlo UnCLIPPipeline", spec, self.device)
+        self.pipe = _ready(diffusers.UnCLIPPipeline(**_karlo_components(where, local, spec)), self.device)
         self.name = f"karlo:{spec}"
         self.space = f"karlo:{spec}"  # Karlo's own CLIP space, not the search encoder's
         # The pipeline always runs its super-res stage, whose unet fixes the output side.

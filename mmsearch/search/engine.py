@@ -144,6 +144,18 @@ class SearchEngine:
                     hit.t_start, hit.t_end = moment
                     hit.thumbnail_url = f"/media/{hit.id}/thumbnail?t={(moment[0] + moment[1]) / 2:.3f}"
 
+    def hits_for_media(self, q: np.ndarray, media_ids: list[int], via: str) -> list[Hit]:
+        """Hits for given images (e.g. just generated), scored against the query vector."""
+        space = self.indexes.space_of("image")
+        with self.store.session() as s:
+            rows = s.execute(select(Vector.media_id, Vector.dim, Vector.embedding)
+                             .where(Vector.media_id.in_(media_ids), Vector.kind == "image", Vector.space == space)).all()
+        scores = {mid: float(decode_embeddings([emb], dim)[0] @ q) for mid, dim, emb in rows}
+        media = self.store.media_by_id(list(scores))
+        return [Hit(id=m.id, path=m.path, kind=m.kind, score=round(scores[m.id], 6), generated=m.generated, via=via,
+                    file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail")
+                for m in (media[i] for i in media_ids if i in media)]
+
     @staticmethod
     def _passes(m: Media, score: float, req: SearchRequest) -> bool:
         if req.min_score is not None and score < req.min_score:

@@ -2,8 +2,8 @@
 
 One resumable loop serves both: AdamW with warm-up and cosine decay, an exponential moving
 average of the weights (the EMA copy is what gets saved and sampled: diffusion samples from
-averaged weights are much cleaner), and a train-state.pt checkpoint so a killed run resumes
-where it stopped.
+averaged weights are much cleaner), and a training-state checkpoint (kept in a work folder,
+not beside the exported model) so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from ..generation.prior import DiffusionPrior, PriorConfig
 from ..imageio import decode_rgb
 
 log = logging.getLogger(__name__)
-STATE_NAME = "train-state.pt"
 
 
 @dataclass
@@ -44,15 +43,16 @@ class DiffusionTrainConfig:
 
 
 def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator, torch.Generator], torch.Tensor],
-               out_dir: Path, cfg: DiffusionTrainConfig, progress=None) -> dict:
-    """Optimise model on batch_loss(model, rng, gen); saves the EMA weights with model.save."""
+               out_dir: Path, state_path: Path, cfg: DiffusionTrainConfig, progress=None) -> dict:
+    """Optimise model on batch_loss(model, rng, gen); saves the EMA weights with model.save
+    into out_dir, and the state to resume from at state_path."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, rng, gen = 0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    state_path = out_dir / STATE_NAME
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
@@ -96,9 +96,10 @@ def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator
             "seconds": round(time.time() - t0, 1), "out": str(out_dir)}
 
 
-def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarray], out_dir: str | Path,
+def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarray], out_dir: str | Path, work_dir: str | Path,
                 cfg: DiffusionTrainConfig, prior_cfg: PriorConfig, progress=None) -> dict:
-    """Fit the prior on (caption, image) embedding pairs; every caption of an image is used."""
+    """Fit the prior on (caption, image) embedding pairs; every caption of an image is used.
+    work_dir keeps the state a killed run resumes from."""
     pairs = pairs.captioned()
     if len(pairs) == 0:
         raise ValueError("the library has no captioned images: add sidecar .txt captions or index a `mmsearch synth` corpus")
@@ -113,7 +114,7 @@ def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarr
         idx = torch.randint(0, len(flat), (cfg.batch_size,), generator=gen)
         return m.loss(texts[idx], images[owner[idx]], gen)
 
-    summary = train_loop(model, batch_loss, Path(out_dir), cfg, progress)
+    summary = train_loop(model, batch_loss, Path(out_dir), Path(work_dir) / "prior-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs), "captions": len(flat)}
 
 
@@ -133,15 +134,16 @@ def image_array(paths: list[Path], size: int, cache: Path | None = None) -> np.n
     return out
 
 
-def train_decoder(pairs: LibraryPairs, out_dir: str | Path, cfg: DiffusionTrainConfig, decoder_cfg: DecoderConfig,
-                  cond_noise: float = 0.02, progress=None) -> dict:
+def train_decoder(pairs: LibraryPairs, out_dir: str | Path, work_dir: str | Path, cfg: DiffusionTrainConfig,
+                  decoder_cfg: DecoderConfig, cond_noise: float = 0.02, progress=None) -> dict:
     """Fit the decoder on the library's images and their image embeddings. A little noise on
-    the conditioning embedding makes it forgiving of the prior's slightly-off predictions."""
+    the conditioning embedding makes it forgiving of the prior's slightly-off predictions.
+    work_dir keeps the resumable state and the decoded-images cache."""
     if len(pairs) == 0:
         raise ValueError("the library has no indexed images to train the decoder on")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pixels = image_array(pairs.paths, decoder_cfg.image_size, out_dir / f"images-{decoder_cfg.image_size}px.npy")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    pixels = image_array(pairs.paths, decoder_cfg.image_size, work_dir / f"decoder-images-{decoder_cfg.image_size}px.npy")
     embeddings = torch.from_numpy(pairs.image_embeddings)
     torch.manual_seed(cfg.seed)
     model = Decoder(decoder_cfg)
@@ -153,5 +155,5 @@ def train_decoder(pairs: LibraryPairs, out_dir: str | Path, cfg: DiffusionTrainC
         e = F.normalize(e + cond_noise * torch.randn(e.shape, generator=gen), dim=-1)
         return m.loss(x, e, gen)
 
-    summary = train_loop(model, batch_loss, out_dir, cfg, progress)
+    summary = train_loop(model, batch_loss, Path(out_dir), work_dir / "decoder-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs)}

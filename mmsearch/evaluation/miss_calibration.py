@@ -1,0 +1,72 @@
+"""Calibrating the miss thresholds of an embedding space on a held-out synthetic split.
+
+For every colour+shape query ("green star") the best score over the whole gallery is what a
+search sees when the library holds a match; the best score once every matching image is
+taken out is what it sees when it does not. The threshold is the score that tells those
+two apart best (highest balanced accuracy). The same is done for the prior's predicted
+image embedding, whose scores are image-to-image and so run on another scale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.captions import spec_matches
+from ..datasets.synth import load_manifest
+from .encoder_eval import attribute_queries
+
+THRESHOLDS_FILE = Path(__file__).resolve().parent.parent / "weights" / "mini" / "miss_thresholds.json"
+
+
+def best_split(present: np.ndarray, absent: np.ndarray) -> tuple[float, float]:
+    """(threshold, balanced accuracy): scores >= threshold count as "the library has it"."""
+    candidates = np.unique(np.concatenate([present, absent]))
+    best_t, best_acc = float(candidates[0]), 0.0
+    for t in candidates:
+        acc = ((present >= t).mean() + (absent < t).mean()) / 2
+        if acc > best_acc:
+            best_t, best_acc = float(t), float(acc)
+    # Midway to the next lower score: a threshold sitting exactly on a sample is fragile.
+    below = candidates[candidates < best_t]
+    return (best_t + float(below.max())) / 2 if len(below) else best_t, best_acc
+
+
+def calibrate(encoder, data_dir: str | Path, prior_embeddings=None) -> dict:
+    """Thresholds for encoder.space; prior_embeddings(texts) -> (n, dim) adds the prior's."""
+    data_dir = Path(data_dir)
+    items = [i for i in load_manifest(data_dir)["items"] if i["kind"] == "image"]
+    images = encoder.embed_images([data_dir / i["file"] for i in items])
+    queries = [(text, spec) for text, spec in attribute_queries()["color+shape"]]
+    relevant = [np.array([spec_matches(spec, it) for it in items]) for _, spec in queries]
+    keep = [k for k, r in enumerate(relevant) if r.any()]
+    texts = [queries[k][0] for k in keep]
+    report = {"space": encoder.space, "data": str(data_dir), "queries": len(texts)}
+    sources = {"text": encoder.embed_texts(texts)}
+    if prior_embeddings is not None:
+        sources["prior"] = prior_embeddings(texts)
+    for name, q in sources.items():
+        scores = q @ images.T
+        present = np.array([scores[j].max() for j in range(len(keep))])
+        absent = np.array([scores[j][~relevant[k]].max() for j, k in enumerate(keep)])
+        threshold, accuracy = best_split(present, absent)
+        report[name] = {"threshold": round(threshold, 4), "balanced_accuracy": round(accuracy, 4),
+                        "median_best_when_present": round(float(np.median(present)), 4),
+                        "median_best_when_absent": round(float(np.median(absent)), 4)}
+    return report
+
+
+def load_thresholds(space: str, path: Path = THRESHOLDS_FILE) -> dict[str, float]:
+    """Calibrated thresholds of a space ({} when it has none)."""
+    if not path.is_file():
+        return {}
+    table = json.loads(path.read_text())
+    return {k: v["threshold"] for k, v in table.get(space, {}).items() if isinstance(v, dict) and "threshold" in v}
+
+
+def save_thresholds(report: dict, path: Path = THRESHOLDS_FILE) -> None:
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table[report["space"]] = report
+    path.write_text(json.dumps(table, indent=2) + "\n")

@@ -1,0 +1,82 @@
+"""Generated images become library media: a PNG under <library>/generated, a media row
+flagged `generated` with how it was made, and an image vector in the index, so the next
+identical query finds it instead of generating again."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+
+from ..search.indexes import IndexSet
+from ..search.store import Media, Store, Vector, decode_embeddings, encode_embedding
+
+GENERATED_DIR = "generated"
+
+
+@dataclass
+class GenerationParams:
+    prompt: str
+    backend: str
+    seed: int
+    steps: int
+    guidance: float | None
+    sampler: str
+    source: dict | None = None  # variations and edits: the media ids and texts they came from
+
+
+def save_generated(store: Store, indexes: IndexSet, encoder, library_dir: Path, images: list[Image.Image],
+                   params: GenerationParams) -> list[int]:
+    """Write, record and index the images; returns their media ids (in order)."""
+    folder = library_dir / GENERATED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, hashes = [], []
+    for image in images:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        path = folder / f"{digest[:24]}.png"  # by content: saving the same image twice is one file
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        paths.append(path)
+        hashes.append(digest)
+    vectors = encoder.embed_images(images)
+    ids, new_vectors = [], []
+    with store.session() as s:
+        for image, path, digest, vec in zip(images, paths, hashes, vectors):
+            media = s.scalars(select(Media).where(Media.path == str(path))).first()
+            if media is None:
+                stat = path.stat()
+                media = Media(path=str(path), root=str(folder), kind="image", size=stat.st_size, mtime=stat.st_mtime,
+                              content_hash=digest, width=image.width, height=image.height, generated=True,
+                              generation=asdict(params) | {"created_at": time.time()})
+                s.add(media)
+                s.flush()
+                row = Vector(media_id=media.id, kind="image", space=encoder.space, dim=encoder.dim, embedding=encode_embedding(vec))
+                s.add(row)
+                s.flush()
+                new_vectors.append(row)
+            ids.append(media.id)
+        added = [(r.id, r.embedding) for r in new_vectors]
+    if added:
+        indexes.add("image", np.asarray([i for i, _ in added], np.int64), decode_embeddings([e for _, e in added], encoder.dim))
+        indexes.checkpoint()
+    return ids
+
+
+def find_generated(store: Store, prompt: str, backend: str) -> list[int]:
+    """Media ids of images already generated for exactly this prompt by this backend."""
+    with store.session() as s:
+        rows = s.scalars(select(Media).where(Media.generated.is_(True), Media.error.is_(None)).order_by(Media.id)).all()
+        return [m.id for m in rows
+                if m.generation and m.generation.get("prompt") == prompt and m.generation.get("backend") == backend
+                and not m.generation.get("source") and Path(m.path).is_file()]

@@ -1,0 +1,88 @@
+"""Generate on miss: answer a text query from the library when it can, else draw the image.
+
+In order: (1) search with the text; a best score at or above the text threshold is a hit.
+(2) Map the text through the generator's prior to a predicted image embedding and search
+with that (image-to-image scores run higher than text-to-image ones, hence a threshold of
+its own); a hit there is returned marked `via: prior`. (3) Unless told never to, reuse
+images generated earlier for exactly this prompt, or generate new ones, store and index
+them, and return them marked `generated`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..generation.library_media import GenerationParams, find_generated
+from .engine import Hit, SearchEngine
+from .query import SearchRequest
+
+GENERATE_MODES = ("auto", "never", "always")
+
+
+@dataclass
+class GenerateOptions:
+    mode: str = "never"  # auto: generate on a miss; never; always: generate fresh images every time
+    n: int = 1
+    seed: int | None = None
+    steps: int = 25
+    guidance: float | None = None
+    sampler: str = "ddim"
+
+
+@dataclass
+class MissThresholds:
+    text: float  # best text-to-image score below this is a miss
+    prior: float | None = None  # best score of the prior's predicted embedding below this is a miss
+
+
+@dataclass
+class Outcome:
+    hits: list[Hit]
+    miss: bool  # the text search alone found nothing good enough
+    via: str  # text | prior | generated
+    steps: list[dict] = field(default_factory=list)  # what each stage found: its best score and threshold
+
+
+def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | None, generator, opts: GenerateOptions,
+                       thresholds: MissThresholds, save: Callable[[list, GenerationParams], list[int]]) -> Outcome:
+    if opts.mode not in GENERATE_MODES:
+        raise ValueError(f"generate must be one of {GENERATE_MODES}")
+    q, via = engine.query_vector(req.terms)
+    hits = engine.search_vector(q, req, via)
+    best = hits[0].score if hits else None
+    steps = [{"stage": "text", "best": best, "threshold": thresholds.text}]
+    if opts.mode != "always" and best is not None and best >= thresholds.text:
+        return Outcome(hits, False, via, steps)
+    # Only a text query can be drawn, and only images are drawn.
+    can_generate = prompt is not None and generator is not None and req.kind in ("image", "any")
+    if opts.mode != "always" and can_generate and thresholds.prior is not None and _shares_space(generator, engine):
+        predicted = generator.prior_embeddings([prompt], seed=opts.seed)[0]
+        prior_hits = engine.search_vector(predicted, req, via="prior")
+        prior_best = prior_hits[0].score if prior_hits else None
+        steps.append({"stage": "prior", "best": prior_best, "threshold": thresholds.prior})
+        if prior_best is not None and prior_best >= thresholds.prior:
+            return Outcome(prior_hits, True, "prior", steps)
+    if opts.mode == "never" or not can_generate or req.offset > 0:
+        return Outcome(hits, True, via, steps)
+    stored = find_generated(engine.store, prompt, generator.name) if opts.mode == "auto" else []
+    if stored:
+        steps.append({"stage": "stored", "media": stored})
+        return Outcome(engine.hits_for_media(q, stored[:req.k], "generated"), True, "generated", steps)
+    seed = opts.seed if opts.seed is not None else random.randrange(2**31)
+    images = generator.generate(prompt, n=opts.n, seed=seed, steps=opts.steps, guidance=opts.guidance, sampler=opts.sampler)
+    ids = save(images, GenerationParams(prompt=prompt, backend=generator.name, seed=seed, steps=opts.steps,
+                                        guidance=opts.guidance, sampler=opts.sampler))
+    steps.append({"stage": "generated", "media": ids})
+    return Outcome(engine.hits_for_media(q, ids, "generated"), True, "generated", steps)
+
+
+def _shares_space(generator, engine: SearchEngine) -> bool:
+    return getattr(generator, "space", None) == engine.encoder.space and hasattr(generator, "prior_embeddings")
+
+
+def prompt_of(text: str | None, has_other_terms: bool) -> str | None:
+    """The prompt to draw: the query text, when the query is text alone."""
+    return text.strip() if text and text.strip() and not has_other_terms else None
+
