@@ -350,11 +350,12 @@ def search(
         return
     from rich.table import Table
 
-    table = Table("#", "score", "kind", "moment", "via")
+    show_via = any(h.via not in ("text", "image") for h in hits)  # prior or generated: worth a column
+    table = Table("#", "score", "kind", "moment", *(["via"] if show_via else []))
     table.add_column("path", overflow="fold")  # wrap long paths rather than cut them
     for rank, hit in enumerate(hits, 1 + offset):
         moment = f"{hit.t_start:.1f}-{hit.t_end:.1f}s" if hit.t_start is not None else ""
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, moment, hit.via, hit.path)
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, moment, *([hit.via] if show_via else []), hit.path)
     Console().print(table)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ from .indexer.pipeline import PipelineConfig
 from .search.engine import Hit, SearchEngine
 from .search.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
 from .search.indexes import IndexSet
-from .search.query import SearchRequest
+from .search.query import QueryError, SearchRequest
 from .search.store import Job, Media, Store, job_summary
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,20 @@ DEFAULT_TEXT_MISS_THRESHOLD = 0.25
 
 class GenerationUnavailable(RuntimeError):
     """No generator can serve this request (turned off, not trained, or another space)."""
+
+
+class GenerationRequestError(ValueError):
+    """The generator refused the request's settings (e.g. a sampler this backend lacks)."""
+
+
+@contextmanager
+def _generator_errors():
+    try:
+        yield
+    except QueryError:
+        raise
+    except ValueError as e:
+        raise GenerationRequestError(str(e)) from e
 
 
 class Library:
@@ -170,7 +185,8 @@ class Library:
                 if options.mode == "always":
                     raise
                 unavailable = str(e)  # auto: a search still answers, with its weak hits
-        outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self._save_generated)
+        with _generator_errors():
+            outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self._save_generated)
         if unavailable and outcome.miss:
             outcome.steps.append({"stage": "generated", "error": unavailable})
         return outcome
@@ -181,8 +197,9 @@ class Library:
     def generate(self, prompt: str, options: GenerateOptions) -> list[int]:
         """Generate, store and index images for a prompt; their media ids."""
         seed = options.seed if options.seed is not None else random.randrange(2**31)
-        images = self.generator.generate(prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance,
-                                         sampler=options.sampler)
+        with _generator_errors():
+            images = self.generator.generate(prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance,
+                                             sampler=options.sampler)
         return self._save_generated(images, GenerationParams(prompt, self.generator.name, seed, options.steps,
                                                              options.guidance, options.sampler))
 
@@ -207,8 +224,9 @@ class Library:
             embedding = text_diff_edit(embedding, src, tgt)
             source |= {"edit": list(edit)}
         seed = options.seed if options.seed is not None else random.randrange(2**31)
-        images = generator.decode(np.repeat(embedding[None], options.n, 0), seed=seed, steps=options.steps,
-                                  guidance=options.guidance, sampler=options.sampler)
+        with _generator_errors():
+            images = generator.decode(np.repeat(embedding[None], options.n, 0), seed=seed, steps=options.steps,
+                                      guidance=options.guidance, sampler=options.sampler)
         label = f"edit of media {media_id}: {edit[0]} -> {edit[1]}" if edit else f"variation of media {media_id}"
         return self._save_generated(images, GenerationParams(label, generator.name, seed, options.steps, options.guidance,
                                                              options.sampler, source=source))

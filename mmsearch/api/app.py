@@ -17,10 +17,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from ..encoders.base import EncoderError
 from ..encoders.video import UnreadableVideoError
 from ..imageio import UnreadableImageError, decode_rgb
-from ..library import Library
+from ..library import GenerationRequestError, GenerationUnavailable, Library
+from ..search.generate_on_miss import GenerateOptions, prompt_of
 from ..search.query import MediaNotFoundError, QueryError, SearchRequest, Term, build_terms
 from .files import OutsideRootsError, safe_path, thumbnail_jpeg, video_thumbnail_jpeg
-from .schemas import MAX_ID, HitOut, JobIn, MediaOut, SearchIn, SearchOut
+from .schemas import MAX_ID, GenerateIn, GenerateOut, GenerationIn, HitOut, JobIn, MediaOut, SearchIn, SearchOut
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,20 @@ def create_app(library: Library) -> FastAPI:
     async def _query_error(_request: Request, exc: QueryError):
         return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, MediaNotFoundError) else 400)
 
-    def _run_search(req: SearchRequest) -> dict:
+    def _options(mode: str, g: GenerationIn) -> GenerateOptions:
+        return GenerateOptions(mode=mode, n=g.n, seed=g.seed, steps=g.steps or settings.generate_steps, guidance=g.guidance,
+                               sampler=g.sampler)
+
+    def _run_search(req: SearchRequest, prompt: str | None = None, mode: str | None = None,
+                    generation: GenerationIn | None = None) -> dict:
         t0 = time.perf_counter()
+        options = _options(mode or settings.generate_default, generation or GenerationIn())
+        # One search at a time: FAISS and the encoder are shared, and a generation is
+        # stored and indexed before the next query runs (so a repeat finds it).
         with search_lock:
-            hits = library.search(req)
-        threshold = settings.miss_threshold
-        miss = not hits or (threshold is not None and hits[0].score < threshold)
-        return SearchOut(results=[HitOut(**h.to_dict()) for h in hits], miss=miss, took_ms=(time.perf_counter() - t0) * 1000).model_dump()
+            outcome = library.search_or_generate(req, prompt, options)
+        return SearchOut(results=[HitOut(**h.to_dict()) for h in outcome.hits], miss=outcome.miss, via=outcome.via,
+                         stages=outcome.steps, took_ms=(time.perf_counter() - t0) * 1000).model_dump()
 
     @app.get("/health")
     def health() -> dict:
@@ -82,7 +90,26 @@ def create_app(library: Library) -> FastAPI:
     def search(body: SearchIn) -> dict:
         req = SearchRequest(terms=_terms(body), k=body.k, offset=body.offset, kind=body.kind,
                             path_prefix=body.path_prefix, generated=body.generated, min_score=body.min_score)
-        return _run_search(req)
+        other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
+        return _run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)
+
+    @app.post("/generate", response_model=GenerateOut)
+    def generate(body: GenerateIn) -> dict:
+        """Generate images (from a prompt, or from an indexed image: variations, edits,
+        interpolations); they are stored in the library as generated media and indexed."""
+        t0 = time.perf_counter()
+        options = _options("always", body)
+        with search_lock:
+            if body.from_media_id is not None:
+                interpolate = (body.interpolate.media_id, body.interpolate.alpha) if body.interpolate else None
+                ids = library.generate_from_media(body.from_media_id, options, edit=tuple(body.edit) if body.edit else None,
+                                                  interpolate=interpolate)
+                q = library.engine.media_vector(body.from_media_id)
+            else:
+                ids = library.generate(body.prompt, options)
+                q = library.encoder.embed_texts([body.prompt])[0]
+            hits = library.engine.hits_for_media(q, ids, "generated")
+        return GenerateOut(results=[HitOut(**h.to_dict()) for h in hits], took_ms=(time.perf_counter() - t0) * 1000).model_dump()
 
     @app.post("/search/image", response_model=SearchOut)
     async def search_image(
@@ -177,6 +204,14 @@ def create_app(library: Library) -> FastAPI:
         if summary is None:
             raise HTTPException(404, f"no job with id {job_id}")
         return summary
+
+    @app.exception_handler(GenerationUnavailable)
+    async def _generation_unavailable(_request: Request, exc: GenerationUnavailable):
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(GenerationRequestError)
+    async def _generation_request_error(_request: Request, exc: GenerationRequestError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(EncoderError)
     async def _encoder_error(_request: Request, exc: EncoderError):

@@ -24,6 +24,14 @@ class TermIn(BaseModel):
         return self
 
 
+class GenerationIn(BaseModel):
+    n: int = Field(1, ge=1, le=8, description="Images to generate.")
+    steps: int | None = Field(None, ge=1, le=1000, description="Sampling steps (default: the server's setting).")
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    guidance: float | None = Field(None, ge=0, le=50, allow_inf_nan=False, description="Classifier-free guidance scale.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+
+
 class SearchIn(BaseModel):
     text: str | None = Field(None, max_length=1000, description='Text; weighted terms allowed: "red circle" - "white background".')
     image_media_id: int | None = Field(None, ge=1, le=MAX_ID, description="Search with an indexed media item's embedding.")
@@ -36,6 +44,30 @@ class SearchIn(BaseModel):
     path_prefix: str | None = None
     generated: bool | None = None
     min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
+    generate: Literal["auto", "never", "always"] | None = Field(
+        None, description="On a miss: auto searches with the prior, then generates; never; always generates. Default: the server's setting.")
+    generation: GenerationIn = Field(default_factory=GenerationIn, description="How to generate, when it comes to that.")
+
+
+class InterpolateIn(BaseModel):
+    media_id: int = Field(..., ge=1, le=MAX_ID)
+    alpha: float = Field(0.5, ge=0, le=1, allow_inf_nan=False)
+
+
+class GenerateIn(GenerationIn):
+    prompt: str | None = Field(None, min_length=1, max_length=1000, description="Text to draw.")
+    from_media_id: int | None = Field(None, ge=1, le=MAX_ID, description="Decode from this indexed image's embedding (variations).")
+    edit: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = Field(
+        None, min_length=2, max_length=2, description='With from_media_id: ["source text", "target text"], a text-diff edit.')
+    interpolate: InterpolateIn | None = Field(None, description="With from_media_id: slerp towards another image's embedding.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "GenerateIn":
+        if (self.prompt is None) == (self.from_media_id is None):
+            raise ValueError("give exactly one of prompt and from_media_id")
+        if self.from_media_id is None and (self.edit or self.interpolate):
+            raise ValueError("edit and interpolate work on from_media_id")
+        return self
 
 
 class HitOut(BaseModel):
@@ -53,7 +85,14 @@ class HitOut(BaseModel):
 
 class SearchOut(BaseModel):
     results: list[HitOut]
-    miss: bool
+    miss: bool = Field(..., description="The text search alone found nothing at or above the miss threshold.")
+    via: str = Field("text", description="What answered: text, image, prior (the prior's predicted embedding) or generated.")
+    stages: list[dict] = Field(default_factory=list, description="Each stage of generate-on-miss: its best score and threshold.")
+    took_ms: float
+
+
+class GenerateOut(BaseModel):
+    results: list[HitOut]
     took_ms: float
 
 

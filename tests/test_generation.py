@@ -1,0 +1,182 @@
+"""Generate on miss end to end: a prior and decoder trained (briefly) on a real indexed
+library, served by uvicorn on loopback. The models are too briefly trained to draw well;
+these tests check the mechanics users rely on, not picture quality (eval-generation does)."""
+
+import io
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmsearch.api.app import create_app
+from mmsearch.api.background import BackgroundServer
+from mmsearch.generation.decoder import DecoderConfig
+from mmsearch.generation.pairs import CaptionFinder, library_pairs
+from mmsearch.generation.prior import PriorConfig
+from mmsearch.generation.unclip import MiniGenerator, slerp, text_diff_edit
+from mmsearch.search.generate_on_miss import GenerateOptions
+from mmsearch.search.query import SearchRequest, parse_text
+from mmsearch.search.store import Media
+from mmsearch.training.diffusion_trainer import DiffusionTrainConfig, train_decoder, train_prior
+
+from .helpers import make_corpus, open_library
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mini_encoder):
+    """A library of 60 synthetic images and a prior + decoder trained on it for a few steps."""
+    torch.set_num_threads(2)
+    base = tmp_path_factory.mktemp("gen")
+    make_corpus(base / "photos", n=60)
+    gen_dir = base / "generator"
+    with open_library(base / "lib", encoder=mini_encoder) as lib:
+        lib.index([base / "photos"])
+        pairs = library_pairs(lib.store, mini_encoder.space)
+    quick = DiffusionTrainConfig(steps=20, batch_size=16, checkpoint_every=10)
+    train_prior(pairs, mini_encoder.embed_texts, gen_dir, base / "work", quick,
+                PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space))
+    train_decoder(pairs, gen_dir, base / "work", DiffusionTrainConfig(steps=4, batch_size=8),
+                  DecoderConfig(dim=mini_encoder.dim, channels=16, space=mini_encoder.space))
+    return base, gen_dir
+
+
+@pytest.fixture(scope="module")
+def served(trained, mini_encoder):
+    base, gen_dir = trained
+    # A threshold no text query reaches: every query is a miss.
+    lib = open_library(base / "lib", encoder=mini_encoder, generator=f"mini:{gen_dir}", miss_threshold=0.99)
+    with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client, lib
+    lib.close()
+
+
+def _generated_count(lib) -> int:
+    with lib.store.session() as s:
+        return s.query(Media).filter(Media.generated.is_(True)).count()
+
+
+def test_library_pairs_carry_manifest_captions(trained, mini_encoder):
+    base, _ = trained
+    with open_library(base / "lib", encoder=mini_encoder) as lib:
+        pairs = library_pairs(lib.store, mini_encoder.space)
+    assert len(pairs) == 60 and pairs.image_embeddings.shape == (60, mini_encoder.dim)
+    assert all(pairs.captions) and all(isinstance(c, str) and c for caps in pairs.captions for c in caps)
+
+
+def test_sidecar_captions_win_over_the_manifest(tmp_path):
+    make_corpus(tmp_path, n=2)
+    image = sorted((tmp_path / "images").iterdir())[0]
+    assert CaptionFinder()(image, tmp_path)  # from the manifest
+    image.with_suffix(".txt").write_text("my own caption\n\nanother one\n")
+    assert CaptionFinder()(image, tmp_path) == ["my own caption", "another one"]
+
+
+def test_a_miss_generates_a_servable_image_and_a_repeat_hits_the_stored_one(served):
+    client, lib = served
+    before = _generated_count(lib)
+    body = {"text": "a green star", "kind": "image", "generate": "auto", "generation": {"steps": 3, "seed": 1}}
+    first = client.post("/search", json=body).json()
+    assert first["miss"] is True and first["via"] == "generated"
+    assert [s["stage"] for s in first["stages"]][-1] == "generated"
+    hit = first["results"][0]
+    assert hit["generated"] is True and hit["via"] == "generated"
+    served_file = client.get(hit["file_url"])
+    assert served_file.status_code == 200
+    assert Image.open(io.BytesIO(served_file.content)).size == (128, 128)
+    media = client.get(f"/media/{hit['id']}").json()
+    assert media["generated"] is True
+    assert media["generation"]["prompt"] == "a green star" and media["generation"]["seed"] == 1
+    assert media["generation"]["steps"] == 3 and media["generation"]["sampler"] == "ddim"
+
+    again = client.post("/search", json=body).json()
+    assert [h["id"] for h in again["results"]] == [hit["id"]]
+    assert _generated_count(lib) == before + 1
+
+
+def test_generate_never_does_not_generate(served):
+    client, lib = served
+    before = _generated_count(lib)
+    body = client.post("/search", json={"text": "a purple cross", "kind": "image", "generate": "never"}).json()
+    assert body["miss"] is True and body["via"] == "text"
+    assert len(body["results"]) == 10
+    assert _generated_count(lib) == before
+
+
+@pytest.mark.parametrize("generation", [{"steps": 0}, {"steps": 5000}, {"guidance": -1}, {"guidance": 51},
+                                        {"sampler": "euler"}, {"n": 0}, {"seed": -1}])
+def test_bad_generation_settings_answer_422(served, generation):
+    client, lib = served
+    before = _generated_count(lib)
+    r = client.post("/search", json={"text": "a green star", "generate": "always", "generation": generation})
+    assert r.status_code == 422
+    r = client.post("/generate", json={"prompt": "a green star", **generation})
+    assert r.status_code == 422
+    assert _generated_count(lib) == before
+
+
+def test_generate_endpoint_prompt_variation_edit_and_interpolation(served):
+    client, lib = served
+    made = client.post("/generate", json={"prompt": "a blue square", "n": 2, "steps": 2, "seed": 5}).json()["results"]
+    assert len(made) == 2 and all(h["generated"] for h in made)
+    source, other = made[0]["id"], made[1]["id"]
+    edit = client.post("/generate", json={"from_media_id": source, "edit": ["blue square", "red square"], "steps": 2,
+                                          "seed": 6}).json()["results"]
+    record = client.get(f"/media/{edit[0]['id']}").json()["generation"]
+    assert record["source"] == {"media_id": source, "edit": ["blue square", "red square"]}
+    mixed = client.post("/generate", json={"from_media_id": source, "interpolate": {"media_id": other, "alpha": 0.3},
+                                           "steps": 2}).json()["results"]
+    assert client.get(f"/media/{mixed[0]['id']}").json()["generation"]["source"] == {"media_id": source, "interpolate": other, "alpha": 0.3}
+    assert client.post("/generate", json={"prompt": "x", "from_media_id": source}).status_code == 422
+    assert client.post("/generate", json={"from_media_id": 10**9, "steps": 2}).status_code == 404
+
+
+def test_the_prior_stage_answers_before_generating(trained, mini_encoder):
+    base, gen_dir = trained
+    with open_library(base / "lib", encoder=mini_encoder, generator=f"mini:{gen_dir}", miss_threshold=0.99,
+                      prior_miss_threshold=-1.0) as lib:
+        before = _generated_count(lib)
+        outcome = lib.search_or_generate(SearchRequest(terms=parse_text("a green star"), k=3, kind="image"), "a green star",
+                                         GenerateOptions(mode="auto", steps=2))
+        assert outcome.via == "prior" and outcome.miss
+        assert len(outcome.hits) == 3
+        assert all(h.via == ("generated" if h.generated else "prior") for h in outcome.hits)
+        assert _generated_count(lib) == before
+
+
+def test_without_a_trained_generator_auto_still_answers_and_always_is_503(trained, mini_encoder, tmp_path):
+    base, _ = trained
+    lib = open_library(base / "lib", encoder=mini_encoder, generator=f"mini:{tmp_path / 'nothing'}", miss_threshold=0.99)
+    with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        auto = client.post("/search", json={"text": "a green star", "generate": "auto"})
+        assert auto.status_code == 200 and auto.json()["miss"] is True
+        assert "cannot be used" in auto.json()["stages"][-1]["error"]
+        always = client.post("/search", json={"text": "a green star", "generate": "always"})
+        assert always.status_code == 503 and "prior_config.json is missing" in always.json()["detail"]
+    lib.close()
+
+
+def test_mini_generator_is_deterministic_for_a_seed(trained, mini_encoder):
+    _, gen_dir = trained
+    gen = MiniGenerator(mini_encoder, gen_dir)
+    a = gen.generate("a red circle", seed=3, steps=3)[0]
+    b = gen.generate("a red circle", seed=3, steps=3)[0]
+    c = gen.generate("a red circle", seed=4, steps=3)[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    with pytest.raises(ValueError, match="sampler"):
+        gen.generate("a red circle", sampler="euler")
+
+
+def test_slerp_and_text_diff_edit():
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 16)))
+    assert np.allclose(slerp(a, b, 0.0), a, atol=1e-6) and np.allclose(slerp(a, b, 1.0), b, atol=1e-6)
+    mid = slerp(a, b, 0.5)
+    assert np.linalg.norm(mid) == pytest.approx(1.0, abs=1e-5)
+    assert mid @ a == pytest.approx(mid @ b, abs=1e-5)  # halfway on the great circle
+    src, tgt = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 16)))
+    edited = text_diff_edit(a, src, tgt)
+    assert np.linalg.norm(edited) == pytest.approx(1.0, abs=1e-5)
+    assert edited @ tgt > a @ tgt and edited @ src < a @ src
