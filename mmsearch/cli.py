@@ -211,6 +211,55 @@ def train_decoder(
     console.print_json(json.dumps(summary))
 
 
+@train_app.command("attribute-classifier")
+def train_attribute_classifier(
+    data: Path = typer.Option(..., help="A synthetic train corpus (its one-object images are used)."),
+    heldout: Optional[Path] = typer.Option(None, help="A heldout corpus to report accuracy on."),
+    out: Path = GENERATION_OUT,
+    steps: int = typer.Option(1500, min=1),
+    threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
+) -> None:
+    """Train the small shape/colour classifier that judges generated images in eval-generation."""
+    import torch
+
+    from .evaluation.attribute_classifier import train_classifier
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        report = train_classifier(data, out, steps=steps, heldout_dir=heldout)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    console.print_json(json.dumps(report))
+
+
+@app.command("eval-generation")
+def eval_generation(
+    data: Path = typer.Option(..., help="A heldout corpus written by `mmsearch synth --split heldout`."),
+    model: Optional[str] = MODEL_OPT,
+    generator: Optional[str] = typer.Option(None, help="Generator spec (default: settings' generator, mini)."),
+    prompts: int = typer.Option(48, min=1, max=72, help="Colour-shape prompts drawn for the decoder table."),
+    decoder: bool = typer.Option(True, help="Also draw images and time the samplers (--no-decoder: the prior only)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+) -> None:
+    """Prior cosine and R@1 (prior vs raw text), and generated-image attribute accuracy per sampler."""
+    from .encoders.base import EncoderError
+    from .evaluation.attribute_classifier import AttributeClassifier
+    from .evaluation.generation_eval import evaluate_decoder, evaluate_prior
+    from .generation import load_generator
+
+    settings = Settings().with_overrides(model=model, generator=generator)
+    try:
+        encoder = _encoder(settings)
+        gen = load_generator(settings.generator, encoder, settings.device)
+        report = {"generator": gen.name, "space": gen.space, "prior": evaluate_prior(gen, encoder, data)}
+        if decoder:
+            report["decoder"] = evaluate_decoder(gen, AttributeClassifier.load(), prompts=prompts)
+    except (EncoderError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    _print_report(report, as_json)
+
+
 @app.command("eval-video")
 def eval_video(
     data: Path = typer.Option(..., help="A heldout video corpus written by `mmsearch synth --videos N --split heldout`."),
@@ -365,7 +414,7 @@ def generate(
     out: Path = typer.Option(..., help="PNG file to write (with --n > 1: FILE-1.png, FILE-2.png, ...)."),
     n: int = typer.Option(1, "--n", min=1, max=16),
     steps: int = typer.Option(25, min=1, max=1000),
-    sampler: str = typer.Option("ddim", help="ddim or ddpm (ddpm always runs every step of the schedule)."),
+    sampler: Optional[str] = typer.Option(None, help="ddim or ddpm (ddpm runs every step of the schedule); default: the generator's preferred one."),
     guidance: Optional[float] = typer.Option(None, min=0, max=50, help="Classifier-free guidance scale (default: the backend's)."),
     seed: Optional[int] = typer.Option(None),
     from_media: Optional[int] = typer.Option(None, help="Decode from an indexed image's embedding (a variation)."),
@@ -476,6 +525,41 @@ def serve(
 
 DEMO_QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", '"red circle" - "white background"']
 DEMO_SEED = 2026  # not the seed of the training corpus: the demo shows unseen images
+MISSING_FROM_DEMO = ("green", "star")  # the demo library holds none: its generate-on-miss query
+
+
+def _hold_back(media: Path, pair: tuple[str, str]) -> None:
+    """Remove every image showing this (colour, shape) from a synthetic corpus and its manifest."""
+    from .datasets import synth as synth_mod
+
+    manifest = synth_mod.load_manifest(media)
+    shows = lambda i: any((o["color"], o["shape"]) == pair for o in i.get("objects", []))  # noqa: E731
+    for item in filter(shows, manifest["items"]):
+        (media / item["file"]).unlink(missing_ok=True)
+    manifest["items"] = [i for i in manifest["items"] if not shows(i)]
+    (media / synth_mod.MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def _demo_generate_on_miss(lib) -> None:
+    """A query the library cannot answer, twice: the first generates, the repeat hits the stored image."""
+    from .library import GenerationUnavailable
+    from .search.generate_on_miss import GenerateOptions
+    from .search.query import SearchRequest, parse_text
+
+    prompt = f"a {MISSING_FROM_DEMO[0]} {MISSING_FROM_DEMO[1]}"
+    for attempt in ("first", "repeat"):
+        console.print(f"\n[bold]{prompt}[/bold] [dim](generate on miss, {attempt} time; the demo library holds no {prompt[2:]})[/dim]")
+        try:
+            outcome = lib.search_or_generate(SearchRequest(terms=parse_text(prompt), k=3, kind="image"), prompt,
+                                             GenerateOptions(mode="auto", seed=0, steps=lib.settings.generate_steps))
+        except GenerationUnavailable as e:
+            console.print(f"  [yellow]cannot generate:[/yellow] {e}")
+            return
+        stages = ", ".join(f"{s['stage']} best {s['best']:.3f} < {s['threshold']:.3f}" for s in outcome.steps if s.get("best") is not None)
+        console.print(f"  miss: {outcome.miss} ({stages}); answered via {outcome.via}")
+        for hit in outcome.hits:
+            label = "generated" if hit.generated else "indexed"
+            console.print(f"  {hit.score:.3f}  {hit.path}  [dim]({label}, via {hit.via})[/dim]", soft_wrap=True)
 
 
 @app.command()
@@ -496,6 +580,7 @@ def demo(
         with _progress() as bar:
             task = bar.add_task("synth demo media", total=images + videos, info="")
             synth_mod.generate(media, images, videos, seed=DEMO_SEED, split="train", progress=lambda n: bar.advance(task, n))
+        _hold_back(media, MISSING_FROM_DEMO)
     lib = Library.open(settings=Settings().with_overrides(library_dir=library / "index", model="mini"))
     with _progress() as bar:
         task = bar.add_task("index", total=None, info="")
@@ -515,6 +600,7 @@ def demo(
         for hit in lib.search(SearchRequest(terms=parse_text(query), k=3, kind=kind)):
             moment = f"  moment {hit.t_start:.2f}-{hit.t_end:.2f}s" if hit.t_start is not None else ""
             console.print(f"  {hit.score:.3f}  {hit.path}{moment}  [dim](truth: {truth.get(hit.path, '?')})[/dim]", soft_wrap=True)
+    _demo_generate_on_miss(lib)
     if serve:
         import uvicorn
 

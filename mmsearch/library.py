@@ -5,6 +5,7 @@ The CLI and the API hold a Library; nothing else wires components together.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -124,6 +125,12 @@ class Library:
                     raise GenerationUnavailable(f"generator {self.settings.generator!r} cannot be used: {e}") from e
             return self._generator
 
+    def _with_sampler(self, options: GenerateOptions, generator) -> GenerateOptions:
+        """Options with the sampler filled in: the generator's preferred one when not given."""
+        if options.sampler is not None or generator is None:
+            return options
+        return dataclasses.replace(options, sampler=getattr(generator, "SAMPLERS", ("ddim",))[0])
+
     def miss_thresholds(self) -> MissThresholds:
         """Configured thresholds, else the ones calibrated for this encoder's space."""
         from .evaluation.miss_calibration import load_thresholds
@@ -185,6 +192,7 @@ class Library:
                 if options.mode == "always":
                     raise
                 unavailable = str(e)  # auto: a search still answers, with its weak hits
+        options = self._with_sampler(options, generator)
         with _generator_errors():
             outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self._save_generated)
         if unavailable and outcome.miss:
@@ -196,6 +204,7 @@ class Library:
 
     def generate(self, prompt: str, options: GenerateOptions) -> list[int]:
         """Generate, store and index images for a prompt; their media ids."""
+        options = self._with_sampler(options, self.generator)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         with _generator_errors():
             images = self.generator.generate(prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance,
@@ -212,6 +221,7 @@ class Library:
         generator = self.generator
         if getattr(generator, "space", None) != self.encoder.space or not hasattr(generator, "decode"):
             raise GenerationUnavailable(f"generator {generator.name!r} cannot decode embeddings of this library's space")
+        options = self._with_sampler(options, generator)
         engine = self.engine
         embedding = engine.media_vector(media_id)
         source: dict = {"media_id": media_id}

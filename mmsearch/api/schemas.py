@@ -27,7 +27,7 @@ class TermIn(BaseModel):
 class GenerationIn(BaseModel):
     n: int = Field(1, ge=1, le=8, description="Images to generate.")
     steps: int | None = Field(None, ge=1, le=1000, description="Sampling steps (default: the server's setting).")
-    sampler: Literal["ddim", "ddpm"] = "ddim"
+    sampler: Literal["ddim", "ddpm"] | None = Field(None, description="Default: the generator's preferred sampler (ddim for mini, ddpm for karlo).")
     guidance: float | None = Field(None, ge=0, le=50, allow_inf_nan=False, description="Classifier-free guidance scale.")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
 

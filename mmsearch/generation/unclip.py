@@ -81,6 +81,8 @@ class MiniGenerator:
     The decoder draws small images (32 px for the shipped one); they are returned upscaled
     to `output_size` so they display and index like other media."""
 
+    SAMPLERS = SAMPLERS
+
     def __init__(self, encoder, model_dir: str | Path = BUILTIN_DIR, device: str = "cpu", output_size: int = 128,
                  prior_guidance: float = 2.0, candidates: int = 2):
         self.encoder = encoder

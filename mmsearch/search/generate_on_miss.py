@@ -28,7 +28,7 @@ class GenerateOptions:
     seed: int | None = None
     steps: int = 25
     guidance: float | None = None
-    sampler: str = "ddim"
+    sampler: str | None = None  # None: the generator's first (preferred) sampler
 
 
 @dataclass
