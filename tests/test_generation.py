@@ -3,6 +3,7 @@ library, served by uvicorn on loopback. The models are too briefly trained to dr
 these tests check the mechanics users rely on, not picture quality (eval-generation does)."""
 
 import io
+import json
 
 import httpx
 import numpy as np
@@ -180,3 +181,22 @@ def test_slerp_and_text_diff_edit():
     edited = text_diff_edit(a, src, tgt)
     assert np.linalg.norm(edited) == pytest.approx(1.0, abs=1e-5)
     assert edited @ tgt > a @ tgt and edited @ src < a @ src
+
+
+def test_eval_generation_reports_prior_and_decoder_figures(trained, mini_encoder, heldout_corpus, tmp_path):
+    from mmsearch.evaluation.attribute_classifier import AttributeClassifier, ClassifierConfig, train_classifier
+    from mmsearch.evaluation.generation_eval import evaluate_decoder, evaluate_prior
+
+    base, gen_dir = trained
+    report = train_classifier(base / "photos", tmp_path / "judge", steps=3, batch_size=8, cfg=ClassifierConfig(width=8),
+                              heldout_dir=heldout_corpus)
+    assert report["heldout"]["images"] == sum(1 for i in json.loads((heldout_corpus / "manifest.json").read_text())["items"]
+                                              if len(i.get("objects", [])) == 1)
+    judge = AttributeClassifier.load(tmp_path / "judge")
+    gen = MiniGenerator(mini_encoder, gen_dir)
+    prior = evaluate_prior(gen, mini_encoder, heldout_corpus, max_captions=40)
+    assert prior["captions"] == 40 and -1 <= prior["cosine_to_true_image_embedding"] <= 1
+    assert 0 <= prior["R@1_prior"] <= 1 and 0 <= prior["R@1_text"] <= 1
+    decoder = evaluate_decoder(gen, judge, prompts=3, settings=(("ddim", 2), ("ddim", 1)))
+    assert [(r["sampler"], r["steps"]) for r in decoder["rows"]] == [("ddim", 2), ("ddim", 1)]
+    assert all(0 <= r["shape_accuracy"] <= 1 and r["seconds_per_image"] > 0 for r in decoder["rows"])

@@ -109,7 +109,7 @@ def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 15
         opt.step()
     model.eval()
     model.save(out_dir)
-    report = {"steps": steps, "seconds": round(time.time() - t0, 1), "train_images": len(pixels), "final_loss": float(loss)}
+    report = {"steps": steps, "seconds": round(time.time() - t0, 1), "train_images": len(pixels), "final_loss": loss.item()}
     if heldout_dir is not None:
         report["heldout"] = classifier_accuracy(model, Path(heldout_dir))
     (Path(out_dir) / "attribute_classifier_report.json").write_text(json.dumps(report | {"config": asdict(cfg)}, indent=2) + "\n")
