@@ -121,7 +121,7 @@ class Library:
 
                 try:
                     self._generator = load_generator(self.settings.generator, self.encoder, self.settings.device)
-                except (FileNotFoundError, ValueError) as e:
+                except (FileNotFoundError, ValueError, ConnectionError, ImportError) as e:
                     raise GenerationUnavailable(f"generator {self.settings.generator!r} cannot be used: {e}") from e
             return self._generator
 

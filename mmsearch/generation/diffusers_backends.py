@@ -188,7 +188,7 @@ class KarloGenerator:
                              (self.pipe.prior_scheduler, self.pipe.decoder_scheduler, self.pipe.super_res_scheduler))
 
     def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
-                 sampler: str = "ddim") -> list[Image.Image]:
+                 sampler: str = "ddpm") -> list[Image.Image]:
         """n images for the prompt. `steps` drives the prior and decoder (at least 2 each) and the
         super-res stage (between 2 and 7); `guidance` is the decoder's guidance scale (None: the
         pipeline default, 8.0); the prior keeps its default guidance (4.0)."""
