@@ -53,7 +53,8 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
     hits = engine.search_vector(q, req, via)
     best = hits[0].score if hits else None
     steps = [{"stage": "text", "best": best, "threshold": thresholds.text}]
-    if opts.mode != "always" and best is not None and best >= thresholds.text:
+    miss = best is None or best < thresholds.text
+    if opts.mode != "always" and not miss:
         return Outcome(hits, False, via, steps)
     # Only a text query can be drawn, and only images are drawn.
     can_generate = prompt is not None and generator is not None and req.kind in ("image", "any")
@@ -63,19 +64,19 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
         prior_best = prior_hits[0].score if prior_hits else None
         steps.append({"stage": "prior", "best": prior_best, "threshold": thresholds.prior})
         if prior_best is not None and prior_best >= thresholds.prior:
-            return Outcome(prior_hits, True, "prior", steps)
+            return Outcome(prior_hits, miss, "prior", steps)
     if opts.mode == "never" or not can_generate or req.offset > 0:
-        return Outcome(hits, True, via, steps)
+        return Outcome(hits, miss, via, steps)
     stored = find_generated(engine.store, prompt, generator.name) if opts.mode == "auto" else []
     if stored:
         steps.append({"stage": "stored", "media": stored})
-        return Outcome(engine.hits_for_media(q, stored[:req.k], "generated"), True, "generated", steps)
+        return Outcome(engine.hits_for_media(q, stored[:req.k], "generated"), miss, "generated", steps)
     seed = opts.seed if opts.seed is not None else random.randrange(2**31)
     images = generator.generate(prompt, n=opts.n, seed=seed, steps=opts.steps, guidance=opts.guidance, sampler=opts.sampler)
     ids = save(images, GenerationParams(prompt=prompt, backend=generator.name, seed=seed, steps=opts.steps,
                                         guidance=opts.guidance, sampler=opts.sampler))
     steps.append({"stage": "generated", "media": ids})
-    return Outcome(engine.hits_for_media(q, ids, "generated"), True, "generated", steps)
+    return Outcome(engine.hits_for_media(q, ids, "generated"), miss, "generated", steps)
 
 
 def _shares_space(generator, engine: SearchEngine) -> bool:
