@@ -108,7 +108,7 @@ def eval_encoder(
 
 @train_app.command("temporal")
 def train_temporal(
-    data: Path = typer.Option(..., help="A video corpus written by `mmsearch synth --videos N` (the train split)."),
+    data: list[Path] = typer.Option(..., help="Video corpora written by `mmsearch synth --videos N` (the train split); repeat for several."),
     model: Optional[str] = typer.Option(None, help="Frozen encoder spec (default: settings' model)."),
     out: Path = typer.Option(Path(__file__).resolve().parent / "weights" / "mini", help="Folder to write the seqTransf head into."),
     steps: int = typer.Option(2500, min=1),
@@ -124,7 +124,7 @@ def train_temporal(
     try:
         encoder = _encoder(settings)
         with _progress() as bar:
-            videos = _video_features(bar, data, encoder, settings)
+            videos = [v for corpus in data for v in _video_features(bar, corpus, encoder, settings)]
             captions = all_captions(videos)
             text_vectors = encoder.embed_texts(captions)
             task = bar.add_task("train temporal", total=steps, info="")

@@ -85,7 +85,7 @@ class DiffusionPrior(torch.nn.Module):
 
     @torch.inference_mode()
     def sample(self, text: torch.Tensor, candidates: int = 2, steps: int = 64, sampler: str = "ddim",
-               guidance: float = 2.0, generator: torch.Generator | None = None) -> torch.Tensor:
+               guidance: float = 4.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Unit image embeddings (B, dim) for unit text embeddings (B, dim): `candidates`
         draws per text, keeping the one closest to the text (DALL-E 2's rejection step)."""
         b = text.shape[0]

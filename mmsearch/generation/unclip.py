@@ -84,7 +84,7 @@ class MiniGenerator:
     SAMPLERS = SAMPLERS
 
     def __init__(self, encoder, model_dir: str | Path = BUILTIN_DIR, device: str = "cpu", output_size: int = 128,
-                 prior_guidance: float = 2.0, candidates: int = 2):
+                 prior_guidance: float = 4.0, candidates: int = 2):
         self.encoder = encoder
         self.device = device
         self.prior = DiffusionPrior.load(model_dir, device)
