@@ -11,10 +11,11 @@ from safetensors.torch import load_file, save_file
 
 
 def save_pretrained(model: torch.nn.Module, out_dir: str | Path, config_name: str, weights_name: str) -> None:
-    """Config JSON plus fp32 safetensors, written atomically (a reader never sees half a model)."""
+    """Config JSON plus fp16 safetensors (half the bytes to ship; loading casts back), written
+    atomically: a reader never sees half a model."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = out_dir / (weights_name + ".tmp")
     save_file(state, str(tmp))
     tmp.replace(out_dir / weights_name)
