@@ -20,7 +20,7 @@ from torch import nn
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
 from ..generation.checkpoint import load_pretrained, save_pretrained
-from ..training.diffusion_trainer import image_array
+from ..training.image_cache import image_array
 
 CONFIG_NAME, WEIGHTS_NAME = "attribute_classifier.json", "attribute_classifier.safetensors"
 CLASSIFIER_DIR = Path(__file__).resolve().parent.parent / "weights" / "mini"

@@ -29,13 +29,13 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..datasets.captions import colorless_caption, flip_scene, mentions_color, perturb_spec, render_spec, sample_caption, spec_matches
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
 from .augment import augment_batch, rotate_hue
+from .image_cache import image_array
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,7 @@ def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray
     """All images squashed to size x size (as the inference preprocess does), uint8 NHWC,
     cached next to the manifest so a resumed run does not decode again."""
     key = hashlib.sha1(json.dumps([i["file"] for i in items]).encode()).hexdigest()[:12]
-    cache = data_dir / f".cache-{size}px-{key}.npy"
-    if cache.exists():
-        return np.load(cache, mmap_mode="r")
-    out = np.empty((len(items), size, size, 3), np.uint8)
-    for k, item in enumerate(items):
-        with Image.open(data_dir / item["file"]) as im:
-            out[k] = np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC))
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, out)
-    tmp.rename(cache)
-    return out
+    return image_array([data_dir / i["file"] for i in items], size, data_dir / f".cache-{size}px-{key}.npy")
 
 
 @dataclass

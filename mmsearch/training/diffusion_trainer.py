@@ -19,12 +19,11 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..generation.decoder import Decoder, DecoderConfig
 from ..generation.pairs import LibraryPairs
 from ..generation.prior import DiffusionPrior, PriorConfig
-from ..imageio import decode_rgb
+from .image_cache import image_array
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +115,6 @@ def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarr
 
     summary = train_loop(model, batch_loss, Path(out_dir), Path(work_dir) / "prior-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs), "captions": len(flat)}
-
-
-def image_array(paths: list[Path], size: int, cache: Path | None = None) -> np.ndarray:
-    """The images squashed to size x size, uint8 (N, size, size, 3); cached as .npy if asked."""
-    if cache is not None and cache.exists():
-        arr = np.load(cache, mmap_mode="r")
-        if arr.shape[0] == len(paths) and arr.shape[1] == size:
-            return arr
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    for k, p in enumerate(paths):
-        out[k] = np.asarray(decode_rgb(p).resize((size, size), Image.BICUBIC))
-    if cache is not None:
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cache)
-    return out
 
 
 def train_decoder(pairs: LibraryPairs, out_dir: str | Path, work_dir: str | Path, cfg: DiffusionTrainConfig,
