@@ -70,12 +70,16 @@ def train_clip(
     restart: bool = typer.Option(False, help="Ignore an existing train-state.pt in --out instead of resuming from it."),
     init: Optional[Path] = typer.Option(None, help="Start a fresh run from these exported weights (open_clip_model.safetensors)."),
     attribute_weight: float = typer.Option(1.0, min=0, help="Weight of the auxiliary shape/colour-presence loss (0: off)."),
+    image_size: Optional[int] = typer.Option(None, min=32, max=512, help="Input side in pixels, a multiple of 32 (default: the built-in config's). With --init, weights trained at another side are carried over."),
+    warmup: int = typer.Option(150, min=1, help="Warm-up steps (fewer suit fine-tuning from --init)."),
 ) -> None:
     """Train the built-in mini CLIP (resumes from OUT/train-state.pt when present)."""
     from .training.clip_trainer import ClipTrainConfig, train_clip as run
 
     cfg = ClipTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, attribute_weight=attribute_weight,
-                          init_weights=str(init) if init else None)
+                          init_weights=str(init) if init else None, image_size=image_size, warmup=warmup)
+    if image_size is not None and image_size % 32:
+        _fail("--image-size must be a multiple of 32 (the image tower downsamples 32 times)")
     try:
         with _progress() as bar:
             task = bar.add_task("train clip", total=steps, info="")
@@ -511,6 +515,7 @@ def serve(
     import uvicorn
 
     from .api.app import create_app
+    from .api.observability import configure_json_logging
     from .encoders.base import EncoderError
 
     try:
@@ -518,9 +523,11 @@ def serve(
         lib.encoder  # load the model before accepting requests
     except EncoderError as e:
         _fail(str(e))
-    console.print(f"serving {lib.dir} on http://{host}:{port}/ (API docs: /docs)")
+    console.print(f"serving {lib.dir} on http://{host}:{port}/ (web page: /, API docs: /docs)")
+    configure_json_logging()
     with lib:
-        uvicorn.run(create_app(lib), host=host, port=port, log_level="info")
+        # uvicorn keeps our JSON handler (log_config=None); its access log would repeat ours
+        uvicorn.run(create_app(lib), host=host, port=port, log_config=None, access_log=False)
 
 
 DEMO_QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", '"red circle" - "white background"']

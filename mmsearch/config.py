@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .imageio import DEFAULT_MAX_PIXELS
 
@@ -39,6 +39,29 @@ class Settings(BaseSettings):
     video_frames: int = Field(12, ge=1, le=1000, description="Frames sampled per video with uniform sampling.")
     pooling: Literal["auto", "mean", "seqTransf"] = Field("auto", description="Video vector pooling; auto: seqTransf when the model ships a trained head, else mean.")
     temporal_head: Path | None = Field(None, description="Folder of a trained seqTransf head (default: the one shipped with mini).")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Keys accepted in the X-API-Key header (comma-separated in the environment); none: no auth.")
+    protect_reads: bool = Field(False, description="With api_keys: searches, media, files and /metrics need a key too.")
+    protect_generation: bool = Field(True, description="With api_keys: requests that generate images need a key.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from browsers (comma-separated); none: CORS off.")
+    allow_image_url: bool = Field(False, description="Let /knn-service fetch image_url queries (a server-side fetch: off by default).")
+    image_url_timeout_s: float = Field(5.0, gt=0, le=60, description="Time limit of one image_url fetch.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, v):
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_enough(cls, v: list[str]) -> list[str]:
+        short = [k for k in v if len(k) < 16]
+        if short:
+            raise ValueError("API keys must be at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)")
+        return v
 
     @field_validator("library_dir")
     @classmethod

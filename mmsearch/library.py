@@ -25,13 +25,14 @@ from .search.engine import Hit, SearchEngine
 from .search.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
 from .search.indexes import IndexSet
 from .search.query import QueryError, SearchRequest
-from .search.store import Job, Media, Store, job_summary
+from .search.store import Job, JobError, Media, Store, job_summary
 
 log = logging.getLogger(__name__)
 
 # Text-to-image cosine below which a space without calibrated thresholds counts a miss
 # (CLIP ViT models score good matches around 0.28-0.35).
 DEFAULT_TEXT_MISS_THRESHOLD = 0.25
+RECENT_JOB_ERRORS = 50  # a job's summary lists its latest errors; the rest stay in SQL
 
 
 class GenerationUnavailable(RuntimeError):
@@ -106,6 +107,11 @@ class Library:
                                          kind_spaces={"video": video_space(self.encoder.space, self.pooler)})
             return self._indexes
 
+    def index_sizes(self) -> dict[str, int]:
+        """Vectors per kind in the indexes opened so far (none before the first search or job)."""
+        with self._lock:
+            return self._indexes.sizes() if self._indexes is not None else {}
+
     @property
     def engine(self) -> SearchEngine:
         return SearchEngine(self.store, self.encoder, self.indexes)
@@ -177,7 +183,10 @@ class Library:
     def job(self, job_id: int) -> dict | None:
         with self.store.session() as s:
             job = s.get(Job, job_id)
-            return job_summary(job) if job else None
+            if job is None:
+                return None
+            recent = s.query(JobError).filter(JobError.job_id == job_id).order_by(JobError.id.desc()).limit(RECENT_JOB_ERRORS).all()
+            return job_summary(job) | {"recent_errors": [{"path": e.path, "error": e.error} for e in reversed(recent)]}
 
     def search(self, request: SearchRequest) -> list[Hit]:
         return self.engine.search(request)

@@ -9,10 +9,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..encoders.base import EncoderError
 from ..encoders.video import UnreadableVideoError
@@ -20,10 +23,14 @@ from ..imageio import UnreadableImageError, decode_rgb
 from ..library import GenerationRequestError, GenerationUnavailable, Library
 from ..search.generate_on_miss import GenerateOptions, prompt_of
 from ..search.query import MediaNotFoundError, QueryError, SearchRequest, Term, build_terms
+from .clip_retrieval import clip_retrieval_router
+from .observability import Metrics, add_request_tracking
+from .security import Access, add_cors
 from .files import OutsideRootsError, safe_path, thumbnail_jpeg, video_thumbnail_jpeg
 from .schemas import MAX_ID, GenerateIn, GenerateOut, GenerationIn, HitOut, JobIn, MediaOut, SearchIn, SearchOut
 
 log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def _terms(body: SearchIn) -> list[Term]:
@@ -59,6 +66,10 @@ def create_app(library: Library) -> FastAPI:
     app = FastAPI(title="mmsearch", version="0.1.0", description="Multimodal search over a media library.", lifespan=lifespan)
     settings = library.settings
     search_lock = threading.Lock()
+    access, metrics = Access(settings), Metrics(library)
+    read, write = [Depends(access.read)], [Depends(access.write)]
+    add_request_tracking(app, metrics)
+    add_cors(app, settings)
 
     @app.exception_handler(QueryError)
     async def _query_error(_request: Request, exc: QueryError):
@@ -76,6 +87,8 @@ def create_app(library: Library) -> FastAPI:
         # stored and indexed before the next query runs (so a repeat finds it).
         with search_lock:
             outcome = library.search_or_generate(req, prompt, options)
+        fresh = [st["media"] for st in outcome.steps if st.get("stage") == "generated" and "media" in st]
+        metrics.count_generation("search", sum(map(len, fresh)))  # not images served again from an earlier miss
         return SearchOut(results=[HitOut(**h.to_dict()) for h in outcome.hits], miss=outcome.miss, via=outcome.via,
                          stages=outcome.steps, took_ms=(time.perf_counter() - t0) * 1000).model_dump()
 
@@ -86,17 +99,20 @@ def create_app(library: Library) -> FastAPI:
         return {"status": "ok", "model": library.encoder.name, "space": library.encoder.space,
                 "media": library.store.count(Media), "vectors": library.store.count(Vector)}
 
-    @app.post("/search", response_model=SearchOut)
-    def search(body: SearchIn) -> dict:
+    @app.post("/search", response_model=SearchOut, dependencies=read)
+    def search(body: SearchIn, request: Request) -> dict:
+        if body.text and (body.generate or settings.generate_default) != "never":
+            access.check_generation(request)  # a miss would generate and store images
         req = SearchRequest(terms=_terms(body), k=body.k, offset=body.offset, kind=body.kind,
                             path_prefix=body.path_prefix, generated=body.generated, min_score=body.min_score)
         other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
         return _run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)
 
     @app.post("/generate", response_model=GenerateOut)
-    def generate(body: GenerateIn) -> dict:
+    def generate(body: GenerateIn, request: Request) -> dict:
         """Generate images (from a prompt, or from an indexed image: variations, edits,
         interpolations); they are stored in the library as generated media and indexed."""
+        access.check_generation(request)
         t0 = time.perf_counter()
         options = _options("always", body)
         with search_lock:
@@ -109,9 +125,10 @@ def create_app(library: Library) -> FastAPI:
                 ids = library.generate(body.prompt, options)
                 q = library.encoder.embed_texts([body.prompt])[0]
             hits = library.engine.hits_for_media(q, ids, "generated")
+        metrics.count_generation("generate", len(ids))
         return GenerateOut(results=[HitOut(**h.to_dict()) for h in hits], took_ms=(time.perf_counter() - t0) * 1000).model_dump()
 
-    @app.post("/search/image", response_model=SearchOut)
+    @app.post("/search/image", response_model=SearchOut, dependencies=read)
     async def search_image(
         request: Request,
         file: UploadFile = File(..., description="The query image."),
@@ -141,7 +158,7 @@ def create_app(library: Library) -> FastAPI:
             raise HTTPException(404, f"no media with id {media_id}")
         return m
 
-    @app.get("/media/{media_id}", response_model=MediaOut)
+    @app.get("/media/{media_id}", response_model=MediaOut, dependencies=read)
     def media(media_id: int) -> dict:
         return _media_out(_media_or_404(media_id))
 
@@ -153,11 +170,11 @@ def create_app(library: Library) -> FastAPI:
         except (FileNotFoundError, OSError) as e:
             raise HTTPException(404, f"file of media {m.id} is gone: {m.path}") from e
 
-    @app.get("/media/{media_id}/file")
+    @app.get("/media/{media_id}/file", dependencies=read)
     def media_file(media_id: int):
         return FileResponse(_served_path(_media_or_404(media_id)))
 
-    @app.get("/media/{media_id}/thumbnail")
+    @app.get("/media/{media_id}/thumbnail", dependencies=read)
     def media_thumbnail(media_id: int, t: float | None = Query(None, ge=0, description="Seconds into a video.")):
         m = _media_or_404(media_id)
         path = _served_path(m)
@@ -182,7 +199,7 @@ def create_app(library: Library) -> FastAPI:
             os.replace(tmp.name, cache)
         return Response(cache.read_bytes(), media_type="image/jpeg")
 
-    @app.post("/jobs", status_code=202)
+    @app.post("/jobs", status_code=202, dependencies=write)
     def start_job(body: JobIn) -> dict:
         try:
             job_id = library.create_job(body.roots)
@@ -198,7 +215,7 @@ def create_app(library: Library) -> FastAPI:
         jobs.submit(run)
         return library.job(job_id)
 
-    @app.get("/jobs/{job_id}")
+    @app.get("/jobs/{job_id}", dependencies=read)
     def job(job_id: int) -> dict:
         summary = library.job(job_id) if 1 <= job_id <= MAX_ID else None
         if summary is None:
@@ -217,5 +234,16 @@ def create_app(library: Library) -> FastAPI:
     async def _encoder_error(_request: Request, exc: EncoderError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    app.include_router(clip_retrieval_router(library, search_lock, read))
+
+    @app.get("/metrics", dependencies=read, include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.library = library
     return app

@@ -92,6 +92,11 @@ class IndexSet:
             self.checkpoint(force=True)
             return index
 
+    def sizes(self) -> dict[str, int]:
+        """Vectors held per kind, for the indexes opened so far (a scrape opens nothing)."""
+        with self._lock:
+            return {kind: index.ntotal for kind, index in self._indexes.items()}
+
     def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add rows just committed to SQL, skipping any the index already holds (opening it
         may have caught them up from SQL already)."""

@@ -59,6 +59,7 @@ class ClipTrainConfig:
     gray_prob: float = 0.25  # share of images shown in greyscale with colourless captions
     recolor_prob: float = 0.25  # share shown with their hues turned, also with colourless captions
     init_weights: str | None = None  # start from these exported weights (a fresh run only)
+    image_size: int | None = None  # None: the built-in config's; another size changes the model's input side
 
 
 def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray:
@@ -191,6 +192,35 @@ def export_weights(model: torch.nn.Module, out_dir: Path, config_path: Path = BU
     return out_dir / WEIGHTS_NAME
 
 
+def load_resized_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Load exported weights into `model`, whose input side may differ from theirs: the
+    attention pool's position embedding (one per cell of the final feature grid, plus the
+    pooled token) is interpolated bicubically to the new grid; convolutions carry over as they are."""
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    key = "visual.attnpool.positional_embedding"
+    target = model.state_dict().get(key)
+    if key in state and target is not None and state[key].shape != target.shape:
+        old, new = state[key], target
+        src, dst = math.isqrt(old.shape[0] - 1), math.isqrt(new.shape[0] - 1)
+        grid = old[1:].reshape(src, src, -1).permute(2, 0, 1).unsqueeze(0)
+        grid = F.interpolate(grid, size=(dst, dst), mode="bicubic", align_corners=False)
+        state[key] = torch.cat([old[:1], grid.squeeze(0).permute(1, 2, 0).reshape(dst * dst, -1)])
+    model.load_state_dict(state)
+
+
+def model_config(out_dir: Path, image_size: int | None) -> Path:
+    """The open_clip config to build from: the built-in one, or a copy in out_dir with another
+    input side (written once, so a resumed run builds the same model)."""
+    if image_size is None:
+        return BUILTIN_CONFIG
+    cfg = json.loads(BUILTIN_CONFIG.read_text())
+    cfg["model_cfg"]["vision_cfg"]["image_size"] = image_size
+    path = out_dir / "open_clip_config.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return path
+
+
 def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, resume: bool = True, progress=None) -> dict:
     """Train and export; returns a summary. `progress(step, total, loss)` is called per step."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -200,7 +230,8 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
     items = [i for i in manifest["items"] if i["kind"] == "image"]
     if not items:
         raise ValueError(f"{data_dir} holds no images to train on")
-    model_cfg = json.loads(BUILTIN_CONFIG.read_text())
+    config_path = model_config(out_dir, cfg.image_size)
+    model_cfg = json.loads(config_path.read_text())
     size = model_cfg["model_cfg"]["vision_cfg"]["image_size"]
     pre = model_cfg["preprocess_cfg"]
     mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1)
@@ -208,8 +239,8 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
     images = load_image_cache(data_dir, items, size)
 
     torch.manual_seed(cfg.seed)
-    model = open_clip.create_model(f"local-dir:{BUILTIN_CONFIG.parent}", load_weights=False)
-    tokenizer = open_clip.get_tokenizer(f"local-dir:{BUILTIN_CONFIG.parent}")
+    model = open_clip.create_model(f"local-dir:{config_path.parent}", load_weights=False)
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{config_path.parent}")
     attribute_head = torch.nn.Linear(model_cfg["model_cfg"]["embed_dim"], len(ATTRIBUTE_NAMES))
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay) + [{"params": attribute_head.parameters(), "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
@@ -225,7 +256,7 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
         gen.set_state(state["torch_rng"])
         log.info("resumed from %s at step %d", state_path, step)
     elif cfg.init_weights:
-        model.load_state_dict({k: v.float() for k, v in load_file(cfg.init_weights).items()})
+        load_resized_weights(cfg.init_weights, model)
         log.info("initialised from %s", cfg.init_weights)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -271,7 +302,7 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
             progress(step, cfg.steps, loss.item())
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_state()
-            export_weights(model, out_dir)
-    export_weights(model, out_dir)
+            export_weights(model, out_dir, config_path)
+    export_weights(model, out_dir, config_path)
     return {"steps": step, "final_loss": float(np.mean(losses[-50:])) if losses else None,
             "seconds": time.time() - t0, "out": str(out_dir), "images": len(items)}
