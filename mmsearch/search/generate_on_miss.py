@@ -11,7 +11,7 @@ them, and return them marked `generated`.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..generation.library_media import GenerationParams, find_generated
@@ -45,13 +45,22 @@ class Outcome:
     steps: list[dict] = field(default_factory=list)  # what each stage found: its best score and threshold
 
 
+def _best_score(engine: SearchEngine, q, req: SearchRequest, via: str, page: list[Hit]) -> float | None:
+    """The query's best score over all results, not the page's: every page of one query
+    must be judged the same way (a later page's first hit is always weaker)."""
+    if req.offset == 0:
+        return page[0].score if page else None
+    top = engine.search_vector(q, replace(req, k=1, offset=0), via)
+    return top[0].score if top else None
+
+
 def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | None, generator, opts: GenerateOptions,
                        thresholds: MissThresholds, save: Callable[[list, GenerationParams], list[int]]) -> Outcome:
     if opts.mode not in GENERATE_MODES:
         raise ValueError(f"generate must be one of {GENERATE_MODES}")
     q, via = engine.query_vector(req.terms)
     hits = engine.search_vector(q, req, via)
-    best = hits[0].score if hits else None
+    best = _best_score(engine, q, req, via, hits)
     steps = [{"stage": "text", "best": best, "threshold": thresholds.text}]
     miss = best is None or best < thresholds.text
     if opts.mode != "always" and not miss:
@@ -61,7 +70,7 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
     if opts.mode != "always" and can_generate and thresholds.prior is not None and _shares_space(generator, engine):
         predicted = generator.prior_embeddings([prompt], seed=opts.seed)[0]
         prior_hits = engine.search_vector(predicted, req, via="prior")
-        prior_best = prior_hits[0].score if prior_hits else None
+        prior_best = _best_score(engine, predicted, req, "prior", prior_hits)
         steps.append({"stage": "prior", "best": prior_best, "threshold": thresholds.prior})
         if prior_best is not None and prior_best >= thresholds.prior:
             return Outcome(prior_hits, miss, "prior", steps)
