@@ -613,7 +613,7 @@ def demo(
 
         from .api.app import create_app
 
-        console.print(f"\nserving the API on http://127.0.0.1:{port}/ (docs: /docs); Ctrl-C stops")
+        console.print(f"\nserving the web page on http://127.0.0.1:{port}/ (API docs: /docs); Ctrl-C stops")
         with lib:
             uvicorn.run(create_app(lib), host="127.0.0.1", port=port, log_level="warning")
     else:

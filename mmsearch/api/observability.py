@@ -25,7 +25,7 @@ log = logging.getLogger("mmsearch.access")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-ACTIVE_JOB_STATES = ("queued", "running")
+ACTIVE_JOB_STATES = ("pending", "running")
 
 
 class RequestIdFilter(logging.Filter):
@@ -73,7 +73,7 @@ class LibraryCollector:
         yield sizes
         media = GaugeMetricFamily("mmsearch_media", "Media rows in the library.", labels=["kind", "generated"])
         jobs = GaugeMetricFamily("mmsearch_jobs", "Index jobs by state.", labels=["state"])
-        progress = GaugeMetricFamily("mmsearch_job_progress", "Share of files done (0-1) of queued and running jobs.", labels=["job_id"])
+        progress = GaugeMetricFamily("mmsearch_job_progress", "Share of files done (0-1) of pending and running jobs.", labels=["job_id"])
         with self.library.store.session() as s:
             for kind, generated, n in s.execute(select(Media.kind, Media.generated, func.count()).group_by(Media.kind, Media.generated)):
                 media.add_metric([kind, str(bool(generated)).lower()], n)
