@@ -180,6 +180,11 @@ class Library:
         """Ask a running job to stop after its current batch (it ends 'interrupted')."""
         self._stop_jobs.set()
 
+    def recent_jobs(self, limit: int = 20) -> list[dict]:
+        """The latest jobs, newest first (without their error lists)."""
+        with self.store.session() as s:
+            return [job_summary(j) for j in s.query(Job).order_by(Job.id.desc()).limit(limit).all()]
+
     def job(self, job_id: int) -> dict | None:
         with self.store.session() as s:
             job = s.get(Job, job_id)

@@ -28,7 +28,7 @@ def served(tmp_path_factory, mini_encoder):
 def test_health(served):
     client, *_ = served
     body = client.get("/health").json()
-    assert body["status"] == "ok" and body["media"] == 90 and body["vectors"] == 90
+    assert body["status"] == "ok" and body["media"] == 90 and body["vectors"] == 90 and body["unreadable"] == 0
 
 
 def test_search_red_over_http(served):
@@ -171,7 +171,10 @@ def test_index_job_over_http(served, tmp_path):
     while (job := client.get(f"/jobs/{job_id}").json())["state"] not in ("done", "failed"):
         assert time.time() < deadline
         time.sleep(0.2)
-    assert job["state"] == "done" and job["new"] == 12 and job["progress"] == 1.0
+    assert job["state"] == "done" and job["new"] == 12 and job["progress"] == 1.0 and job["recent_errors"] == []
+    latest = client.get("/jobs", params={"limit": 1}).json()
+    assert [j["id"] for j in latest] == [job_id] and latest[0]["state"] == "done"
+    assert client.get("/jobs", params={"limit": 0}).status_code == 422
     assert client.get("/health").json()["media"] >= 102
     assert client.post("/jobs", json={"roots": ["/no/such/folder"]}).status_code == 400
     assert client.post("/jobs", json={"roots": []}).status_code == 422

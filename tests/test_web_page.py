@@ -283,6 +283,8 @@ def test_index_job_progress_and_errors(miss_page, miss_site):
     expect(page.get_by_test_id("health")).to_have_attribute("data-media", str(before["media"] + 7))
     after = httpx.get(f"{url}/health").json()
     assert (after["media"], after["vectors"]) == (before["media"] + 7, before["vectors"] + 6)
+    assert after["unreadable"] == before["unreadable"] + 1
+    expect(page.get_by_test_id("health")).to_contain_text(f"{after['media'] - after['unreadable']} items indexed · {after['unreadable']} unreadable")
     _screenshot(page, "5-index-job")
 
     page.get_by_label("Folder path on the server").fill(str(base / "no-such-folder"))

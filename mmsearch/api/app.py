@@ -97,7 +97,8 @@ def create_app(library: Library) -> FastAPI:
         from ..search.store import Media, Vector
 
         return {"status": "ok", "model": library.encoder.name, "space": library.encoder.space,
-                "media": library.store.count(Media), "vectors": library.store.count(Vector)}
+                "media": library.store.count(Media), "vectors": library.store.count(Vector),
+                "unreadable": library.store.count_unreadable()}
 
     @app.post("/search", response_model=SearchOut, dependencies=read)
     def search(body: SearchIn, request: Request) -> dict:
@@ -214,6 +215,11 @@ def create_app(library: Library) -> FastAPI:
 
         jobs.submit(run)
         return library.job(job_id)
+
+    @app.get("/jobs", dependencies=read)
+    def recent_jobs(limit: int = Query(20, ge=1, le=1000)) -> list[dict]:
+        """The latest index jobs, newest first (a page reloaded mid-job finds it here)."""
+        return library.recent_jobs(limit)
 
     @app.get("/jobs/{job_id}", dependencies=read)
     def job(job_id: int) -> dict:

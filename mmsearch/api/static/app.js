@@ -256,7 +256,8 @@ function setupSettings() {
 async function refreshHealth() {
   try {
     const h = await api("/health");
-    els.health.textContent = `${h.media} items indexed · model ${h.model}`;
+    const readable = h.media - (h.unreadable || 0);
+    els.health.textContent = `${readable} items indexed` + (h.unreadable ? ` · ${h.unreadable} unreadable` : "") + ` · model ${h.model}`;
     els.health.dataset.media = h.media;
   } catch (e) {
     els.health.textContent = e.status === 401 ? "API key needed (see Settings)" : "server unreachable";

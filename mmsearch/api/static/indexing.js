@@ -90,6 +90,15 @@ export function setupIndexing({ announce, showError, onFinished }) {
     }
   }
 
+  // A job started before this page was opened (or reloaded) is followed too.
+  api("/jobs?limit=1").then(([job]) => {
+    if (job && !FINAL_STATES.has(job.state) && polling === null) {
+      render(job);
+      start.disabled = true;
+      poll(job.id);
+    }
+  }).catch(() => {}); // no key yet, or no server: the search box reports those
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const folder = root.value.trim();
