@@ -495,7 +495,7 @@ def calibrate_miss(
         if with_prior:
             from .generation import load_generator
 
-            prior = load_generator(settings.generator, encoder, settings.device).prior_embeddings
+            prior = load_generator(settings.generator, encoder, settings.device).query_embeddings
         report = calibrate(encoder, data, prior)
     except (EncoderError, FileNotFoundError, ValueError) as e:
         _fail(str(e))

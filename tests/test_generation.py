@@ -170,6 +170,26 @@ def test_mini_generator_is_deterministic_for_a_seed(trained, mini_encoder):
         gen.generate("a red circle", sampler="euler")
 
 
+def test_query_embeddings_are_the_prior_expected_embedding(trained, mini_encoder):
+    """Search uses one deterministic estimate per prompt: the mean of the x0 predictions from
+    pure noise at the last step, each normalised, then normalised again."""
+    _, gen_dir = trained
+    gen = MiniGenerator(mini_encoder, gen_dir)
+    prompts = ["a red circle", "a large blue square in the center"]
+    q = gen.query_embeddings(prompts)
+    assert q.shape == (2, mini_encoder.dim) and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    assert np.array_equal(q, gen.query_embeddings(prompts))
+    text = torch.from_numpy(mini_encoder.embed_texts(prompts))
+    noise = torch.Generator().manual_seed(0)
+    last = torch.full((2,), gen.prior.diffusion.num_steps - 1)
+    by_hand = torch.zeros(2, mini_encoder.dim)
+    for _ in range(4):
+        x = torch.randn((2, mini_encoder.dim), generator=noise)
+        with torch.inference_mode():
+            by_hand += torch.nn.functional.normalize(gen.prior(x, last, text), dim=-1)  # x0-prediction: the output is x0
+    assert np.allclose(q, torch.nn.functional.normalize(by_hand, dim=-1).numpy(), atol=1e-5)
+
+
 def test_slerp_and_text_diff_edit():
     rng = np.random.default_rng(0)
     a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 16)))

@@ -40,6 +40,10 @@ class EmbeddingGenerator(Generator, Protocol):
 
     def prior_embeddings(self, prompts: list[str], seed: int | None = None) -> np.ndarray: ...
 
+    def query_embeddings(self, prompts: list[str]) -> np.ndarray:
+        """The image embedding to search with for each prompt (deterministic)."""
+        ...
+
     def decode(self, embeddings: np.ndarray, seed: int | None = None, steps: int = 25, guidance: float | None = None,
                sampler: str = "ddim") -> list[Image.Image]: ...
 
@@ -106,6 +110,10 @@ class MiniGenerator:
         text = torch.from_numpy(self.encoder.embed_texts(prompts)).to(self.device)
         out = self.prior.sample(text, candidates=self.candidates, guidance=self.prior_guidance, generator=self._generator(seed))
         return out.cpu().numpy().astype(np.float32)
+
+    def query_embeddings(self, prompts: list[str]) -> np.ndarray:
+        text = torch.from_numpy(self.encoder.embed_texts(prompts)).to(self.device)
+        return self.prior.expected(text, generator=self._generator(0)).cpu().numpy().astype(np.float32)
 
     def decode(self, embeddings: np.ndarray, seed: int | None = None, steps: int = 25, guidance: float | None = None,
                sampler: str = "ddim") -> list[Image.Image]:

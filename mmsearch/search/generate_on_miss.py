@@ -68,7 +68,7 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
     # Only a text query can be drawn, and only images are drawn.
     can_generate = prompt is not None and generator is not None and req.kind in ("image", "any")
     if opts.mode != "always" and can_generate and thresholds.prior is not None and _shares_space(generator, engine):
-        predicted = generator.prior_embeddings([prompt], seed=opts.seed)[0]
+        predicted = generator.query_embeddings([prompt])[0]
         prior_hits = engine.search_vector(predicted, req, via="prior")
         prior_best = _best_score(engine, predicted, req, "prior", prior_hits)
         steps.append({"stage": "prior", "best": prior_best, "threshold": thresholds.prior})
@@ -89,7 +89,7 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
 
 
 def _shares_space(generator, engine: SearchEngine) -> bool:
-    return getattr(generator, "space", None) == engine.encoder.space and hasattr(generator, "prior_embeddings")
+    return getattr(generator, "space", None) == engine.encoder.space and hasattr(generator, "query_embeddings")
 
 
 def prompt_of(text: str | None, has_other_terms: bool) -> str | None:
