@@ -168,13 +168,14 @@ def train_prior(
     lr: float = typer.Option(3e-4, min=0),
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     seed: int = typer.Option(0),
+    init: Optional[Path] = typer.Option(None, help="Fine-tune from this model folder (e.g. mmsearch/weights/mini) instead of starting from random weights; ignored when a run resumes."),
 ) -> None:
     """Train the diffusion prior (text embedding -> image embedding) on a library's captioned images."""
     from .generation.prior import PriorConfig
     from .training.diffusion_trainer import DiffusionTrainConfig, train_prior as run
 
     lib, pairs = _generation_trainer(library, model, threads)
-    cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, init=str(init) if init else None)
     try:
         with lib, _progress() as bar:
             task = bar.add_task("train prior", total=steps, info="")
@@ -196,6 +197,7 @@ def train_decoder(
     image_size: int = typer.Option(32, min=16, max=256, help="Side of the images the decoder draws (a multiple of 4)."),
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     seed: int = typer.Option(0),
+    init: Optional[Path] = typer.Option(None, help="Fine-tune from this model folder (e.g. mmsearch/weights/mini) instead of starting from random weights; ignored when a run resumes."),
 ) -> None:
     """Train the diffusion decoder (image embedding -> image) on a library's images."""
     from .generation.decoder import DecoderConfig
@@ -204,7 +206,7 @@ def train_decoder(
     if image_size % 4:
         _fail("--image-size must be a multiple of 4")
     lib, pairs = _generation_trainer(library, model, threads)
-    cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, init=str(init) if init else None)
     try:
         with lib, _progress() as bar:
             task = bar.add_task("train decoder", total=steps, info="")

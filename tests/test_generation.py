@@ -15,7 +15,7 @@ from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.generation.decoder import DecoderConfig
 from mmsearch.generation.pairs import CaptionFinder, library_pairs
-from mmsearch.generation.prior import PriorConfig
+from mmsearch.generation.prior import DiffusionPrior, PriorConfig
 from mmsearch.generation.unclip import MiniGenerator, slerp, text_diff_edit
 from mmsearch.search.generate_on_miss import GenerateOptions
 from mmsearch.search.query import SearchRequest, parse_text
@@ -188,6 +188,23 @@ def test_query_embeddings_are_the_prior_expected_embedding(trained, mini_encoder
         with torch.inference_mode():
             by_hand += torch.nn.functional.normalize(gen.prior(x, last, text), dim=-1)  # x0-prediction: the output is x0
     assert np.allclose(q, torch.nn.functional.normalize(by_hand, dim=-1).numpy(), atol=1e-5)
+
+
+def test_training_can_start_from_an_exported_model(trained, mini_encoder, tmp_path):
+    """--init: a fresh run starts from the given weights (with lr 0 it keeps them exactly);
+    a model of other shapes is refused with a clear error."""
+    base, gen_dir = trained
+    with open_library(base / "lib", encoder=mini_encoder) as lib:
+        pairs = library_pairs(lib.store, mini_encoder.space)
+    cfg = PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space)
+    train_prior(pairs, mini_encoder.embed_texts, tmp_path / "out", tmp_path / "work",
+                DiffusionTrainConfig(steps=2, batch_size=8, lr=0.0, init=str(gen_dir)), cfg)
+    before, after = DiffusionPrior.load(gen_dir).state_dict(), DiffusionPrior.load(tmp_path / "out").state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    wider = PriorConfig(dim=mini_encoder.dim, width=96, layers=2, heads=2, space=mini_encoder.space)
+    with pytest.raises(ValueError, match="cannot fine-tune from"):
+        train_prior(pairs, mini_encoder.embed_texts, tmp_path / "out2", tmp_path / "work2",
+                    DiffusionTrainConfig(steps=1, batch_size=8, init=str(gen_dir)), wider)
 
 
 def test_slerp_and_text_diff_edit():

@@ -39,6 +39,7 @@ class DiffusionTrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    init: str | None = None  # a fresh run starts from this exported model folder (fine-tuning, e.g. after the encoder changed)
 
 
 def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator, torch.Generator], torch.Tensor],
@@ -52,6 +53,14 @@ def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, rng, gen = 0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    if not state_path.exists() and cfg.init:
+        # Weights only: the schedule, optimizer and EMA start afresh, so the run adapts fully.
+        try:
+            model.load_state_dict(type(model).load(cfg.init).state_dict())
+        except RuntimeError as e:  # another width, depth or embedding size
+            raise ValueError(f"cannot fine-tune from {cfg.init}: its shapes differ from this model's ({e})") from e
+        ema.load_state_dict(model.state_dict())
+        log.info("initialised from %s", cfg.init)
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
