@@ -31,14 +31,14 @@ def test_health(served):
     assert body["status"] == "ok" and body["media"] == 90 and body["vectors"] == 90 and body["unreadable"] == 0
 
 
-def test_search_red_over_http(served):
+def test_search_red_circle_over_http(served):
     client, _, root, _ = served
-    r = client.post("/search", json={"text": "something red", "k": 3})
+    r = client.post("/search", json={"text": "red circle", "k": 3})
     assert r.status_code == 200
     body = r.json()
     assert body["miss"] is False and body["took_ms"] > 0
     hits = body["results"]
-    assert len(hits) == 3 and {h["path"] for h in hits} <= paths_with(root, color="red")
+    assert len(hits) == 3 and {h["path"] for h in hits} <= paths_with(root, color="red", shape="circle")
     first = hits[0]
     assert set(first) == {"id", "path", "kind", "score", "t_start", "t_end", "generated", "via", "file_url", "thumbnail_url"}
     assert first["kind"] == "image" and first["via"] == "text" and first["generated"] is False and first["t_start"] is None

@@ -17,11 +17,11 @@ def test_cli_index_then_search(tmp_path, monkeypatch):
     result = runner.invoke(app, ["index", str(root), "--library", str(lib)])
     assert result.exit_code == 0, result.output
     assert "90 new" in result.output and "0 errors" in result.output
-    result = runner.invoke(app, ["search", "something red", "--k", "3", "--json", "--library", str(lib)])
+    result = runner.invoke(app, ["search", "red circle", "--k", "3", "--json", "--library", str(lib)])
     assert result.exit_code == 0, result.output
     hits = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(hits) == 3 and {h["path"] for h in hits} <= paths_with(root, color="red")
-    table = runner.invoke(app, ["search", "something red", "--library", str(lib)])
+    assert len(hits) == 3 and {h["path"] for h in hits} <= paths_with(root, color="red", shape="circle")
+    table = runner.invoke(app, ["search", "red circle", "--library", str(lib)])
     assert table.exit_code == 0 and hits[0]["path"].split("/")[-1] in table.stdout
     again = runner.invoke(app, ["index", str(root), "--library", str(lib)])
     assert "0 new" in again.output and "90 unchanged" in again.output

@@ -38,8 +38,6 @@ def test_index_then_search_by_colour_and_position(corpus, tmp_path, mini_encoder
     assert len(top_left) == 3 and set(_paths(top_left)) <= paths_with(corpus, position="top left")
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped mini still ranks red hexagons among the top 3 (colour+shape P@10 0.73 on heldout; "
-                                       "circle vs hexagon is its main confusion); remove this mark once retraining fixes it")
 def test_index_then_search_red_circle(corpus, tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         lib.index([corpus])

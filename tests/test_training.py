@@ -11,6 +11,7 @@ from mmsearch.encoders import load_encoder
 from mmsearch.training.augment import rotate_hue
 from mmsearch.training.clip_trainer import (
     ClipTrainConfig,
+    WEIGHTS_NAME,
     build_batch,
     load_image_cache,
     multi_positive_clip_loss,
@@ -60,6 +61,28 @@ def test_training_resumes_and_exports_a_loadable_model(tmp_path):
     enc = load_encoder(str(out), device="cpu")
     v = enc.embed_texts(["a red circle"])
     assert v.shape == (1, 256) and abs(float(np.linalg.norm(v)) - 1) < 1e-4
+
+
+def test_training_at_another_image_size_carries_the_weights_over(tmp_path):
+    """--image-size 64 with --init from the shipped (96 px) weights: a 64 px model whose
+    convolutions are the shipped ones and whose attention-pool position embedding is resized
+    (3x3 grid + pooled token -> 2x2 + pooled token, the pooled token unchanged)."""
+    from safetensors.torch import load_file
+
+    from mmsearch.training.clip_trainer import BUILTIN_CONFIG
+
+    data = tmp_path / "data"
+    manifest = synth.generate(data, 24, 0, seed=5)
+    out = tmp_path / "model64"
+    shipped = BUILTIN_CONFIG.parent / WEIGHTS_NAME
+    train_clip(data, out, ClipTrainConfig(steps=1, batch_size=8, lr=0.0, warmup=1, image_size=64, init_weights=str(shipped)))
+    before, after = load_file(str(shipped)), load_file(str(out / WEIGHTS_NAME))
+    key = "visual.attnpool.positional_embedding"
+    assert before[key].shape[0] == 3 * 3 + 1 and after[key].shape == (2 * 2 + 1, before[key].shape[1])
+    assert torch.equal(after[key][0], before[key][0])
+    assert torch.equal(after["visual.conv1.weight"], before["visual.conv1.weight"])
+    enc = load_encoder(str(out), device="cpu")
+    assert enc.space.endswith("squash64") and enc.embed_images([data / manifest["items"][0]["file"]]).shape == (1, 256)
 
 
 def test_hard_negatives_fit_no_image_they_were_made_for(tmp_path):
