@@ -35,7 +35,6 @@ from mmsearch.library import Library
 LONG_VIDEO_JOB = """
 import resource, sys, time
 from mmsearch.config import Settings
-from report import device_description, publish
 from mmsearch.library import Library
 settings = Settings(library_dir=sys.argv[2], model=sys.argv[3], decode_workers=int(sys.argv[4]))
 t0 = time.perf_counter()
