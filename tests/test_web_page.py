@@ -7,6 +7,7 @@ Each test saves a screenshot under $MMSEARCH_TEST_ARTIFACTS/web (default tests/a
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -84,30 +85,32 @@ def miss_site(tmp_path_factory, mini_encoder):
     lib.close()
 
 
-def _open(browser, url: str):
+@contextlib.contextmanager
+def _opened(browser, url: str):
+    """The page in a fresh browser context, ready; any JavaScript error on it fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    return context, page, errors
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture
 def page(browser, site):
-    context, page, errors = _open(browser, site[0])
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    with _opened(browser, site[0]) as page:
+        yield page
 
 
 @pytest.fixture
 def miss_page(browser, miss_site):
-    context, page, errors = _open(browser, miss_site[0])
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    with _opened(browser, miss_site[0]) as page:
+        yield page
 
 
 def _screenshot(page: Page, name: str) -> None:
@@ -308,30 +311,28 @@ def keyed_site(tmp_path_factory, mini_encoder):
 
 
 def test_api_key_travels_as_header_and_cookie_and_401_asks_for_it(browser, keyed_site):
-    context, page, errors = _open(browser, keyed_site)
-    seen: dict[str, dict] = {}
-    page.on("request", lambda r: seen.setdefault(r.url.split("?")[0].replace(keyed_site, ""), r.all_headers()))
+    with _opened(browser, keyed_site) as page:
+        seen: dict[str, dict] = {}
+        page.on("request", lambda r: seen.setdefault(r.url.split("?")[0].replace(keyed_site, ""), r.all_headers()))
 
-    # No key yet: the server refuses and the page says where to enter one.
-    _search(page, "something red", "image")
-    expect(page.get_by_test_id("error")).to_contain_text("An API key is needed: enter it under Settings → API key.")
-    expect(page.get_by_label("API key")).to_be_focused()
-    expect(page.get_by_test_id("result")).to_have_count(0)
+        # No key yet: the server refuses and the page says where to enter one.
+        _search(page, "something red", "image")
+        expect(page.get_by_test_id("error")).to_contain_text("An API key is needed: enter it under Settings → API key.")
+        expect(page.get_by_label("API key")).to_be_focused()
+        expect(page.get_by_test_id("result")).to_have_count(0)
 
-    page.get_by_label("API key").fill(KEY)
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_test_id("status")).to_have_text("API key saved.")
-    assert page.evaluate("localStorage.getItem('mmsearch_api_key')") == KEY
-    assert {"name": "mmsearch_api_key", "value": KEY}.items() <= context.cookies()[0].items()
+        page.get_by_label("API key").fill(KEY)
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_test_id("status")).to_have_text("API key saved.")
+        assert page.evaluate("localStorage.getItem('mmsearch_api_key')") == KEY
+        assert {"name": "mmsearch_api_key", "value": KEY}.items() <= page.context.cookies()[0].items()
 
-    seen.clear()
-    page.get_by_role("button", name="Search", exact=True).click()
-    expect(page.get_by_test_id("result")).to_have_count(12, timeout=SLOW)
-    # Thumbnails are protected reads too: they load only because the cookie carries the key.
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=result] img')].every(i => i.complete && i.naturalWidth > 0)")
-    assert seen["/search"]["x-api-key"] == KEY
-    thumb = next(v for k, v in seen.items() if k.endswith("/thumbnail"))
-    assert f"mmsearch_api_key={KEY}" in thumb["cookie"]
-    _screenshot(page, "6-api-key")
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+        seen.clear()
+        page.get_by_role("button", name="Search", exact=True).click()
+        expect(page.get_by_test_id("result")).to_have_count(12, timeout=SLOW)
+        # Thumbnails are protected reads too: they load only because the cookie carries the key.
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=result] img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert seen["/search"]["x-api-key"] == KEY
+        thumb = next(v for k, v in seen.items() if k.endswith("/thumbnail"))
+        assert f"mmsearch_api_key={KEY}" in thumb["cookie"]
+        _screenshot(page, "6-api-key")

@@ -98,7 +98,7 @@ def create_app(library: Library) -> FastAPI:
 
         return {"status": "ok", "model": library.encoder.name, "space": library.encoder.space,
                 "media": library.store.count(Media), "vectors": library.store.count(Vector),
-                "unreadable": library.store.count_unreadable()}
+                "unreadable": library.store.count(Media, Media.error.is_not(None))}
 
     @app.post("/search", response_model=SearchOut, dependencies=read)
     def search(body: SearchIn, request: Request) -> dict:

@@ -209,14 +209,10 @@ class Store:
                 out.update((m.id, m) for m in s.scalars(select(Media).where(Media.id.in_(ids[start:start + chunk]))))
         return out
 
-    def count_unreadable(self) -> int:
-        """Media rows recorded with an error (files that could not be indexed)."""
+    def count(self, model, *conditions) -> int:
+        """Rows of `model`, optionally only those meeting SQLAlchemy `conditions`."""
         with self.session() as s:
-            return s.scalar(select(func.count()).select_from(Media).where(Media.error.is_not(None))) or 0
-
-    def count(self, model) -> int:
-        with self.session() as s:
-            return s.scalar(select(func.count()).select_from(model)) or 0
+            return s.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
 
     def delete_media(self, s: Session, media_ids: list[int]) -> list[int]:
         """Delete media rows (and their segments and vectors); returns the vector ids removed."""
