@@ -114,7 +114,7 @@ class Library:
 
     @property
     def engine(self) -> SearchEngine:
-        return SearchEngine(self.store, self.encoder, self.indexes)
+        return SearchEngine(self.store, self.encoder, self.indexes, video_text_map=self.pooler.adapt_query)
 
     @property
     def generator(self):

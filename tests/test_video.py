@@ -30,6 +30,7 @@ from mmsearch.encoders.video import (
     sample_video,
 )
 from mmsearch.evaluation.video_eval import iou
+from mmsearch.search.engine import SearchEngine
 from mmsearch.search.query import SearchRequest, build_terms
 from mmsearch.search.store import JobError, Media, Segment, Vector
 from mmsearch.training.temporal_trainer import (
@@ -243,6 +244,65 @@ def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
     with pytest.raises(FileNotFoundError, match="train one"):
         TemporalPooler("seqTransf", tmp_path / "missing")
 
+
+def test_query_map_separates_captions_the_text_encoder_barely_tells_apart(tmp_path):
+    """A text encoder trained on stills puts "moving up" and "moving down" almost on top of
+    each other (cosine 0.996 for mini). The head's query map must pull them apart far enough
+    for every video to beat itself played backwards."""
+    rng = np.random.default_rng(1)
+    dim = 32
+    up, down, base = (rng.standard_normal(dim) for _ in range(3))
+    videos = []
+    for k in range(48):
+        motion = ["moving up", "moving down"][k % 2]
+        u = np.linspace(0, 1, 8)[:, None]
+        path = (1 - u) * down + u * up if motion == "moving up" else (1 - u) * up + u * down
+        frames = path + base + 0.1 * rng.standard_normal((8, dim))
+        frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+        shot = {"caption": f"a red circle {motion} on a blue background", "motion": motion, "t_start": 0.0, "t_end": 4.0,
+                "object": {"color": "red", "shape": "circle", "size": "small"}, "background": "blue"}
+        videos.append(VideoFeatures({"caption": shot["caption"], "shots": [shot]}, np.arange(8) * 0.5, frames.astype(np.float32), [(0.0, 4.0)]))
+    captions = all_captions(videos)
+    nudge = {c: (0.03 if "up" in c else -0.03) * (up - down) / np.linalg.norm(up - down) for c in captions}
+    text_vectors = np.stack([base / np.linalg.norm(base) + nudge[c] for c in captions]).astype(np.float32)
+    text_vectors /= np.linalg.norm(text_vectors, axis=1, keepdims=True)
+    assert float(text_vectors[0] @ text_vectors[1]) > 0.998
+    train_temporal(videos, text_vectors, captions, tmp_path, TemporalTrainConfig(steps=200, batch_size=32, frame_dropout=0.0))
+    pooler = TemporalPooler("seqTransf", tmp_path)
+    queries = dict(zip(captions, pooler.adapt_query(text_vectors)))
+    assert float(queries[captions[0]] @ queries[captions[1]]) < 0.99
+    for v in videos:
+        q = queries[f"a small red circle {v.item['shots'][0]['motion']} on a blue background"]
+        assert float(pooler.pool(v.frames, v.times) @ q) > float(pooler.pool(v.frames[::-1].copy(), v.times) @ q)
+
+
+def test_query_map_round_trips_and_mean_pooling_leaves_queries_alone(tmp_path):
+    head = SeqTransf(16, layers=1, heads=2, query_adapter=True)
+    with torch.no_grad():
+        head.query_map.weight.copy_(torch.randn(16, 16))
+    head.save(tmp_path)
+    text = torch.nn.functional.normalize(torch.randn(3, 16), dim=-1)
+    expected = torch.nn.functional.normalize(text + text @ head.query_map.weight.T, dim=-1).detach().numpy()
+    np.testing.assert_allclose(TemporalPooler("seqTransf", tmp_path).adapt_query(text.numpy()), expected, atol=1e-5)
+    np.testing.assert_array_equal(TemporalPooler("mean").adapt_query(text.numpy()), text.numpy())
+
+
+def test_pooled_videos_are_searched_with_the_mapped_query(video_library):
+    """Pooled video vectors meet the text through the video query map; images and segments
+    meet the text as encoded. A map sending every text to one video's pooled vector must
+    put that video first with a score of 1."""
+    lib, root, manifest, _ = video_library
+    assert lib.engine.video_text_map == lib.pooler.adapt_query
+    with lib.store.session() as s:
+        media_id = s.scalar(select(Media.id).where(Media.path == str((root / manifest["items"][3]["file"]).resolve())))
+    target = lib.engine.media_vector(media_id)
+    engine = SearchEngine(lib.store, lib.encoder, lib.indexes, video_text_map=lambda t: np.repeat(target[None], len(t), 0))
+    query = manifest["items"][0]["shots"][0]["caption"]
+    q = engine.query_vectors(build_terms(query))
+    np.testing.assert_allclose(q.video, target, atol=1e-6)
+    np.testing.assert_allclose(q.main, lib.encoder.embed_texts([query])[0], atol=1e-6)
+    hits = engine.search(SearchRequest(build_terms(query), k=2, kind="video"))
+    assert hits[0].id == media_id and hits[0].score == pytest.approx(1.0, abs=1e-4)
 
 
 def test_api_serves_moments_ranges_and_frames(video_library):

@@ -38,11 +38,17 @@ def mean_pool(frames: np.ndarray) -> np.ndarray:
 
 class SeqTransf(nn.Module):
     """A small transformer over frame vectors with frame-position embeddings, a residual to
-    the input frames, then the mean over frames (CLIP4Clip's seqTransf)."""
+    the input frames, then the mean over frames (CLIP4Clip's seqTransf).
 
-    def __init__(self, dim: int, layers: int = 2, heads: int = 4, max_frames: int = 32):
+    With `query_adapter`, text queries against the pooled vectors pass through a learned
+    residual linear map first. It stands in for CLIP4Clip's fine-tuning of the text tower:
+    a text encoder trained on still images places "moving up" and "moving down" almost on
+    top of each other (cosine 0.996 for mini), and no pooling of frames can separate what
+    the query side does not."""
+
+    def __init__(self, dim: int, layers: int = 2, heads: int = 4, max_frames: int = 32, query_adapter: bool = False):
         super().__init__()
-        self.config = {"dim": dim, "layers": layers, "heads": heads, "max_frames": max_frames}
+        self.config = {"dim": dim, "layers": layers, "heads": heads, "max_frames": max_frames, "query_adapter": query_adapter}
         self.position = nn.Embedding(max_frames, dim)
         nn.init.normal_(self.position.weight, std=0.01)
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.1, batch_first=True, norm_first=True)
@@ -50,6 +56,15 @@ class SeqTransf(nn.Module):
         # Starts as meanP (the transformer's contribution is scaled by a gate that begins at
         # zero), so training can only move away from a sensible pooling.
         self.gate = nn.Parameter(torch.zeros(()))
+        self.query_map = nn.Linear(dim, dim, bias=False) if query_adapter else None
+        if self.query_map is not None:
+            nn.init.zeros_(self.query_map.weight)  # starts as the identity on queries
+
+    def adapt_query(self, text: torch.Tensor) -> torch.Tensor:
+        """(B, D) unit text vectors -> the unit vectors to score pooled videos with."""
+        if self.query_map is None:
+            return text
+        return F.normalize(text + self.query_map(text), dim=-1)
 
     def forward(self, frames: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """frames (B, T, D) unit vectors, valid (B, T) bool -> (B, D) unit vectors."""
@@ -93,6 +108,14 @@ class TemporalPooler:
             self.name = f"seqTransf@{digest}"
         else:
             self.name = "mean"
+
+    def adapt_query(self, text_vectors: np.ndarray) -> np.ndarray:
+        """(n, d) text query vectors -> the ones to score pooled video vectors with (the
+        head's query map; unchanged for mean pooling or a head without one)."""
+        if self.head is None or self.head.query_map is None:
+            return text_vectors
+        with torch.inference_mode():
+            return self.head.adapt_query(torch.from_numpy(np.ascontiguousarray(text_vectors, np.float32))).numpy()
 
     def pool(self, frames: np.ndarray, times: np.ndarray) -> np.ndarray:
         chosen = frames[pick_frames(times)]

@@ -4,7 +4,8 @@
   the pooled vector alone and by the engine's rule (best of pooled and segment scores);
 - motion direction: each video with a reversible motion is paired with itself played
   backwards (the same object moving the other way); a query with the true caption must
-  score the true video higher. A tie counts half: mean pooling always ties;
+  score the true video higher. A tie counts half: mean pooling always ties. Text queries
+  meet pooled vectors through the head's query map, as in search;
 - moments: for every shot of a multi-shot video, the moment found for the shot's caption
   must overlap the shot with IoU >= 0.5.
 """
@@ -43,7 +44,7 @@ def evaluate_video(videos: list[VideoFeatures], encoder, pooler: TemporalPooler)
     captions = sorted({v.item["caption"] for v in videos})
     q = encoder.embed_texts(captions)
     relevant = np.asarray([[v.item["caption"] == c for v in videos] for c in captions])
-    pooled_scores = q @ pooled.T
+    pooled_scores = pooler.adapt_query(q) @ pooled.T
     segment_scores = np.stack([(q @ s.T).max(1) for s, _ in segs], axis=1)
     report = {
         "pooling": pooler.name, "videos": len(videos), "queries": len(captions),
@@ -54,13 +55,15 @@ def evaluate_video(videos: list[VideoFeatures], encoder, pooler: TemporalPooler)
     # Motion direction: the video against itself reversed, for its own caption.
     directional = [v for v in videos if len(v.item["shots"]) == 1 and v.item["shots"][0]["motion"] in DIRECTIONAL]
     if directional:
-        qv = encoder.embed_texts([v.item["caption"] for v in directional])
-        wins = []
+        qv = pooler.adapt_query(encoder.embed_texts([v.item["caption"] for v in directional]))
+        wins, by_motion = [], {}
         for v, qi in zip(directional, qv):
             forward = float(pooler.pool(v.frames, v.times) @ qi)
             backward = float(pooler.pool(v.frames[::-1].copy(), v.times) @ qi)
             wins.append(1.0 if forward > backward + 1e-6 else 0.5 if abs(forward - backward) <= 1e-6 else 0.0)
-        report["motion_direction"] = {"accuracy": float(np.mean(wins)), "pairs": len(wins)}
+            by_motion.setdefault(v.item["shots"][0]["motion"], []).append(wins[-1])
+        report["motion_direction"] = {"accuracy": float(np.mean(wins)), "pairs": len(wins),
+                                      "by_motion": {m: round(float(np.mean(w)), 3) for m, w in sorted(by_motion.items())}}
 
     # Moments of shot captions in multi-shot videos.
     hits, total = 0, 0

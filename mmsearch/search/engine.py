@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 from sqlalchemy import select
@@ -39,9 +40,24 @@ class Hit:
         return asdict(self)
 
 
+@dataclass
+class QueryVectors:
+    """A query as unit vectors: `main` for image, segment and frame vectors; `video` for
+    pooled video vectors, whose text queries pass through the temporal head's query map."""
+    main: np.ndarray
+    video: np.ndarray
+    via: str  # text | image
+
+    @classmethod
+    def single(cls, q: np.ndarray, via: str) -> "QueryVectors":
+        """The same vector for every kind (an image embedding, the prior's prediction)."""
+        return cls(q, q, via)
+
+
 class SearchEngine:
-    def __init__(self, store: Store, encoder, indexes: IndexSet):
+    def __init__(self, store: Store, encoder, indexes: IndexSet, video_text_map: Callable[[np.ndarray], np.ndarray] | None = None):
         self.store, self.encoder, self.indexes = store, encoder, indexes
+        self.video_text_map = video_text_map or (lambda texts: texts)
 
     # -- query vectors ----------------------------------------------------------------------
     def media_vector(self, media_id: int) -> np.ndarray:
@@ -57,15 +73,14 @@ class SearchEngine:
                 raise QueryError(f"media {media_id} has no embedding in this model's space" + (f" ({media.error})" if media.error else ""))
             return decode_embeddings([row.embedding], row.dim)[0]
 
-    def query_vector(self, terms: list[Term]) -> tuple[np.ndarray, str]:
-        """One unit vector from weighted terms, and what it came from (text | image)."""
+    def query_vectors(self, terms: list[Term]) -> QueryVectors:
+        """The query's unit vectors from weighted terms, and what they came from."""
         if not terms:
             raise QueryError("nothing to search with: give text, an image, a media id or a vector")
         vectors, weights, via = [], [], "text"
         texts = [t for t in terms if t.text is not None]
-        if texts:
-            vectors.extend(self.encoder.embed_texts([t.text for t in texts]))
-            weights.extend(t.weight for t in texts)
+        text_vectors = self.encoder.embed_texts([t.text for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+        weights.extend(t.weight for t in texts)
         for t in terms:
             if t.image is not None:
                 vectors.append(self.encoder.embed_images([t.image])[0])
@@ -81,7 +96,8 @@ class SearchEngine:
             weights.append(t.weight)
             if not texts:
                 via = "image"
-        return combine(vectors, weights), via
+        return QueryVectors(combine([*text_vectors, *vectors], weights),
+                            combine([*self.video_text_map(text_vectors), *vectors], weights), via)
 
     # -- search -----------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> list[Hit]:
@@ -89,34 +105,34 @@ class SearchEngine:
             raise QueryError(f"kind must be one of {MEDIA_KINDS}")
         if req.k < 1 or req.offset < 0:
             raise QueryError("k must be >= 1 and offset >= 0")
-        q, via = self.query_vector(req.terms)
-        return self.search_vector(q, req, via)
+        return self.search_vectors(self.query_vectors(req.terms), req)
 
-    def search_vector(self, q: np.ndarray, req: SearchRequest, via: str = "text") -> list[Hit]:
-        if not np.all(np.isfinite(q)):
+    def search_vectors(self, q: QueryVectors, req: SearchRequest) -> list[Hit]:
+        if not (np.all(np.isfinite(q.main)) and np.all(np.isfinite(q.video))):
             raise QueryError("the query vector has non-finite values")
         wanted = req.offset + req.k
         kinds = VECTOR_KINDS[req.kind]
         total = sum(self.indexes.size(kind) for kind in kinds)
         fetch = min(max(4 * wanted, 32), total)
         while fetch:
-            hits, lowest = self._collect(q, kinds, fetch, req, via)
+            hits, lowest = self._collect(q, kinds, fetch, req)
             # Filters and grouping can eat candidates: widen the ANN search until the page
             # fills, the index is exhausted, the scores fall below min_score, or the cap.
             exhausted = fetch >= total or (req.min_score is not None and lowest < req.min_score)
             if len(hits) >= wanted or exhausted or fetch >= MAX_FETCH:
                 page = hits[req.offset:wanted]
-                self.add_moments(q, page)
+                self.add_moments(q.main, page)
                 return page
             fetch = min(fetch * 4, total, MAX_FETCH)
         return []
 
-    def _collect(self, q: np.ndarray, kinds: tuple[str, ...], fetch: int, req: SearchRequest, via: str) -> tuple[list[Hit], float]:
+    def _collect(self, q: QueryVectors, kinds: tuple[str, ...], fetch: int, req: SearchRequest) -> tuple[list[Hit], float]:
         """Hits from the top `fetch` vectors, best per media; and the lowest score fetched."""
         best: dict[int, float] = {}
         lowest = float("inf")
         for kind in kinds:
-            scores, ids = self.indexes.search(kind, q[None, :], fetch)
+            vector = q.video if kind == "video" else q.main
+            scores, ids = self.indexes.search(kind, vector[None, :], fetch)
             found = ids[0] >= 0
             owners = self.store.media_of_vectors(ids[0][found].tolist())
             for vid, score in zip(ids[0][found], scores[0][found]):
@@ -131,7 +147,7 @@ class SearchEngine:
             if m is None or not self._passes(m, score, req):
                 continue
             hits.append(Hit(id=m.id, path=m.path, kind=m.kind, score=round(score, 6), generated=m.generated,
-                            via="generated" if m.generated else via,
+                            via="generated" if m.generated else q.via,
                             file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail"))
         return hits, lowest
 

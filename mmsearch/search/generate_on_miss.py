@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..generation.library_media import GenerationParams, find_generated
-from .engine import Hit, SearchEngine
+from .engine import Hit, QueryVectors, SearchEngine
 from .query import SearchRequest
 
 GENERATE_MODES = ("auto", "never", "always")
@@ -45,12 +45,12 @@ class Outcome:
     steps: list[dict] = field(default_factory=list)  # what each stage found: its best score and threshold
 
 
-def _best_score(engine: SearchEngine, q, req: SearchRequest, via: str, page: list[Hit]) -> float | None:
+def _best_score(engine: SearchEngine, q: QueryVectors, req: SearchRequest, page: list[Hit]) -> float | None:
     """The query's best score over all results, not the page's: every page of one query
     must be judged the same way (a later page's first hit is always weaker)."""
     if req.offset == 0:
         return page[0].score if page else None
-    top = engine.search_vector(q, replace(req, k=1, offset=0), via)
+    top = engine.search_vectors(q, replace(req, k=1, offset=0))
     return top[0].score if top else None
 
 
@@ -58,34 +58,34 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
                        thresholds: MissThresholds, save: Callable[[list, GenerationParams], list[int]]) -> Outcome:
     if opts.mode not in GENERATE_MODES:
         raise ValueError(f"generate must be one of {GENERATE_MODES}")
-    q, via = engine.query_vector(req.terms)
-    hits = engine.search_vector(q, req, via)
-    best = _best_score(engine, q, req, via, hits)
+    q = engine.query_vectors(req.terms)
+    hits = engine.search_vectors(q, req)
+    best = _best_score(engine, q, req, hits)
     steps = [{"stage": "text", "best": best, "threshold": thresholds.text}]
     miss = best is None or best < thresholds.text
     if opts.mode != "always" and not miss:
-        return Outcome(hits, False, via, steps)
+        return Outcome(hits, False, q.via, steps)
     # Only a text query can be drawn, and only images are drawn.
     can_generate = prompt is not None and generator is not None and req.kind in ("image", "any")
     if opts.mode != "always" and can_generate and thresholds.prior is not None and _shares_space(generator, engine):
-        predicted = generator.query_embeddings([prompt])[0]
-        prior_hits = engine.search_vector(predicted, req, via="prior")
-        prior_best = _best_score(engine, predicted, req, "prior", prior_hits)
+        predicted = QueryVectors.single(generator.query_embeddings([prompt])[0], "prior")
+        prior_hits = engine.search_vectors(predicted, req)
+        prior_best = _best_score(engine, predicted, req, prior_hits)
         steps.append({"stage": "prior", "best": prior_best, "threshold": thresholds.prior})
         if prior_best is not None and prior_best >= thresholds.prior:
             return Outcome(prior_hits, miss, "prior", steps)
     if opts.mode == "never" or not can_generate or req.offset > 0:
-        return Outcome(hits, miss, via, steps)
+        return Outcome(hits, miss, q.via, steps)
     stored = find_generated(engine.store, prompt, generator.name) if opts.mode == "auto" else []
     if stored:
         steps.append({"stage": "stored", "media": stored})
-        return Outcome(engine.hits_for_media(q, stored[:req.k], "generated"), miss, "generated", steps)
+        return Outcome(engine.hits_for_media(q.main, stored[:req.k], "generated"), miss, "generated", steps)
     seed = opts.seed if opts.seed is not None else random.randrange(2**31)
     images = generator.generate(prompt, n=opts.n, seed=seed, steps=opts.steps, guidance=opts.guidance, sampler=opts.sampler)
     ids = save(images, GenerationParams(prompt=prompt, backend=generator.name, seed=seed, steps=opts.steps,
                                         guidance=opts.guidance, sampler=opts.sampler))
     steps.append({"stage": "generated", "media": ids})
-    return Outcome(engine.hits_for_media(q, ids, "generated"), miss, "generated", steps)
+    return Outcome(engine.hits_for_media(q.main, ids, "generated"), miss, "generated", steps)
 
 
 def _shares_space(generator, engine: SearchEngine) -> bool:

@@ -41,6 +41,9 @@ class TemporalTrainConfig:
     frame_dropout: float = 0.25
     min_crop: float = 0.6  # shortest part (fraction of frames) a one-shot video is cut to
     noise: float = 0.02  # std of the Gaussian noise added to frame vectors
+    query_adapter: bool = True
+    query_lr_scale: float = 10.0
+    reversal_weight: float = 1.0
     seed: int = 0
 
 
@@ -87,6 +90,18 @@ def _augment(data: _Examples, idx: torch.Tensor, cfg: TemporalTrainConfig, gen: 
     return frames, keep
 
 
+def _reversal_loss(logits: torch.Tensor, columns: torch.Tensor, caption: torch.Tensor, reversed_caption: torch.Tensor) -> torch.Tensor:
+    """Each video's own caption against the caption of itself played backwards, alone: the
+    contrastive loss spreads its push over the whole batch, this one aims at direction."""
+    directed = caption != reversed_caption
+    if not directed.any():
+        return logits.new_zeros(())
+    rows = torch.arange(len(caption))[directed]
+    own = logits[rows, torch.searchsorted(columns, caption[directed])]
+    backwards = logits[rows, torch.searchsorted(columns, reversed_caption[directed])]
+    return F.cross_entropy(torch.stack([own, backwards], 1), torch.zeros(len(rows), dtype=torch.long))
+
+
 def all_captions(videos: list[VideoFeatures]) -> list[str]:
     captions: dict[str, int] = {}
     _examples(videos, captions)
@@ -100,22 +115,29 @@ def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captio
     ids = {c: i for i, c in enumerate(captions)}
     data = _examples(videos, ids)
     texts = F.normalize(torch.from_numpy(np.asarray(text_vectors, np.float32)), dim=-1)
-    model = SeqTransf(texts.shape[1], layers=cfg.layers, heads=cfg.heads)
+    model = SeqTransf(texts.shape[1], layers=cfg.layers, heads=cfg.heads, query_adapter=cfg.query_adapter)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    opt = torch.optim.AdamW([*model.parameters(), logit_scale], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # The query map has to stretch directions the text encoder barely separates: it learns
+    # faster than the pooling and without decay pulling it back to the identity.
+    query_params = list(model.query_map.parameters()) if model.query_map is not None else []
+    pooling_params = [p for p in model.parameters() if all(p is not q for q in query_params)]
+    opt = torch.optim.AdamW([{"params": [*pooling_params, logit_scale], "lr_scale": 1.0},
+                             {"params": query_params, "lr_scale": cfg.query_lr_scale, "weight_decay": 0.0}],
+                            lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     t0, losses = time.time(), []
     model.train()
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+            g["lr"] = g["lr_scale"] * cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         idx = torch.randperm(len(data.caption), generator=gen)[:cfg.batch_size]
         frames, keep = _augment(data, idx, cfg, gen)
         columns = torch.unique(torch.cat([data.caption[idx], data.reversed_caption[idx]]))
         fits = (data.caption[idx][:, None] == columns[None, :]).float()
         video = model(frames, keep)
-        logits = logit_scale.exp().clamp(max=100) * video @ texts[columns].t()
-        loss = multi_positive_clip_loss(logits, fits)
+        queries = model.adapt_query(texts[columns])
+        logits = logit_scale.exp().clamp(max=100) * video @ queries.t()
+        loss = multi_positive_clip_loss(logits, fits) + cfg.reversal_weight * _reversal_loss(logits, columns, data.caption[idx], data.reversed_caption[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
