@@ -169,6 +169,7 @@ def train_prior(
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     seed: int = typer.Option(0),
     init: Optional[Path] = typer.Option(None, help="Fine-tune from this model folder (e.g. mmsearch/weights/mini) instead of starting from random weights; ignored when a run resumes."),
+    choice_weight: float = typer.Option(2.0, min=0, help="Weight of the loss asking each predicted embedding to pick its own image out of the batch (0: mean squared error only)."),
 ) -> None:
     """Train the diffusion prior (text embedding -> image embedding) on a library's captioned images."""
     from .generation.prior import PriorConfig
@@ -179,7 +180,7 @@ def train_prior(
     try:
         with lib, _progress() as bar:
             task = bar.add_task("train prior", total=steps, info="")
-            summary = run(pairs, lib.encoder.embed_texts, out, lib.dir / "training", cfg, PriorConfig(dim=lib.encoder.dim, space=lib.encoder.space),
+            summary = run(pairs, lib.encoder.embed_texts, out, lib.dir / "training", cfg, PriorConfig(dim=lib.encoder.dim, space=lib.encoder.space, choice_weight=choice_weight),
                           progress=lambda s, n, loss: bar.update(task, completed=s, info=f"loss {loss:.4f}"))
     except ValueError as e:
         _fail(str(e))

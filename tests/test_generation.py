@@ -15,7 +15,7 @@ from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.generation.decoder import DecoderConfig
 from mmsearch.generation.pairs import CaptionFinder, library_pairs
-from mmsearch.generation.prior import DiffusionPrior, PriorConfig
+from mmsearch.generation.prior import DiffusionPrior, PriorConfig, own_image_choice_loss
 from mmsearch.generation.unclip import MiniGenerator, slerp, text_diff_edit
 from mmsearch.search.generate_on_miss import GenerateOptions
 from mmsearch.search.query import SearchRequest, parse_text
@@ -37,7 +37,7 @@ def trained(tmp_path_factory, mini_encoder):
         pairs = library_pairs(lib.store, mini_encoder.space)
     quick = DiffusionTrainConfig(steps=20, batch_size=16, checkpoint_every=10)
     train_prior(pairs, mini_encoder.embed_texts, gen_dir, base / "work", quick,
-                PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space))
+                PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space, choice_weight=2.0))
     train_decoder(pairs, gen_dir, base / "work", DiffusionTrainConfig(steps=4, batch_size=8),
                   DecoderConfig(dim=mini_encoder.dim, channels=16, space=mini_encoder.space))
     return base, gen_dir
@@ -64,6 +64,27 @@ def test_library_pairs_carry_manifest_captions(trained, mini_encoder):
         pairs = library_pairs(lib.store, mini_encoder.space)
     assert len(pairs) == 60 and pairs.image_embeddings.shape == (60, mini_encoder.dim)
     assert all(pairs.captions) and all(isinstance(c, str) and c for caps in pairs.captions for c in caps)
+
+
+def test_choice_loss_rewards_picking_the_own_image_and_accepts_duplicates():
+    e = torch.eye(3)
+    assert own_image_choice_loss(e[:1], e[:1], e).item() == pytest.approx(0.0, abs=1e-9)
+    between = torch.nn.functional.normalize(e[0] + e[1], dim=0)[None]
+    assert own_image_choice_loss(between, e[:1], e).item() == pytest.approx(np.log(2), abs=1e-6)
+    # One image with two captions sits twice among the candidates: both copies are right.
+    assert own_image_choice_loss(e[:1], e[:1], torch.stack([e[0], e[0], e[1]])).item() == pytest.approx(0.0, abs=1e-9)
+    assert own_image_choice_loss(e[1:2] * 5, e[:1], e).item() == pytest.approx(30.0, abs=1e-4)
+
+
+def test_the_prior_loss_adds_the_choice_loss_only_when_weighted():
+    torch.manual_seed(0)
+    text, image = (torch.nn.functional.normalize(torch.randn(8, 16), dim=-1) for _ in range(2))
+    plain = DiffusionPrior(PriorConfig(dim=16, width=32, layers=1, heads=2, cond_drop=0.0))
+    weighted = DiffusionPrior(PriorConfig(dim=16, width=32, layers=1, heads=2, cond_drop=0.0, choice_weight=1.0))
+    weighted.load_state_dict(plain.state_dict())
+    a = plain.loss(text, image, torch.Generator().manual_seed(1))
+    b = weighted.loss(text, image, torch.Generator().manual_seed(1))
+    assert b.item() > a.item() + 0.1  # an untrained prior cannot tell 8 images apart: ~log 8 more
 
 
 def test_sidecar_captions_win_over_the_manifest(tmp_path):
