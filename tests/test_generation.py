@@ -66,14 +66,13 @@ def test_library_pairs_carry_manifest_captions(trained, mini_encoder):
     assert all(pairs.captions) and all(isinstance(c, str) and c for caps in pairs.captions for c in caps)
 
 
-def test_choice_loss_rewards_picking_the_own_image_and_accepts_duplicates():
+def test_choice_loss_rewards_picking_the_own_image():
     e = torch.eye(3)
-    assert own_image_choice_loss(e[:1], e[:1], e).item() == pytest.approx(0.0, abs=1e-9)
+    own = torch.tensor([0])
+    assert own_image_choice_loss(e[:1], own, e).item() == pytest.approx(0.0, abs=1e-9)
     between = torch.nn.functional.normalize(e[0] + e[1], dim=0)[None]
-    assert own_image_choice_loss(between, e[:1], e).item() == pytest.approx(np.log(2), abs=1e-6)
-    # One image with two captions sits twice among the candidates: both copies are right.
-    assert own_image_choice_loss(e[:1], e[:1], torch.stack([e[0], e[0], e[1]])).item() == pytest.approx(0.0, abs=1e-9)
-    assert own_image_choice_loss(e[1:2] * 5, e[:1], e).item() == pytest.approx(30.0, abs=1e-4)
+    assert own_image_choice_loss(between, own, e).item() == pytest.approx(np.log(2), abs=1e-6)
+    assert own_image_choice_loss(e[1:2] * 5, own, e).item() == pytest.approx(30.0, abs=1e-4)
 
 
 def test_the_prior_loss_adds_the_choice_loss_only_when_weighted():
@@ -82,8 +81,8 @@ def test_the_prior_loss_adds_the_choice_loss_only_when_weighted():
     plain = DiffusionPrior(PriorConfig(dim=16, width=32, layers=1, heads=2, cond_drop=0.0))
     weighted = DiffusionPrior(PriorConfig(dim=16, width=32, layers=1, heads=2, cond_drop=0.0, choice_weight=1.0))
     weighted.load_state_dict(plain.state_dict())
-    a = plain.loss(text, image, torch.Generator().manual_seed(1))
-    b = weighted.loss(text, image, torch.Generator().manual_seed(1))
+    a = plain.loss(text, image, torch.Generator().manual_seed(1), candidates=image, own=torch.arange(8))
+    b = weighted.loss(text, image, torch.Generator().manual_seed(1), candidates=image, own=torch.arange(8))
     assert b.item() > a.item() + 0.1  # an untrained prior cannot tell 8 images apart: ~log 8 more
 
 

@@ -31,9 +31,10 @@ class PriorConfig:
     timesteps: int = 1000
     schedule: str = "cosine"
     cond_drop: float = 0.1  # share of training samples without their text
-    # Weight of a loss asking each prediction to pick its own image out of the batch. Mean
-    # squared error alone learns E[image | text], which drifts towards the typical image:
-    # near the truth in cosine, but less able than the text itself to single an image out.
+    # Weight of a loss asking each prediction to pick its own image out of every training
+    # image. Mean squared error alone learns E[image | text], which drifts towards the
+    # typical image: near the truth in cosine, but less able than the text to single an
+    # image out, which is what search with the prediction needs.
     choice_weight: float = 0.0
     space: str = ""  # the encoder space the prior was trained in
 
@@ -47,11 +48,9 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def own_image_choice_loss(predicted: torch.Tensor, own: torch.Tensor, candidates: torch.Tensor, scale: float = 30.0) -> torch.Tensor:
-    """Cross-entropy of picking, by cosine, the candidate image each prediction belongs to
-    (rows equal to `own` are all right: one image can come with several captions)."""
-    logits = scale * F.normalize(predicted, dim=-1) @ F.normalize(candidates, dim=-1).T
-    right = (own[:, None, :] == candidates[None]).all(-1)
-    return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~right, float("-inf")), 1)).mean()
+    """Cross-entropy of picking, by cosine, each prediction's own image (row `own` of the
+    unit `candidates`) out of all of them."""
+    return F.cross_entropy(scale * F.normalize(predicted, dim=-1) @ candidates.T, own)
 
 
 class DiffusionPrior(torch.nn.Module):
@@ -89,14 +88,17 @@ class DiffusionPrior(torch.nn.Module):
         hidden = self.transformer(tokens, mask=self.causal_mask, is_causal=True)
         return self.out(hidden[:, -1])
 
-    def loss(self, text: torch.Tensor, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Training loss on a batch of (unit text embedding, unit image embedding) pairs."""
+    def loss(self, text: torch.Tensor, image: torch.Tensor, generator: torch.Generator | None = None,
+             candidates: torch.Tensor | None = None, own: torch.Tensor | None = None) -> torch.Tensor:
+        """Training loss on a batch of (unit text embedding, unit image embedding) pairs; the
+        choice loss (when weighted) picks from `candidates` (N, dim) unit image embeddings, of
+        which row own[i] is pair i's image."""
         drop = torch.rand(text.shape[0], generator=generator).to(text.device) < self.cfg.cond_drop
         text = torch.where(drop[:, None], self.null_text.expand_as(text), text)
         mse, x0 = self.diffusion.training_loss(lambda x, t: self(x, t, text), image * self.scale, generator, return_x0=True)
-        if not self.cfg.choice_weight or drop.all():
+        if not self.cfg.choice_weight or candidates is None or drop.all():
             return mse
-        return mse + self.cfg.choice_weight * own_image_choice_loss(x0[~drop], image[~drop], image)
+        return mse + self.cfg.choice_weight * own_image_choice_loss(x0[~drop], own[~drop], candidates)
 
     @torch.inference_mode()
     def sample(self, text: torch.Tensor, candidates: int = 2, steps: int = 64, sampler: str = "ddim",

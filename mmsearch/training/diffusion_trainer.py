@@ -120,7 +120,7 @@ def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarr
 
     def batch_loss(m, rng, gen):
         idx = torch.randint(0, len(flat), (cfg.batch_size,), generator=gen)
-        return m.loss(texts[idx], images[owner[idx]], gen)
+        return m.loss(texts[idx], images[owner[idx]], gen, candidates=images, own=owner[idx])
 
     summary = train_loop(model, batch_loss, Path(out_dir), Path(work_dir) / "prior-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs), "captions": len(flat)}
