@@ -8,6 +8,10 @@ caption is also each video's hard negative. Frames are randomly dropped, one-sho
 randomly cut to a part of themselves (still moving the same way), and frame vectors jittered
 with noise, so the head copes with the varying frame counts index-time sampling gives and
 with frames unlike the training renders.
+
+Captions meet the pooled vectors through the head's query map (see SeqTransf), and a second
+loss sets each video's caption against its reversed caption alone, so direction is not left
+to the few reversed pairs a contrastive batch happens to hold.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ class TemporalTrainConfig:
     frame_dropout: float = 0.25
     min_crop: float = 0.6  # shortest part (fraction of frames) a one-shot video is cut to
     noise: float = 0.02  # std of the Gaussian noise added to frame vectors
-    query_adapter: bool = True
-    query_lr_scale: float = 10.0
-    reversal_weight: float = 1.0
+    query_adapter: bool = True  # learn the query map for text queries against pooled vectors
+    query_lr_scale: float = 10.0  # the query map's learning rate, as a multiple of lr
+    reversal_weight: float = 1.0  # weight of the caption-vs-reversed-caption loss
     seed: int = 0
 
 
