@@ -104,7 +104,7 @@ class Library:
         with self._lock:
             if self._indexes is None:
                 self._indexes = IndexSet(self.store, self.dir / "indexes", self.encoder.space, self.encoder.dim,
-                                         kind_spaces=dict.fromkeys(("video", "segment"), video_space(self.encoder.space, self.pooler)))
+                                         kind_spaces={"video": video_space(self.encoder.space, self.pooler)})
             return self._indexes
 
     def index_sizes(self) -> dict[str, int]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
@@ -158,8 +158,6 @@ def test_videos_are_indexed_at_three_levels(video_library):
             assert kinds["video"] == 1 and kinds["segment"] == len(segments) and kinds["frame"] >= len(segments)
             pooled_space = s.scalar(select(Vector.space).where(Vector.media_id == media.id, Vector.kind == "video"))
             assert pooled_space.endswith("|pool=mean")
-            # Segments are pooled like videos, so both meet a query on one scale.
-            assert set(s.scalars(select(Vector.space).where(Vector.media_id == media.id, Vector.kind == "segment"))) == {pooled_space}
 
 
 def test_shot_caption_finds_its_video_and_moment(video_library):
@@ -359,22 +357,6 @@ def test_switching_the_pooling_re_embeds_videos_only(tmp_path, videos, mini_enco
         with lib.store.session() as s:
             spaces = s.scalars(select(Vector.space).where(Vector.kind == "video")).all()
         assert len(spaces) == 1 and "|pool=seqTransf@" in spaces[0]
-
-
-def test_videos_indexed_with_unpooled_segments_are_embedded_again(tmp_path, videos, mini_encoder):
-    """Libraries from before segments were pooled kept segment vectors in the frame space."""
-    root, manifest = videos
-    media = tmp_path / "media"
-    media.mkdir()
-    (media / "clip.mp4").write_bytes((root / manifest["items"][0]["file"]).read_bytes())
-    with open_library(tmp_path / "lib", encoder=mini_encoder, pooling="mean") as lib:
-        assert lib.index([media])["new"] == 1
-        with lib.store.session() as s:
-            s.execute(update(Vector).where(Vector.kind == "segment").values(space=mini_encoder.space))
-    with open_library(tmp_path / "lib", encoder=mini_encoder, pooling="mean") as lib:
-        assert lib.index([media])["changed"] == 1
-        hits = lib.search(SearchRequest(build_terms(manifest["items"][0]["shots"][0]["caption"]), k=1, kind="video"))
-        assert Path(hits[0].path).name == "clip.mp4" and hits[0].t_start is not None
 
 
 def test_small_odd_sized_video_decodes_through_the_pyav_fallback(tmp_path):

@@ -212,7 +212,7 @@ class IndexJobRunner:
             s.flush()
             rows = [Vector(media_id=media.id, segment_id=segments[seg].id, kind="frame", space=space, t=float(t), dim=dim,
                            embedding=encode_embedding(v)) for v, t, seg in zip(vecs.frames, video.times, vecs.frame_segment)]
-            segment_rows = [Vector(media_id=media.id, segment_id=seg.id, kind="segment", space=pooled_space, dim=dim, embedding=encode_embedding(v))
+            segment_rows = [Vector(media_id=media.id, segment_id=seg.id, kind="segment", space=space, dim=dim, embedding=encode_embedding(v))
                             for seg, v in zip(segments, vecs.segments)]
             video_row = Vector(media_id=media.id, kind="video", space=pooled_space, dim=dim, embedding=encode_embedding(vecs.video))
             s.add_all(rows + segment_rows + [video_row])

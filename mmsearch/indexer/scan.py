@@ -88,8 +88,7 @@ def walk(root: Path, skip: set[Path]) -> tuple[list[Path], list[Path]]:
 
 def _known_media(store: Store, root: Path, space: str, video_space: str | None = None) -> tuple[dict[str, tuple], set[int]]:
     """Stored files under root (whatever root they were indexed from), and which of them
-    have a vector in `space` (videos: and pooled video and segment vectors in `video_space`;
-    a video indexed when segments were not pooled yet is embedded again)."""
+    have a vector in `space` (videos: and a pooled vector in `video_space`)."""
     prefix = str(root).rstrip(os.sep) + os.sep
     under_root = Media.path.startswith(prefix, autoescape=True) & Media.generated.is_(False)
     with store.session() as s:
@@ -97,9 +96,7 @@ def _known_media(store: Store, root: Path, space: str, video_space: str | None =
             select(Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error).where(under_root))}
         embedded = set(s.scalars(select(Vector.media_id).join(Media).where(Vector.space == space, under_root).distinct()))
         if video_space is not None:
-            pooled_kind = lambda kind: set(s.scalars(select(Vector.media_id).join(Media).where(  # noqa: E731
-                Vector.space == video_space, Vector.kind == kind, under_root)))
-            pooled = pooled_kind("video") & pooled_kind("segment")
+            pooled = set(s.scalars(select(Vector.media_id).join(Media).where(Vector.space == video_space, under_root)))
             videos = set(s.scalars(select(Media.id).where(Media.kind == "video", under_root)))
             embedded -= videos - pooled
     return known, embedded

@@ -1,6 +1,5 @@
 """A decoded video's vectors at three levels: frames (with times), segments (a shot or a
-window of it) and the whole video; plus keyframes. Segments are pooled like whole videos
-(the same temporal pooling), so their scores and the videos' are on one scale."""
+window of it; mean of its frames) and the whole video (temporal pooling); plus keyframes."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..encoders.temporal import TemporalPooler
+from ..encoders.temporal import TemporalPooler, mean_pool
 from .decode_video import DecodedVideo, segment_members
 
 KEYFRAME_SIDE = 256
@@ -25,19 +24,18 @@ class VideoVectors:
     video: np.ndarray  # (d,)
 
 
-def segment_vectors(frames: np.ndarray, times: np.ndarray, segments: list[tuple[float, float]],
-                    pooler: TemporalPooler) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Per segment its frames pooled; per frame the segment its time falls in; and each
-    segment's member frames."""
+def segment_vectors(frames: np.ndarray, times: np.ndarray, segments: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per segment the mean of its frames' vectors; per frame the segment its time falls in;
+    and each segment's member frames."""
     members = segment_members(times, segments)
     starts = np.asarray([a for a, _ in segments])
     frame_segment = np.clip(np.searchsorted(starts, times + 1e-6, side="right") - 1, 0, len(starts) - 1)
-    return np.stack([pooler.pool(frames[m], times[m]) for m in members]), frame_segment, members
+    return np.stack([mean_pool(frames[m]) for m in members]), frame_segment, members
 
 
 def video_vectors(video: DecodedVideo, encoder, pooler: TemporalPooler) -> VideoVectors:
     frames = encoder.embed_images([Image.fromarray(f) for f in video.frames])
-    segments, frame_segment, members = segment_vectors(frames, video.times, video.segments, pooler)
+    segments, frame_segment, members = segment_vectors(frames, video.times, video.segments)
     keyframes = [int(m[np.argmin(np.abs(video.times[m] - (a + b) / 2))]) for m, (a, b) in zip(members, video.segments)]
     return VideoVectors(frames, frame_segment, segments, keyframes, pooler.pool(frames, video.times))
 

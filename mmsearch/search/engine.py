@@ -20,7 +20,6 @@ MEDIA_KINDS = ("image", "video", "any")
 # Vector kinds searched for each media kind: a video scores the best of its pooled vector
 # and its segments' vectors.
 VECTOR_KINDS = {"image": ("image",), "video": ("video", "segment"), "any": ("image", "video", "segment")}
-POOLED_KINDS = ("video", "segment")  # vectors made by temporal pooling, searched with QueryVectors.video
 MAX_FETCH = 20_000  # most vectors one search reads; bounds the cost of very selective filters
 
 
@@ -43,8 +42,8 @@ class Hit:
 
 @dataclass
 class QueryVectors:
-    """A query as unit vectors: `main` for image and frame vectors; `video` for pooled video
-    and segment vectors, whose text queries pass through the temporal head's query map."""
+    """A query as unit vectors: `main` for image, segment and frame vectors; `video` for
+    pooled video vectors, whose text queries pass through the temporal head's query map."""
     main: np.ndarray
     video: np.ndarray
     via: str  # text | image
@@ -122,7 +121,7 @@ class SearchEngine:
             exhausted = fetch >= total or (req.min_score is not None and lowest < req.min_score)
             if len(hits) >= wanted or exhausted or fetch >= MAX_FETCH:
                 page = hits[req.offset:wanted]
-                self.add_moments(q, page)
+                self.add_moments(q.main, page)
                 return page
             fetch = min(fetch * 4, total, MAX_FETCH)
         return []
@@ -132,7 +131,7 @@ class SearchEngine:
         best: dict[int, float] = {}
         lowest = float("inf")
         for kind in kinds:
-            vector = q.video if kind in POOLED_KINDS else q.main
+            vector = q.video if kind == "video" else q.main
             scores, ids = self.indexes.search(kind, vector[None, :], fetch)
             found = ids[0] >= 0
             owners = self.store.media_of_vectors(ids[0][found].tolist())
@@ -152,11 +151,11 @@ class SearchEngine:
                             file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail"))
         return hits, lowest
 
-    def add_moments(self, q: QueryVectors, hits: list[Hit]) -> None:
+    def add_moments(self, q: np.ndarray, hits: list[Hit]) -> None:
         """Give each video hit the moment that matches the query best."""
         for hit in hits:
             if hit.kind == "video":
-                moment = best_moment(self.store, self.indexes.space_of("segment"), self.indexes.space, hit.id, q.video, q.main)
+                moment = best_moment(self.store, self.indexes.space, hit.id, q)
                 if moment:
                     hit.t_start, hit.t_end = moment
                     hit.thumbnail_url = f"/media/{hit.id}/thumbnail?t={(moment[0] + moment[1]) / 2:.3f}"
