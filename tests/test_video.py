@@ -303,6 +303,10 @@ def test_pooled_videos_are_searched_with_the_mapped_query(video_library):
     np.testing.assert_allclose(q.main, lib.encoder.embed_texts([query])[0], atol=1e-6)
     hits = engine.search(SearchRequest(build_terms(query), k=2, kind="video"))
     assert hits[0].id == media_id and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    # Mixed searches meet videos with the plain query (the map is trained on videos alone).
+    mixed = engine.query_vectors(build_terms(query), "any")
+    np.testing.assert_array_equal(mixed.video, mixed.main)
+    assert engine.search(SearchRequest(build_terms(query), k=1, kind="any"))[0].score < 0.99
 
 
 def test_api_serves_moments_ranges_and_frames(video_library):

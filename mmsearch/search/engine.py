@@ -73,13 +73,17 @@ class SearchEngine:
                 raise QueryError(f"media {media_id} has no embedding in this model's space" + (f" ({media.error})" if media.error else ""))
             return decode_embeddings([row.embedding], row.dim)[0]
 
-    def query_vectors(self, terms: list[Term]) -> QueryVectors:
-        """The query's unit vectors from weighted terms, and what they came from."""
+    def query_vectors(self, terms: list[Term], kind: str = "video") -> QueryVectors:
+        """The query's unit vectors from weighted terms for a search of `kind`, and what they
+        came from. The video query map applies to video searches only: it was trained on
+        video captions against videos alone, and beside images it lifts short phrases'
+        scores against unrelated videos above matching images."""
         if not terms:
             raise QueryError("nothing to search with: give text, an image, a media id or a vector")
         vectors, weights, via = [], [], "text"
         texts = [t for t in terms if t.text is not None]
         text_vectors = self.encoder.embed_texts([t.text for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+        video_text_map = self.video_text_map if kind == "video" else (lambda t: t)
         weights.extend(t.weight for t in texts)
         for t in terms:
             if t.image is not None:
@@ -97,7 +101,7 @@ class SearchEngine:
             if not texts:
                 via = "image"
         return QueryVectors(combine([*text_vectors, *vectors], weights),
-                            combine([*self.video_text_map(text_vectors), *vectors], weights), via)
+                            combine([*video_text_map(text_vectors), *vectors], weights), via)
 
     # -- search -----------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> list[Hit]:
@@ -105,7 +109,7 @@ class SearchEngine:
             raise QueryError(f"kind must be one of {MEDIA_KINDS}")
         if req.k < 1 or req.offset < 0:
             raise QueryError("k must be >= 1 and offset >= 0")
-        return self.search_vectors(self.query_vectors(req.terms), req)
+        return self.search_vectors(self.query_vectors(req.terms, req.kind), req)
 
     def search_vectors(self, q: QueryVectors, req: SearchRequest) -> list[Hit]:
         if not (np.all(np.isfinite(q.main)) and np.all(np.isfinite(q.video))):

@@ -58,7 +58,7 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
                        thresholds: MissThresholds, save: Callable[[list, GenerationParams], list[int]]) -> Outcome:
     if opts.mode not in GENERATE_MODES:
         raise ValueError(f"generate must be one of {GENERATE_MODES}")
-    q = engine.query_vectors(req.terms)
+    q = engine.query_vectors(req.terms, req.kind)
     hits = engine.search_vectors(q, req)
     best = _best_score(engine, q, req, hits)
     steps = [{"stage": "text", "best": best, "threshold": thresholds.text}]
