@@ -214,22 +214,28 @@ def test_seqtransf_starts_as_mean_pooling_and_round_trips(tmp_path):
     np.testing.assert_allclose(pooler.pool(frames[0].numpy(), np.arange(5.0)), head.eval()(frames)[0].detach().numpy(), atol=1e-5)
 
 
-def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
-    """Frame vectors of an object sliding along one axis; the caption says which way.
-    Trained with reversed copies, the head must tell a video from itself played backwards."""
-    rng = np.random.default_rng(0)
-    dim = 32
-    left, right, base = (rng.standard_normal(dim) for _ in range(3))
+def _sliding_videos(rng: np.random.Generator, forward: str, backward: str, dim: int = 32) -> tuple[list[VideoFeatures], tuple]:
+    """48 one-shot videos of frame vectors sliding between two random points, half each way;
+    the caption names the motion. Returns the videos and (the point `forward` moves towards,
+    the other point, the shared base vector)."""
+    to, away, base = (rng.standard_normal(dim) for _ in range(3))
     videos = []
     for k in range(48):
-        motion = ["moving left", "moving right"][k % 2]
+        motion = [forward, backward][k % 2]
         u = np.linspace(0, 1, 8)[:, None]
-        path = (1 - u) * right + u * left if motion == "moving left" else (1 - u) * left + u * right
+        path = (1 - u) * away + u * to if motion == forward else (1 - u) * to + u * away
         frames = path + base + 0.1 * rng.standard_normal((8, dim))
         frames /= np.linalg.norm(frames, axis=1, keepdims=True)
         shot = {"caption": f"a red circle {motion} on a blue background", "motion": motion, "t_start": 0.0, "t_end": 4.0,
                 "object": {"color": "red", "shape": "circle", "size": "small"}, "background": "blue"}
         videos.append(VideoFeatures({"caption": shot["caption"], "shots": [shot]}, np.arange(8) * 0.5, frames.astype(np.float32), [(0.0, 4.0)]))
+    return videos, (to, away, base)
+
+
+def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
+    """Frame vectors of an object sliding along one axis; the caption says which way.
+    Trained with reversed copies, the head must tell a video from itself played backwards."""
+    videos, (left, right, base) = _sliding_videos(np.random.default_rng(0), "moving left", "moving right")
     captions = all_captions(videos)
     assert sorted(captions) == ["a small red circle moving left on a blue background", "a small red circle moving right on a blue background"]
     text_vectors = np.stack([base + (left if "left" in c else right) for c in captions])
@@ -249,19 +255,7 @@ def test_query_map_separates_captions_the_text_encoder_barely_tells_apart(tmp_pa
     """A text encoder trained on stills puts "moving up" and "moving down" almost on top of
     each other (cosine 0.996 for mini). The head's query map must pull them apart far enough
     for every video to beat itself played backwards."""
-    rng = np.random.default_rng(1)
-    dim = 32
-    up, down, base = (rng.standard_normal(dim) for _ in range(3))
-    videos = []
-    for k in range(48):
-        motion = ["moving up", "moving down"][k % 2]
-        u = np.linspace(0, 1, 8)[:, None]
-        path = (1 - u) * down + u * up if motion == "moving up" else (1 - u) * up + u * down
-        frames = path + base + 0.1 * rng.standard_normal((8, dim))
-        frames /= np.linalg.norm(frames, axis=1, keepdims=True)
-        shot = {"caption": f"a red circle {motion} on a blue background", "motion": motion, "t_start": 0.0, "t_end": 4.0,
-                "object": {"color": "red", "shape": "circle", "size": "small"}, "background": "blue"}
-        videos.append(VideoFeatures({"caption": shot["caption"], "shots": [shot]}, np.arange(8) * 0.5, frames.astype(np.float32), [(0.0, 4.0)]))
+    videos, (up, down, base) = _sliding_videos(np.random.default_rng(1), "moving up", "moving down")
     captions = all_captions(videos)
     nudge = {c: (0.03 if "up" in c else -0.03) * (up - down) / np.linalg.norm(up - down) for c in captions}
     text_vectors = np.stack([base / np.linalg.norm(base) + nudge[c] for c in captions]).astype(np.float32)

@@ -57,7 +57,7 @@ class QueryVectors:
 class SearchEngine:
     def __init__(self, store: Store, encoder, indexes: IndexSet, video_text_map: Callable[[np.ndarray], np.ndarray] | None = None):
         self.store, self.encoder, self.indexes = store, encoder, indexes
-        self.video_text_map = video_text_map or (lambda texts: texts)
+        self.video_text_map = video_text_map  # None: video queries are the plain ones
 
     # -- query vectors ----------------------------------------------------------------------
     def media_vector(self, media_id: int) -> np.ndarray:
@@ -83,7 +83,6 @@ class SearchEngine:
         vectors, weights, via = [], [], "text"
         texts = [t for t in terms if t.text is not None]
         text_vectors = self.encoder.embed_texts([t.text for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
-        video_text_map = self.video_text_map if kind == "video" else (lambda t: t)
         weights.extend(t.weight for t in texts)
         for t in terms:
             if t.image is not None:
@@ -101,7 +100,11 @@ class SearchEngine:
             if not texts:
                 via = "image"
         return QueryVectors(combine([*text_vectors, *vectors], weights),
-                            combine([*video_text_map(text_vectors), *vectors], weights), via)
+                            combine([*self._video_texts(text_vectors, kind), *vectors], weights), via)
+
+    def _video_texts(self, text_vectors: np.ndarray, kind: str) -> np.ndarray:
+        mapped = self.video_text_map is not None and kind == "video"
+        return self.video_text_map(text_vectors) if mapped else text_vectors
 
     # -- search -----------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> list[Hit]:

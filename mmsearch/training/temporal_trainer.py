@@ -124,7 +124,8 @@ def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captio
     # The query map has to stretch directions the text encoder barely separates: it learns
     # faster than the pooling and without decay pulling it back to the identity.
     query_params = list(model.query_map.parameters()) if model.query_map is not None else []
-    pooling_params = [p for p in model.parameters() if all(p is not q for q in query_params)]
+    query_ids = {id(p) for p in query_params}
+    pooling_params = [p for p in model.parameters() if id(p) not in query_ids]
     opt = torch.optim.AdamW([{"params": [*pooling_params, logit_scale], "lr_scale": 1.0},
                              {"params": query_params, "lr_scale": cfg.query_lr_scale, "weight_decay": 0.0}],
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
