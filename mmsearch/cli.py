@@ -196,31 +196,23 @@ def train_decoder(
     batch_size: int = typer.Option(64, min=2),
     lr: float = typer.Option(3e-4, min=0),
     image_size: int = typer.Option(32, min=16, max=256, help="Side of the images the decoder draws (a multiple of 4)."),
-    autoencoder_steps: int = typer.Option(2000, min=0, help="Steps for the autoencoder whose latents the decoder diffuses (trained first, once per library); 0: diffuse pixels."),
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     seed: int = typer.Option(0),
     init: Optional[Path] = typer.Option(None, help="Fine-tune from this model folder (e.g. mmsearch/weights/mini) instead of starting from random weights; ignored when a run resumes."),
 ) -> None:
     """Train the diffusion decoder (image embedding -> image) on a library's images."""
-    from .generation.decoder import latent_decoder_config, pixel_decoder_config
+    from .generation.decoder import DecoderConfig
     from .training.diffusion_trainer import DiffusionTrainConfig, train_decoder as run
 
     if image_size % 4:
         _fail("--image-size must be a multiple of 4")
     lib, pairs = _generation_trainer(library, model, threads)
     cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, init=str(init) if init else None)
-    make_config = latent_decoder_config if autoencoder_steps else pixel_decoder_config
     try:
         with lib, _progress() as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(step: int, total: int, loss: float, phase: str) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(f"train {phase}", total=total, info="")
-                bar.update(tasks[phase], completed=step, info=f"loss {loss:.4f}")
-
-            summary = run(pairs, out, lib.dir / "training", cfg, make_config(lib.encoder.dim, image_size, lib.encoder.space),
-                          autoencoder_steps=autoencoder_steps, progress=progress)
+            task = bar.add_task("train decoder", total=steps, info="")
+            summary = run(pairs, out, lib.dir / "training", cfg, DecoderConfig(dim=lib.encoder.dim, image_size=image_size, space=lib.encoder.space),
+                          progress=lambda s, n, loss: bar.update(task, completed=s, info=f"loss {loss:.4f}"))
     except ValueError as e:
         _fail(str(e))
     console.print_json(json.dumps(summary))

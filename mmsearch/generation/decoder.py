@@ -5,22 +5,17 @@ timestep embedding (every residual block sees it as a scale and shift), and as a
 context tokens that the attention layers at the low resolutions attend to beside the
 image tokens. For a share of training samples the embedding is replaced by a learned null
 embedding so classifier-free guidance works. Images are in [-1, 1], channels first.
-
-With an autoencoder in the config the diffusion runs on its latents (as Kandinsky 2.2's
-decoder does on MoVQ latents) and the autoencoder, trained first and then frozen, turns
-the sampled latents into pixels; without one it runs on the pixels themselves.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoencoder import AutoencoderConfig, ImageAutoencoder
 from .checkpoint import load_pretrained, save_pretrained
 from .diffusion import GaussianDiffusion, classifier_free_guidance
 from .prior import timestep_embedding
@@ -41,17 +36,6 @@ class DecoderConfig:
     prediction: str = "v"  # v-prediction: stays well-behaved at the few steps DDIM-25 takes
     cond_drop: float = 0.1
     space: str = ""
-    autoencoder: dict | None = None  # an AutoencoderConfig's fields: diffuse its latents, not pixels
-
-
-def pixel_decoder_config(dim: int, image_size: int, space: str) -> DecoderConfig:
-    return DecoderConfig(dim=dim, image_size=image_size, space=space)
-
-
-def latent_decoder_config(dim: int, image_size: int, space: str) -> DecoderConfig:
-    """A UNet over 4x-smaller latents: two levels (latent side and half of it), attention at both."""
-    return DecoderConfig(dim=dim, image_size=image_size, space=space, channels=64, channel_mults=[1, 2], attention_levels=[0, 1],
-                         autoencoder=asdict(AutoencoderConfig(image_size=image_size)))
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -103,12 +87,7 @@ class Decoder(nn.Module):
         self.cond = nn.Sequential(nn.Linear(cfg.dim, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.to_context = nn.Linear(cfg.dim, cfg.context_tokens * emb)
         self.null_embedding = nn.Parameter(torch.zeros(cfg.dim))
-        self.autoencoder = None
-        io = 3
-        if cfg.autoencoder is not None:
-            self.autoencoder = ImageAutoencoder(AutoencoderConfig(**cfg.autoencoder)).requires_grad_(False).eval()
-            io = self.autoencoder.cfg.latent_channels
-        self.stem = nn.Conv2d(io, ch, 3, padding=1)
+        self.stem = nn.Conv2d(3, ch, 3, padding=1)
 
         widths = [ch * m for m in cfg.channel_mults]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
@@ -134,7 +113,7 @@ class Decoder(nn.Module):
             self.up.append(blocks)
             self.upsample.append(nn.Identity() if level == 0 else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                                                                nn.Conv2d(cur, cur, 3, padding=1)))
-        self.out = nn.Sequential(_norm(cur), nn.SiLU(), nn.Conv2d(cur, io, 3, padding=1))
+        self.out = nn.Sequential(_norm(cur), nn.SiLU(), nn.Conv2d(cur, 3, 3, padding=1))
         self.diffusion = GaussianDiffusion.make(cfg.schedule, cfg.timesteps, cfg.prediction)
 
     def _stage(self, cin: int, cout: int, emb: int, level: int, attention: bool | None = None) -> nn.ModuleList:
@@ -146,19 +125,8 @@ class Decoder(nn.Module):
         h = stage[0](h, emb)
         return stage[1](h, context) if len(stage) > 1 else h
 
-    def train(self, mode: bool = True) -> "Decoder":
-        super().train(mode)
-        if self.autoencoder is not None:
-            self.autoencoder.eval()  # frozen
-        return self
-
-    @torch.no_grad()
-    def diffusion_space(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] -> what the diffusion runs on: autoencoder latents, or the images."""
-        return images if self.autoencoder is None else self.autoencoder.encode(images)
-
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """x_t: noised images (B, 3, S, S) or latents; embedding: unit image embeddings (B, dim) or the null one."""
+        """x_t: noised images (B, 3, S, S); embedding: unit image embeddings (B, dim) or the null one."""
         cond = embedding * math.sqrt(self.cfg.dim)
         emb = self.time(timestep_embedding(t, self.cfg.channels)) + self.cond(cond)
         context = self.to_context(cond).view(x_t.shape[0], self.cfg.context_tokens, -1)
@@ -178,27 +146,20 @@ class Decoder(nn.Module):
             h = up(h)
         return self.out(h)
 
-    def loss(self, x0: torch.Tensor, embeddings: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x0: images in [-1, 1] (B, 3, S, S), or their latents for a latent decoder (see
-        diffusion_space), with their unit image embeddings (B, dim)."""
-        drop = torch.rand(x0.shape[0], generator=generator).to(x0.device) < self.cfg.cond_drop
+    def loss(self, images: torch.Tensor, embeddings: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """images in [-1, 1] (B, 3, S, S) with their unit image embeddings (B, dim)."""
+        drop = torch.rand(images.shape[0], generator=generator).to(images.device) < self.cfg.cond_drop
         embeddings = torch.where(drop[:, None], self.null_embedding.expand_as(embeddings), embeddings)
-        return self.diffusion.training_loss(lambda x, t: self(x, t, embeddings), x0, generator)
+        return self.diffusion.training_loss(lambda x, t: self(x, t, embeddings), images, generator)
 
     @torch.inference_mode()
     def sample(self, embeddings: torch.Tensor, steps: int = 25, sampler: str = "ddim", guidance: float = 3.0,
                generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
         """Images in [0, 1], (B, 3, S, S), drawn for unit image embeddings (B, dim)."""
+        size = self.cfg.image_size
         model_fn = classifier_free_guidance(self, embeddings, self.null_embedding[None], guidance)
-        if self.autoencoder is None:
-            shape, clip = (3, self.cfg.image_size, self.cfg.image_size), 1.0
-        else:  # latents are unbounded: no clipping of the predicted x0
-            ae = self.autoencoder.cfg
-            shape, clip = (ae.latent_channels, ae.latent_size, ae.latent_size), None
-        x_T = torch.randn((embeddings.shape[0], *shape), generator=generator).to(embeddings.device)
-        x0 = self.diffusion.sample(model_fn, x_T, sampler, steps, eta=eta, generator=generator, clip=clip)
-        if self.autoencoder is not None:
-            x0 = self.autoencoder.decode(x0).clamp(-1, 1)
+        x_T = torch.randn((embeddings.shape[0], 3, size, size), generator=generator).to(embeddings.device)
+        x0 = self.diffusion.sample(model_fn, x_T, sampler, steps, eta=eta, generator=generator, clip=1.0)
         return (x0 + 1) / 2
 
     def save(self, out_dir) -> None:

@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..generation.autoencoder import AutoencoderConfig, ImageAutoencoder
 from ..generation.decoder import Decoder, DecoderConfig
 from ..generation.pairs import LibraryPairs
 from ..generation.prior import DiffusionPrior, PriorConfig
@@ -127,69 +126,26 @@ def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarr
     return summary | {"images": len(pairs), "captions": len(flat)}
 
 
-def train_autoencoder(pixels: np.ndarray, out_dir: Path, work_dir: Path, cfg: DiffusionTrainConfig,
-                      autoencoder_cfg: AutoencoderConfig, progress=None) -> ImageAutoencoder:
-    """Fit the decoder's autoencoder on uint8 images (N, S, S, 3), calibrate its latent scale
-    and save it to out_dir; a finished one there is loaded instead of trained again."""
-    done = out_dir / "done"
-    if not done.exists():
-        torch.manual_seed(cfg.seed)
-
-        def batch_loss(m, rng, gen):
-            return m.loss(_image_batch(pixels, rng, cfg.batch_size), gen)
-
-        train_loop(ImageAutoencoder(autoencoder_cfg), batch_loss, out_dir, work_dir / "autoencoder-train-state.pt", cfg, progress)
-        autoencoder = ImageAutoencoder.load(out_dir)
-        autoencoder.calibrate(_image_batch(pixels, np.random.default_rng(cfg.seed), min(1024, len(pixels))))
-        autoencoder.save(out_dir)
-        done.write_text("calibrated\n")
-    return ImageAutoencoder.load(out_dir)
-
-
-def _as_images(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (B, S, S, 3) -> (B, 3, S, S) floats in [-1, 1] (copied: the cache is read-only)."""
-    return torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def _image_batch(pixels: np.ndarray, rng: np.random.Generator, size: int) -> torch.Tensor:
-    """A random batch of the uint8 (N, S, S, 3) images, as _as_images gives them."""
-    return _as_images(pixels[np.sort(rng.choice(len(pixels), size=size, replace=False))])  # sorted: cheap memmap reads
-
-
 def train_decoder(pairs: LibraryPairs, out_dir: str | Path, work_dir: str | Path, cfg: DiffusionTrainConfig,
-                  decoder_cfg: DecoderConfig, autoencoder_steps: int = 2000, cond_noise: float = 0.02,
-                  progress=None) -> dict:
-    """Fit the decoder on the library's images and their image embeddings; a latent decoder
-    (decoder_cfg.autoencoder set) first fits its autoencoder for autoencoder_steps. A little
-    noise on the conditioning embedding makes it forgiving of the prior's slightly-off
-    predictions. work_dir keeps the resumable states and the decoded-images cache."""
+                  decoder_cfg: DecoderConfig, cond_noise: float = 0.02, progress=None) -> dict:
+    """Fit the decoder on the library's images and their image embeddings. A little noise on
+    the conditioning embedding makes it forgiving of the prior's slightly-off predictions.
+    work_dir keeps the resumable state and the decoded-images cache."""
     if len(pairs) == 0:
         raise ValueError("the library has no indexed images to train the decoder on")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     pixels = image_array(pairs.paths, decoder_cfg.image_size, work_dir / f"decoder-images-{decoder_cfg.image_size}px.npy")
     embeddings = torch.from_numpy(pairs.image_embeddings)
-    autoencoder = None
-    if decoder_cfg.autoencoder is not None:
-        ae_cfg = AutoencoderConfig(**decoder_cfg.autoencoder)
-        if ae_cfg.image_size != decoder_cfg.image_size:
-            raise ValueError(f"the autoencoder is for {ae_cfg.image_size} px images, the decoder draws {decoder_cfg.image_size} px")
-        ae_progress = (lambda s, n, loss: progress(s, n, loss, "autoencoder")) if progress else None
-        autoencoder = train_autoencoder(pixels, work_dir / "decoder-autoencoder", work_dir, replace(cfg, steps=autoencoder_steps, init=None),
-                                        ae_cfg, ae_progress)
     torch.manual_seed(cfg.seed)
     model = Decoder(decoder_cfg)
-    if autoencoder is not None:
-        model.autoencoder.load_state_dict(autoencoder.state_dict())
-    # The diffusion's training targets, computed once: latents for a latent decoder.
-    targets = torch.cat([model.diffusion_space(_as_images(pixels[k:k + 1024])) for k in range(0, len(pixels), 1024)])
 
     def batch_loss(m, rng, gen):
-        idx = torch.from_numpy(rng.choice(len(targets), size=cfg.batch_size, replace=False))
+        idx = np.sort(rng.choice(len(pixels), size=cfg.batch_size, replace=False))
+        x = torch.from_numpy(np.ascontiguousarray(pixels[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
         e = embeddings[idx]
         e = F.normalize(e + cond_noise * torch.randn(e.shape, generator=gen), dim=-1)
-        return m.loss(targets[idx], e, gen)
+        return m.loss(x, e, gen)
 
-    diffusion_progress = (lambda s, n, loss: progress(s, n, loss, "decoder")) if progress else None
-    summary = train_loop(model, batch_loss, Path(out_dir), work_dir / "decoder-train-state.pt", cfg, diffusion_progress)
+    summary = train_loop(model, batch_loss, Path(out_dir), work_dir / "decoder-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs)}
