@@ -169,7 +169,7 @@ def train_prior(
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     seed: int = typer.Option(0),
     init: Optional[Path] = typer.Option(None, help="Fine-tune from this model folder (e.g. mmsearch/weights/mini) instead of starting from random weights; ignored when a run resumes."),
-    choice_weight: float = typer.Option(0.0, min=0, help="Weight of a loss asking each predicted embedding to pick its own image out of all training images: raises search R@1 with the prediction but, so far, spoils sampled embeddings (see BENCHMARKS.md); 0: mean squared error only."),
+    choice_weight: float = typer.Option(0.5, min=0, help="Weight of a loss asking the embedding search predicts (the last timestep's) to pick its own image out of all training images, so searching with the prediction finds the right image as often as the text does (see BENCHMARKS.md); 0: squared error only."),
 ) -> None:
     """Train the diffusion prior (text embedding -> image embedding) on a library's captioned images."""
     from .generation.prior import PriorConfig

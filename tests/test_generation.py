@@ -249,6 +249,7 @@ def test_eval_generation_reports_prior_and_decoder_figures(trained, mini_encoder
                               heldout_dir=heldout_corpus)
     assert report["heldout"]["images"] == sum(1 for i in json.loads((heldout_corpus / "manifest.json").read_text())["items"]
                                               if len(i.get("objects", [])) == 1)
+    assert set(report["heldout"]) == {"images", "shape_accuracy", "color_accuracy", "shape_accuracy_blurred", "color_accuracy_blurred"}
     judge = AttributeClassifier.load(tmp_path / "judge")
     gen = MiniGenerator(mini_encoder, gen_dir)
     prior = evaluate_prior(gen, mini_encoder, heldout_corpus, max_captions=40)

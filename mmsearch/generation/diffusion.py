@@ -122,16 +122,12 @@ class GaussianDiffusion:
             return noise
         return self._at(self.sqrt_ab, t, x0) * noise - self._at(self.sqrt_one_minus_ab, t, x0) * x0
 
-    def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None,
-                      return_x0: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Mean squared error of the model's prediction at a uniformly drawn step per sample
-        (and, with return_x0, the x0 the model predicted, for auxiliary losses)."""
+    def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean squared error of the model's prediction at a uniformly drawn step per sample."""
         t = torch.randint(0, self.num_steps, (x0.shape[0],), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         xt = self.q_sample(x0, t, noise)
-        out = model_fn(xt, t)
-        loss = torch.mean((out - self.training_target(x0, noise, t)) ** 2)
-        return (loss, self.predict_x0(out, xt, t)) if return_x0 else loss
+        return torch.mean((model_fn(xt, t) - self.training_target(x0, noise, t)) ** 2)
 
     # Sampling.
     def _x0_and_eps(self, model_fn: ModelFn, x: torch.Tensor, t: torch.Tensor, clip: float | None):

@@ -31,10 +31,11 @@ class PriorConfig:
     timesteps: int = 1000
     schedule: str = "cosine"
     cond_drop: float = 0.1  # share of training samples without their text
-    # Weight of a loss asking each prediction to pick its own image out of every training
-    # image. Mean squared error alone learns E[image | text], which drifts towards the
-    # typical image: near the truth in cosine, but less able than the text to single an
-    # image out, which is what search with the prediction needs.
+    # Weight of a loss asking the prediction search uses (x0 from pure noise at the last
+    # timestep, see `expected`) to pick its own image out of every training image. Mean
+    # squared error alone learns E[image | text], which drifts towards the typical image:
+    # near the truth in cosine, but less able than the text to single an image out. Only
+    # that one timestep gets the loss: applied at every step it spoiled sampled embeddings.
     choice_weight: float = 0.0
     space: str = ""  # the encoder space the prior was trained in
 
@@ -95,10 +96,18 @@ class DiffusionPrior(torch.nn.Module):
         which row own[i] is pair i's image."""
         drop = torch.rand(text.shape[0], generator=generator).to(text.device) < self.cfg.cond_drop
         text = torch.where(drop[:, None], self.null_text.expand_as(text), text)
-        mse, x0 = self.diffusion.training_loss(lambda x, t: self(x, t, text), image * self.scale, generator, return_x0=True)
+        mse = self.diffusion.training_loss(lambda x, t: self(x, t, text), image * self.scale, generator)
         if not self.cfg.choice_weight or candidates is None or drop.all():
             return mse
-        return mse + self.cfg.choice_weight * own_image_choice_loss(x0[~drop], own[~drop], candidates)
+        keep = ~drop
+        last = torch.full((int(keep.sum()),), self.diffusion.num_steps - 1, dtype=torch.long, device=text.device)
+        noise = torch.randn(image[keep].shape, generator=generator).to(image.device)
+        x_T = self.diffusion.q_sample(image[keep] * self.scale, last, noise)
+        x0 = self.diffusion.predict_x0(self(x_T, last, text[keep]), x_T, last)
+        # The squared error at that step too, so the prediction stays near its image (in
+        # cosine) while it learns to single it out.
+        last_mse = F.mse_loss(x0, image[keep] * self.scale)
+        return mse + last_mse + self.cfg.choice_weight * own_image_choice_loss(x0, own[keep], candidates)
 
     @torch.inference_mode()
     def sample(self, text: torch.Tensor, candidates: int = 2, steps: int = 64, sampler: str = "ddim",
