@@ -246,6 +246,7 @@ def eval_generation(
     model: Optional[str] = MODEL_OPT,
     generator: Optional[str] = typer.Option(None, help="Generator spec (default: settings' generator, mini)."),
     prompts: int = typer.Option(48, min=1, max=72, help="Colour-shape prompts drawn for the decoder table."),
+    draws: int = typer.Option(1, min=1, max=16, help="Images drawn per prompt for the decoder table."),
     decoder: bool = typer.Option(True, help="Also draw images and time the samplers (--no-decoder: the prior only)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
@@ -261,7 +262,7 @@ def eval_generation(
         gen = load_generator(settings.generator, encoder, settings.device)
         report = {"generator": gen.name, "space": gen.space, "prior": evaluate_prior(gen, encoder, data)}
         if decoder:
-            report["decoder"] = evaluate_decoder(gen, AttributeClassifier.load(), prompts=prompts)
+            report["decoder"] = evaluate_decoder(gen, AttributeClassifier.load(), prompts=prompts, draws=draws)
     except (EncoderError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     _print_report(report, as_json)

@@ -255,6 +255,7 @@ def test_eval_generation_reports_prior_and_decoder_figures(trained, mini_encoder
     prior = evaluate_prior(gen, mini_encoder, heldout_corpus, max_captions=40)
     assert prior["captions"] == 40 and -1 <= prior["cosine_to_true_image_embedding"] <= 1
     assert 0 <= prior["R@1_prior"] <= 1 and 0 <= prior["R@1_text"] <= 1
-    decoder = evaluate_decoder(gen, judge, prompts=3, settings=(("ddim", 2), ("ddim", 1)))
+    decoder = evaluate_decoder(gen, judge, prompts=3, settings=(("ddim", 2), ("ddim", 1)), draws=2)
+    assert decoder["prompts"] == 3 and decoder["images"] == 6
     assert [(r["sampler"], r["steps"]) for r in decoder["rows"]] == [("ddim", 2), ("ddim", 1)]
     assert all(0 <= r["shape_accuracy"] <= 1 and r["seconds_per_image"] > 0 for r in decoder["rows"])

@@ -57,10 +57,12 @@ def decoder_prompts(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 
 def evaluate_decoder(generator, classifier: AttributeClassifier, prompts: int = 48, seed: int = 0,
-                     settings=SAMPLER_SETTINGS, guidance: float | None = None) -> dict:
-    chosen = decoder_prompts(prompts, seed)
+                     settings=SAMPLER_SETTINGS, guidance: float | None = None, draws: int = 1) -> dict:
+    """`draws` images per prompt (each from its own prior sample and noise): with few
+    prompts one image moves accuracy by several points, so more draws steady the figures."""
+    chosen = decoder_prompts(prompts, seed) * draws
     embeddings = generator.prior_embeddings([p for p, _, _ in chosen], seed=seed)
-    report = {"prompts": len(chosen), "rows": []}
+    report = {"prompts": prompts, "images": len(chosen), "rows": []}
     for sampler, steps in settings:
         steps = steps or generator.decoder.diffusion.num_steps
         t0 = time.perf_counter()
