@@ -60,9 +60,10 @@ def evaluate_decoder(generator, classifier: AttributeClassifier, prompts: int = 
                      settings=SAMPLER_SETTINGS, guidance: float | None = None, draws: int = 1) -> dict:
     """`draws` images per prompt (each from its own prior sample and noise): with few
     prompts one image moves accuracy by several points, so more draws steady the figures."""
-    chosen = decoder_prompts(prompts, seed) * draws
+    distinct = decoder_prompts(prompts, seed)
+    chosen = distinct * draws
     embeddings = generator.prior_embeddings([p for p, _, _ in chosen], seed=seed)
-    report = {"prompts": prompts, "images": len(chosen), "rows": []}
+    report = {"prompts": len(distinct), "images": len(chosen), "rows": []}
     for sampler, steps in settings:
         steps = steps or generator.decoder.diffusion.num_steps
         t0 = time.perf_counter()
