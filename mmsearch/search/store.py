@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, create_engine, delete, event, func, select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,19 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
+        # Processes opening a new library at once (an index job and the server) race between
+        # "is the table there?" and CREATE TABLE, or on the version row: the loser retries
+        # and finds the winner's work.
+        for attempt in range(5):
+            try:
+                self._create_or_check_schema()
+                return
+            except (OperationalError, IntegrityError) as e:
+                if attempt == 4 or not ("already exists" in str(e) or isinstance(e, IntegrityError)):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _create_or_check_schema(self) -> None:
         Base.metadata.create_all(self.engine)
         with self.session() as s:
             row = s.get(SchemaInfo, "schema_version")
