@@ -292,7 +292,7 @@ def test_pooled_videos_are_searched_with_the_mapped_query(video_library):
     target = lib.engine.media_vector(media_id)
     engine = SearchEngine(lib.store, lib.encoder, lib.indexes, video_text_map=lambda t: np.repeat(target[None], len(t), 0))
     query = manifest["items"][0]["shots"][0]["caption"]
-    q = engine.query_vectors(build_terms(query))
+    q = engine.query_vectors(build_terms(query), "video")
     np.testing.assert_allclose(q.video, target, atol=1e-6)
     np.testing.assert_allclose(q.main, lib.encoder.embed_texts([query])[0], atol=1e-6)
     hits = engine.search(SearchRequest(build_terms(query), k=2, kind="video"))

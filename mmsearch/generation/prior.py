@@ -100,13 +100,13 @@ class DiffusionPrior(torch.nn.Module):
         if not self.cfg.choice_weight or candidates is None or drop.all():
             return mse
         keep = ~drop
-        last = torch.full((int(keep.sum()),), self.diffusion.num_steps - 1, dtype=torch.long, device=text.device)
-        noise = torch.randn(image[keep].shape, generator=generator).to(image.device)
-        x_T = self.diffusion.q_sample(image[keep] * self.scale, last, noise)
+        target = image[keep] * self.scale
+        last = torch.full((target.shape[0],), self.diffusion.num_steps - 1, dtype=torch.long, device=text.device)
+        x_T = self.diffusion.q_sample(target, last, torch.randn(target.shape, generator=generator).to(target.device))
         x0 = self.diffusion.predict_x0(self(x_T, last, text[keep]), x_T, last)
         # The squared error at that step too, so the prediction stays near its image (in
         # cosine) while it learns to single it out.
-        last_mse = F.mse_loss(x0, image[keep] * self.scale)
+        last_mse = F.mse_loss(x0, target)
         return mse + last_mse + self.cfg.choice_weight * own_image_choice_loss(x0, own[keep], candidates)
 
     @torch.inference_mode()

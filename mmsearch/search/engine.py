@@ -73,7 +73,7 @@ class SearchEngine:
                 raise QueryError(f"media {media_id} has no embedding in this model's space" + (f" ({media.error})" if media.error else ""))
             return decode_embeddings([row.embedding], row.dim)[0]
 
-    def query_vectors(self, terms: list[Term], kind: str = "video") -> QueryVectors:
+    def query_vectors(self, terms: list[Term], kind: str) -> QueryVectors:
         """The query's unit vectors from weighted terms for a search of `kind`, and what they
         came from. The video query map applies to video searches only: it was trained on
         video captions against videos alone, and beside images it lifts short phrases'

@@ -151,7 +151,8 @@ class Store:
                 self._create_or_check_schema()
                 return
             except (OperationalError, IntegrityError) as e:
-                if attempt == 4 or not ("already exists" in str(e) or isinstance(e, IntegrityError)):
+                lost_race = isinstance(e, IntegrityError) or "already exists" in str(e)
+                if not lost_race or attempt == 4:
                     raise
                 time.sleep(0.05 * (attempt + 1))
 
