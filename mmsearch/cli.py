@@ -199,20 +199,31 @@ def train_decoder(
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     seed: int = typer.Option(0),
     init: Optional[Path] = typer.Option(None, help="Fine-tune from this model folder (e.g. mmsearch/weights/mini) instead of starting from random weights; ignored when a run resumes."),
+    timestep_sampling: str = typer.Option("uniform", help="How training draws noise levels: uniform, or logit_normal (most at the middle levels, where outlines are decided; see BENCHMARKS.md)."),
+    consistency_weight: float = typer.Option(0.0, min=0, help="Weight of a loss asking the library's image encoder to read each predicted image as its embedding (teaches outlines sooner than the pixel loss; open_clip encoders; see BENCHMARKS.md). 0: pixel loss only."),
 ) -> None:
     """Train the diffusion decoder (image embedding -> image) on a library's images."""
     from .generation.decoder import DecoderConfig
+    from .generation.diffusion import TIMESTEP_SAMPLINGS
     from .training.diffusion_trainer import DiffusionTrainConfig, train_decoder as run
 
     if image_size % 4:
         _fail("--image-size must be a multiple of 4")
+    if timestep_sampling not in TIMESTEP_SAMPLINGS:
+        _fail(f"--timestep-sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}")
     lib, pairs = _generation_trainer(library, model, threads)
     cfg = DiffusionTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, init=str(init) if init else None)
+    image_features = getattr(lib.encoder, "image_features", None)
+    if consistency_weight and image_features is None:
+        lib.close()
+        _fail(f"--consistency-weight needs an open_clip image encoder; {lib.encoder.name} has no differentiable image path")
     try:
         with lib, _progress() as bar:
             task = bar.add_task("train decoder", total=steps, info="")
-            summary = run(pairs, out, lib.dir / "training", cfg, DecoderConfig(dim=lib.encoder.dim, image_size=image_size, space=lib.encoder.space),
-                          progress=lambda s, n, loss: bar.update(task, completed=s, info=f"loss {loss:.4f}"))
+            summary = run(pairs, out, lib.dir / "training", cfg, DecoderConfig(dim=lib.encoder.dim, image_size=image_size, space=lib.encoder.space,
+                                                                                    timestep_sampling=timestep_sampling),
+                          progress=lambda s, n, loss: bar.update(task, completed=s, info=f"loss {loss:.4f}"),
+                          image_features=image_features, consistency_weight=consistency_weight)
     except ValueError as e:
         _fail(str(e))
     console.print_json(json.dumps(summary))

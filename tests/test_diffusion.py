@@ -117,6 +117,20 @@ def test_classifier_free_guidance_extrapolates_from_uncond_in_one_batched_call()
     assert calls == [4]
 
 
+def test_training_timesteps_uniform_or_logit_normal():
+    d = GaussianDiffusion.make("cosine", 1000)
+    gen = torch.Generator().manual_seed(0)
+    uniform = d.training_timesteps(100_000, gen, "uniform")
+    mid = d.training_timesteps(100_000, gen, "logit_normal")
+    for t in (uniform, mid):
+        assert t.dtype == torch.long and int(t.min()) >= 0 and int(t.max()) <= 999
+    # t/T = sigmoid(z): the middle half of the steps holds P(|z| < ln 3) = 0.7286 of the draws, not 0.5.
+    in_middle = lambda t: float(((t >= 250) & (t < 750)).float().mean())  # noqa: E731
+    assert in_middle(uniform) == pytest.approx(0.5, abs=0.01)
+    assert in_middle(mid) == pytest.approx(0.7286, abs=0.01)
+    assert float((mid < 100).float().mean()) == pytest.approx(0.0141, abs=0.003)  # P(z < -ln 9)
+
+
 def test_bad_settings_raise_clear_errors():
     with pytest.raises(ValueError, match="schedule"):
         GaussianDiffusion.make("quadratic")
@@ -124,3 +138,5 @@ def test_bad_settings_raise_clear_errors():
         GaussianDiffusion.make("linear", 10, "score")
     with pytest.raises(ValueError, match="DDIM steps"):
         GaussianDiffusion.make("linear", 100).ddim_timesteps(101)
+    with pytest.raises(ValueError, match="timestep sampling"):
+        GaussianDiffusion.make("linear", 100).training_timesteps(4, sampling="beta")

@@ -34,6 +34,20 @@ def test_mini_embeds_texts_and_images_in_one_space(mini_encoder):
     assert mini_encoder.embed_texts([]).shape == (0, mini_encoder.dim)
 
 
+def test_image_features_are_the_image_embedding_with_gradients_to_the_pixels(mini_encoder):
+    images = _images()  # 96 px: the mini model's input size, so no resampling differs
+    pixels = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images]).float().div(255)
+    pixels.requires_grad_(True)
+    features = torch.nn.functional.normalize(mini_encoder.image_features(pixels), dim=-1)
+    np.testing.assert_allclose(features.detach().numpy(), mini_encoder.embed_images(images), atol=1e-5)
+    features[:, 0].sum().backward()
+    assert pixels.grad is not None and float(pixels.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in mini_encoder.model.parameters())  # the encoder itself stays frozen
+    # Other sizes are resized to the model's input (the decoder draws 32 px).
+    small = torch.nn.functional.interpolate(pixels.detach(), size=32, mode="area")
+    assert mini_encoder.image_features(small).shape == (2, mini_encoder.dim)
+
+
 def _random_vit_b32_folder(tmp_path):
     """A randomly initialised real ViT-B-32 saved the way open_clip saves checkpoints."""
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
-from mmsearch.generation.decoder import DecoderConfig
+from mmsearch.generation.decoder import Decoder, DecoderConfig
 from mmsearch.generation.pairs import CaptionFinder, library_pairs
 from mmsearch.generation.prior import DiffusionPrior, PriorConfig, own_image_choice_loss
 from mmsearch.generation.unclip import MiniGenerator, slerp, text_diff_edit
@@ -39,7 +39,8 @@ def trained(tmp_path_factory, mini_encoder):
     train_prior(pairs, mini_encoder.embed_texts, gen_dir, base / "work", quick,
                 PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space, choice_weight=2.0))
     train_decoder(pairs, gen_dir, base / "work", DiffusionTrainConfig(steps=4, batch_size=8),
-                  DecoderConfig(dim=mini_encoder.dim, channels=16, space=mini_encoder.space))
+                  DecoderConfig(dim=mini_encoder.dim, channels=16, space=mini_encoder.space, timestep_sampling="logit_normal"),
+                  image_features=mini_encoder.image_features, consistency_weight=0.1)
     return base, gen_dir
 
 
@@ -84,6 +85,34 @@ def test_the_prior_loss_adds_the_choice_loss_only_when_weighted():
     a = plain.loss(text, image, torch.Generator().manual_seed(1), candidates=image, own=torch.arange(8))
     b = weighted.loss(text, image, torch.Generator().manual_seed(1), candidates=image, own=torch.arange(8))
     assert b.item() > a.item() + 0.1  # an untrained prior cannot tell 8 images apart: ~log 8 more
+
+
+def test_consistency_loss_is_weighted_cosine_distance_to_the_embedding():
+    decoder = Decoder(DecoderConfig(dim=3, channels=16))
+    colours = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    x0 = (colours[:, :, None, None].expand(2, 3, 32, 32)) * 2 - 1  # flat images: shifts and blur leave them alike
+    target = torch.nn.functional.normalize(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]), dim=-1)
+    t = torch.tensor([0, 500])
+    mean_colour = lambda pixels: pixels.mean((2, 3))  # noqa: E731  a 3-d "encoder": exact expectations
+    got = decoder.consistency_loss(x0, target, t, mean_colour, torch.Generator().manual_seed(0))
+    ab = decoder.diffusion.alphas_cumprod
+    want = (float(ab[0]) * (1 - 1 / np.sqrt(2)) + float(ab[500]) * 0.0) / 2
+    assert got.item() == pytest.approx(want, abs=2e-3)  # the jitter's pixel noise (std 0.02) averages out to ~1e-3
+
+
+def test_the_consistency_loss_reaches_the_decoder_through_the_frozen_encoder(mini_encoder):
+    torch.manual_seed(0)
+    decoder = Decoder(DecoderConfig(dim=mini_encoder.dim, channels=16, cond_drop=0.0))
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    embeddings = torch.nn.functional.normalize(torch.randn(4, mini_encoder.dim), dim=-1)
+
+    def grads(weight: float) -> torch.Tensor:
+        decoder.zero_grad()
+        decoder.loss(images, embeddings, torch.Generator().manual_seed(1), mini_encoder.image_features, weight).backward()
+        return torch.cat([p.grad.flatten() for p in decoder.parameters() if p.grad is not None])
+
+    assert not torch.allclose(grads(0.0), grads(1.0))
+    assert all(p.grad is None for p in mini_encoder.model.parameters())
 
 
 def test_sidecar_captions_win_over_the_manifest(tmp_path):

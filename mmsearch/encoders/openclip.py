@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
 
 from .base import (
     CheckpointNotFoundError,
@@ -72,7 +73,7 @@ class OpenClipEncoder:
         self.batch_size = batch_size
         self._hub_timeout_s = hub_timeout_s
         self.model, self.preprocess, self.tokenizer, label = self._load(spec)
-        self.model.eval()
+        self.model.eval().requires_grad_(False)  # inference only; image_features passes gradients to its input
         cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
         size = cfg.get("size", getattr(self.model.visual, "image_size", "?"))
         size = size[0] if isinstance(size, (tuple, list)) else size
@@ -183,6 +184,20 @@ class OpenClipEncoder:
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed already preprocessed images (N, 3, H, W)."""
         return embed_batched(pixels, self.batch_size, self.dim, lambda chunk, _: self.model.encode_image(torch.stack(chunk).to(self.device)))
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable, unnormalised image embeddings of square pixel tensors in [0, 1]
+        (B, 3, H, W): resized to the model's input and normalised as its preprocessing does,
+        so a training loss (the decoder's embedding-consistency loss) can pass gradients
+        through the frozen encoder."""
+        cfg = getattr(self.model.visual, "preprocess_cfg", {})
+        size = cfg.get("size", self.model.visual.image_size)
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        if tuple(images.shape[-2:]) != size:
+            images = F.interpolate(images, size=size, mode="bicubic", align_corners=False)
+        mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=images.device).view(1, 3, 1, 1)
+        return self.model.encode_image((images - mean) / std)
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         return embed_batched(images, self.batch_size, self.dim,

@@ -17,6 +17,7 @@ import torch
 Prediction = Literal["eps", "x0", "v"]
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PREDICTIONS = ("eps", "x0", "v")
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
 def linear_betas(steps: int, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:
@@ -122,12 +123,32 @@ class GaussianDiffusion:
             return noise
         return self._at(self.sqrt_ab, t, x0) * noise - self._at(self.sqrt_one_minus_ab, t, x0) * x0
 
-    def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean squared error of the model's prediction at a uniformly drawn step per sample."""
-        t = torch.randint(0, self.num_steps, (x0.shape[0],), generator=generator).to(x0.device)
+    def training_timesteps(self, n: int, generator: torch.Generator | None = None,
+                           sampling: str = "uniform") -> torch.Tensor:
+        """n training steps: uniform, or logit-normal (t/T = sigmoid(z), z ~ N(0, 1)), which puts
+        most samples at the middle noise levels (SNR near 1 on the cosine schedule), where an
+        image's layout and outlines are decided, and few at the ends."""
+        if sampling == "uniform":
+            return torch.randint(0, self.num_steps, (n,), generator=generator)
+        if sampling == "logit_normal":
+            u = torch.sigmoid(torch.randn(n, generator=generator, dtype=torch.float64))
+            return (u * self.num_steps).long().clamp(0, self.num_steps - 1)
+        raise ValueError(f"unknown timestep sampling {sampling!r}: use one of {TIMESTEP_SAMPLINGS}")
+
+    def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None,
+                      sampling: str = "uniform") -> torch.Tensor:
+        """Mean squared error of the model's prediction at one drawn step per sample."""
+        return self.training_outputs(model_fn, x0, generator, sampling)[0]
+
+    def training_outputs(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None,
+                         sampling: str = "uniform") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The squared-error loss, the clean sample the model predicts (for extra losses on
+        it) and the steps drawn."""
+        t = self.training_timesteps(x0.shape[0], generator, sampling).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         xt = self.q_sample(x0, t, noise)
-        return torch.mean((model_fn(xt, t) - self.training_target(x0, noise, t)) ** 2)
+        out = model_fn(xt, t)
+        return torch.mean((out - self.training_target(x0, noise, t)) ** 2), self.predict_x0(out, xt, t), t
 
     # Sampling.
     def _x0_and_eps(self, model_fn: ModelFn, x: torch.Tensor, t: torch.Tensor, clip: float | None):

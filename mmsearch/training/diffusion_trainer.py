@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..generation.decoder import Decoder, DecoderConfig
+from ..generation.decoder import Decoder, DecoderConfig, ImageFeatures
 from ..generation.pairs import LibraryPairs
 from ..generation.prior import DiffusionPrior, PriorConfig
 from .image_cache import image_array
@@ -127,10 +127,13 @@ def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarr
 
 
 def train_decoder(pairs: LibraryPairs, out_dir: str | Path, work_dir: str | Path, cfg: DiffusionTrainConfig,
-                  decoder_cfg: DecoderConfig, cond_noise: float = 0.02, progress=None) -> dict:
+                  decoder_cfg: DecoderConfig, cond_noise: float = 0.02, progress=None,
+                  image_features: ImageFeatures | None = None, consistency_weight: float = 0.0) -> dict:
     """Fit the decoder on the library's images and their image embeddings. A little noise on
     the conditioning embedding makes it forgiving of the prior's slightly-off predictions.
-    work_dir keeps the resumable state and the decoded-images cache."""
+    With the library's image encoder (`image_features`) and a weight, the embedding-consistency
+    loss is added (Decoder.consistency_loss). work_dir keeps the resumable state and the
+    decoded-images cache."""
     if len(pairs) == 0:
         raise ValueError("the library has no indexed images to train the decoder on")
     work_dir = Path(work_dir)
@@ -145,7 +148,7 @@ def train_decoder(pairs: LibraryPairs, out_dir: str | Path, work_dir: str | Path
         x = torch.from_numpy(np.ascontiguousarray(pixels[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
         e = embeddings[idx]
         e = F.normalize(e + cond_noise * torch.randn(e.shape, generator=gen), dim=-1)
-        return m.loss(x, e, gen)
+        return m.loss(x, e, gen, image_features, consistency_weight)
 
     summary = train_loop(model, batch_loss, Path(out_dir), work_dir / "decoder-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs)}
