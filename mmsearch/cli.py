@@ -578,7 +578,9 @@ def _demo_generate_on_miss(lib) -> None:
             console.print(f"  [yellow]cannot generate:[/yellow] {e}")
             return
         stages = ", ".join(f"{s['stage']} best {s['best']:.3f} < {s['threshold']:.3f}" for s in outcome.steps if s.get("best") is not None)
-        console.print(f"  miss: {outcome.miss} ({stages}); answered via {outcome.via}")
+        reused = any(s["stage"] == "stored" for s in outcome.steps)
+        console.print(f"  miss: {outcome.miss} ({stages}); answered via {outcome.via}"
+                      + ("; the image generated for this prompt before, not a new one" if reused else ""))
         for hit in outcome.hits:
             label = "generated" if hit.generated else "indexed"
             console.print(f"  {hit.score:.3f}  {hit.path}  [dim]({label}, via {hit.via})[/dim]", soft_wrap=True)
