@@ -76,9 +76,12 @@ class OpenClipEncoder:
         self.model.eval().requires_grad_(False)  # inference only; image_features passes gradients to its input
         cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
         size = cfg.get("size", getattr(self.model.visual, "image_size", "?"))
-        size = size[0] if isinstance(size, (tuple, list)) else size
+        self._input_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
         self.name = spec
-        self.space = f"open_clip:{label}|{cfg.get('resize_mode', 'shortest')}{size}"
+        self.space = f"open_clip:{label}|{cfg.get('resize_mode', 'shortest')}{self._input_size[0]}"
+        # What image_features needs to preprocess tensors as self.preprocess does PIL images.
+        self._pixel_mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(1, 3, 1, 1)
+        self._pixel_std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(1, 3, 1, 1)
         with torch.inference_mode():
             self.dim = int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
 
@@ -190,14 +193,9 @@ class OpenClipEncoder:
         (B, 3, H, W): resized to the model's input and normalised as its preprocessing does,
         so a training loss (the decoder's embedding-consistency loss) can pass gradients
         through the frozen encoder."""
-        cfg = getattr(self.model.visual, "preprocess_cfg", {})
-        size = cfg.get("size", self.model.visual.image_size)
-        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-        if tuple(images.shape[-2:]) != size:
-            images = F.interpolate(images, size=size, mode="bicubic", align_corners=False)
-        mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=images.device).view(1, 3, 1, 1)
-        return self.model.encode_image((images - mean) / std)
+        if tuple(images.shape[-2:]) != self._input_size:
+            images = F.interpolate(images, size=self._input_size, mode="bicubic", align_corners=False)
+        return self.model.encode_image((images - self._pixel_mean) / self._pixel_std)
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         return embed_batched(images, self.batch_size, self.dim,
