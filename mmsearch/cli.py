@@ -236,16 +236,17 @@ def train_attribute_classifier(
     out: Path = GENERATION_OUT,
     steps: int = typer.Option(1500, min=1),
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
+    non_shapes: bool = typer.Option(True, help="Also learn to answer 'none' for drawn non-shapes (blobs, scribbles), so scribbles are not counted as shapes."),
 ) -> None:
     """Train the small shape/colour classifier that judges generated images in eval-generation."""
     import torch
 
-    from .evaluation.attribute_classifier import train_classifier
+    from .evaluation.attribute_classifier import ClassifierConfig, train_classifier
 
     if threads:
         torch.set_num_threads(threads)
     try:
-        report = train_classifier(data, out, steps=steps, heldout_dir=heldout)
+        report = train_classifier(data, out, steps=steps, heldout_dir=heldout, cfg=ClassifierConfig(non_shapes=non_shapes))
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     console.print_json(json.dumps(report))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -33,6 +33,7 @@ class ObjectGeom:
     radius: float
     angle: float = 0.0
     opacity: float = 1.0
+    parts: list[list[tuple[float, float]]] | None = None  # polygons in unit-radius coordinates, drawn instead of `shape`
 
 
 @dataclass
@@ -84,30 +85,39 @@ def jitter_rgb(rng: np.random.Generator, color: str, amount: int = 18) -> tuple[
     return tuple(int(v) for v in np.clip(rgb, 0, 255))
 
 
-def shape_polygon(shape: str, cx: float, cy: float, r: float, angle_deg: float) -> list[tuple[float, float]]:
-    """Vertices of a shape centred at (cx, cy) that fits in a circle of radius r."""
+def unit_shape(shape: str) -> list[tuple[float, float]]:
+    """Vertices of a shape centred at the origin that fits in the unit circle."""
     if shape == "square":
-        pts = [(-0.82, -0.82), (0.82, -0.82), (0.82, 0.82), (-0.82, 0.82)]
-    elif shape == "triangle":
-        pts = [(math.cos(a), math.sin(a) + 0.15) for a in (math.radians(d) for d in (-90, 30, 150))]
-    elif shape == "star":
+        return [(-0.82, -0.82), (0.82, -0.82), (0.82, 0.82), (-0.82, 0.82)]
+    if shape == "triangle":
+        return [(math.cos(a), math.sin(a) + 0.15) for a in (math.radians(d) for d in (-90, 30, 150))]
+    if shape == "star":
         pts = []
         for k in range(10):
             a = math.radians(-90 + 36 * k)
             rad = 1.0 if k % 2 == 0 else 0.45
             pts.append((rad * math.cos(a), rad * math.sin(a) + 0.08))
-    elif shape == "hexagon":
-        pts = [(math.cos(math.radians(60 * k)), math.sin(math.radians(60 * k))) for k in range(6)]
-    elif shape == "cross":
+        return pts
+    if shape == "hexagon":
+        return [(math.cos(math.radians(60 * k)), math.sin(math.radians(60 * k))) for k in range(6)]
+    if shape == "cross":
         w = 0.34
-        pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
-    elif shape == "circle":
-        pts = [(math.cos(2 * math.pi * k / 64), math.sin(2 * math.pi * k / 64)) for k in range(64)]
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
+        return [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
+    if shape == "circle":
+        return [(math.cos(2 * math.pi * k / 64), math.sin(2 * math.pi * k / 64)) for k in range(64)]
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def place_points(pts: list[tuple[float, float]], cx: float, cy: float, r: float, angle_deg: float) -> list[tuple[float, float]]:
+    """Unit-radius vertices scaled by r, turned by angle_deg and moved to (cx, cy)."""
     t = math.radians(angle_deg)
     c, s = math.cos(t), math.sin(t)
     return [(cx + r * (x * c - y * s), cy + r * (x * s + y * c)) for x, y in pts]
+
+
+def shape_polygon(shape: str, cx: float, cy: float, r: float, angle_deg: float) -> list[tuple[float, float]]:
+    """Vertices of a shape centred at (cx, cy) that fits in a circle of radius r."""
+    return place_points(unit_shape(shape), cx, cy, r, angle_deg)
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -149,8 +159,8 @@ def _object_mask(obj: ObjectGeom, w: int, h: int, ss: int, outline: float = 0.0)
     """Coverage of the object in [0, 1]; supersampled for anti-aliased edges."""
     big = Image.new("L", (w * ss, h * ss), 0)
     draw = ImageDraw.Draw(big)
-    pts = shape_polygon(obj.shape, obj.cx * ss, obj.cy * ss, (obj.radius - outline) * ss, obj.angle)
-    draw.polygon(pts, fill=255)
+    for part in obj.parts if obj.parts is not None else [unit_shape(obj.shape)]:
+        draw.polygon(place_points(part, obj.cx * ss, obj.cy * ss, (obj.radius - outline) * ss, obj.angle), fill=255)
     if ss > 1:
         big = big.resize((w, h), Image.BOX)
     return np.asarray(big, dtype=np.float32) / 255.0
@@ -166,7 +176,7 @@ def draw_scene(width: int, height: int, background_rgb: tuple[int, int, int], ob
         mask = _object_mask(obj, w, h, style.supersample) * obj.opacity
         if style.shadow:
             off = style.params.get("shadow_offset", 0.06) * obj.radius * 2
-            sh = ObjectGeom(obj.shape, obj.rgb, obj.cx + off, obj.cy + off, obj.radius, obj.angle)
+            sh = replace(obj, cx=obj.cx + off, cy=obj.cy + off)
             smask = Image.fromarray((_object_mask(sh, w, h, 1) * 255).astype(np.uint8))
             smask = np.asarray(smask.filter(ImageFilter.GaussianBlur(max(off / 2, 0.5))), np.float32) / 255
             canvas = canvas * (1 - 0.35 * smask[:, :, None] * obj.opacity)

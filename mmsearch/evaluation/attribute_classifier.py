@@ -3,6 +3,9 @@
 It judges generated images in eval-generation, so it is trained apart from the CLIP model
 (a judge that shares the generator's encoder would grade its own homework), on
 single-object images of a synthetic train corpus, at the decoder's small resolution.
+A judge trained with non-shapes (blobs, scribbles, hatching, fragments; datasets/non_shapes.py)
+has a seventh shape answer, "none": without it, a scribble is called whichever shape it
+looks least unlike, and a decoder that scribbles scores as if it drew.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 from torch import nn
 
+from ..datasets.non_shapes import non_shape_array
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
 from ..generation.checkpoint import load_pretrained, save_pretrained
@@ -26,12 +30,15 @@ from ..training.image_cache import image_array
 
 CONFIG_NAME, WEIGHTS_NAME = "attribute_classifier.json", "attribute_classifier.safetensors"
 CLASSIFIER_DIR = Path(__file__).resolve().parent.parent / "weights" / "mini"
+NONE = "none"  # the shape answer of a judge trained with non-shapes
+TRAIN_NON_SHAPE_SEED, HELDOUT_NON_SHAPE_SEED = 0, 1
 
 
 @dataclass
 class ClassifierConfig:
     image_size: int = 32
     width: int = 32
+    non_shapes: bool = False  # a seventh shape class, NONE (judges saved before it existed have six)
 
 
 class AttributeClassifier(nn.Module):
@@ -45,7 +52,8 @@ class AttributeClassifier(nn.Module):
                                  nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
         self.features = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.shape_head = nn.Linear(4 * w, len(SHAPES))
+        self.shape_names = SHAPES + [NONE] if cfg.non_shapes else list(SHAPES)
+        self.shape_head = nn.Linear(4 * w, len(self.shape_names))
         self.color_head = nn.Linear(4 * w, len(COLOR_NAMES))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +68,7 @@ class AttributeClassifier(nn.Module):
         arr = np.stack([np.asarray(im.convert("RGB").resize((size, size))) for im in images])
         x = _unit_tensor(arr)
         shape_logits, color_logits = self(x)
-        return [SHAPES[i] for i in shape_logits.argmax(1)], [COLOR_NAMES[i] for i in color_logits.argmax(1)]
+        return [self.shape_names[i] for i in shape_logits.argmax(1)], [COLOR_NAMES[i] for i in color_logits.argmax(1)]
 
     def save(self, out_dir: str | Path) -> None:
         save_pretrained(self, out_dir, CONFIG_NAME, WEIGHTS_NAME)
@@ -90,11 +98,17 @@ def labelled_images(data_dir: Path, size: int, cache: Path | None = None) -> tup
 def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 1500, batch_size: int = 128,
                      lr: float = 2e-3, cfg: ClassifierConfig | None = None, heldout_dir: str | Path | None = None, seed: int = 0) -> dict:
     """Train on the one-object images of a train split (flips and the CLIP trainer's
-    augmentations, which keep colour names true); report accuracy on a heldout split when given."""
-    cfg = cfg or ClassifierConfig()
+    augmentations, which keep colour names true), plus one non-shape per six images when the
+    config has the NONE class (the default); report accuracy on a heldout split when given."""
+    cfg = cfg or ClassifierConfig(non_shapes=True)
     train_dir = Path(train_dir)
     torch.manual_seed(seed)
     pixels, shapes, colors = labelled_images(train_dir, cfg.image_size, train_dir / f".classifier-{cfg.image_size}px.npy")
+    if cfg.non_shapes:
+        negatives, negative_colors = non_shape_array(max(1, len(pixels) // len(SHAPES)), cfg.image_size, TRAIN_NON_SHAPE_SEED)
+        pixels = np.concatenate([pixels, negatives])
+        shapes = torch.cat([shapes, torch.full((len(negatives),), len(SHAPES))])
+        colors = torch.cat([colors, torch.tensor([COLOR_NAMES.index(c) for c in negative_colors])])
     model = AttributeClassifier(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
@@ -124,7 +138,9 @@ def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 15
 @torch.inference_mode()
 def classifier_accuracy(model: AttributeClassifier, data_dir: Path) -> dict:
     """Accuracy on the split's one-object images, as they are and softened by a 1 px
-    Gaussian blur (generated images are rarely as crisp as renders)."""
+    Gaussian blur (generated images are rarely as crisp as renders). A judge with the NONE
+    class also reports how often it calls a real shape none, and how often it rejects
+    non-shapes it never saw (one per six images)."""
     pixels, shapes, colors = labelled_images(data_dir, model.cfg.image_size)
     report = {"images": len(pixels)}
     blurred = np.stack([np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(1.0))) for p in pixels])
@@ -132,4 +148,10 @@ def classifier_accuracy(model: AttributeClassifier, data_dir: Path) -> dict:
         shape_logits, color_logits = model(_unit_tensor(batch))
         report[f"shape_accuracy{suffix}"] = float((shape_logits.argmax(1) == shapes).float().mean())
         report[f"color_accuracy{suffix}"] = float((color_logits.argmax(1) == colors).float().mean())
+        if model.cfg.non_shapes:
+            report[f"none_rate{suffix}"] = float((shape_logits.argmax(1) == len(SHAPES)).float().mean())
+    if model.cfg.non_shapes:
+        negatives, _ = non_shape_array(max(1, len(pixels) // len(SHAPES)), model.cfg.image_size, HELDOUT_NON_SHAPE_SEED)
+        report["non_shapes"] = len(negatives)
+        report["non_shape_rejection"] = float((model(_unit_tensor(negatives))[0].argmax(1) == len(SHAPES)).float().mean())
     return report

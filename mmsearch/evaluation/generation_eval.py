@@ -4,7 +4,8 @@ Prior: cosine between the predicted and the true image embedding of held-out cap
 text-to-image R@1 on the unique-caption gallery when searching with the prior's prediction
 instead of the raw text embedding; the prediction is the prior's expected embedding (what
 search uses), with a sampled one (what drawing uses) beside it. Decoder: images drawn for "a <colour> <shape>" prompts,
-judged by the separately trained attribute classifier, for DDPM over every step and DDIM
+judged by the separately trained attribute classifier (which can answer that an image
+shows no shape at all: the "none_rate"), for DDPM over every step and DDIM
 with 50 and 25 steps, with seconds per image. The prompts' embeddings come from the prior
 once and are shared by every sampler, so the samplers are compared on the same inputs.
 """
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
-from .attribute_classifier import AttributeClassifier
+from .attribute_classifier import NONE, AttributeClassifier
 
 SAMPLER_SETTINGS = (("ddpm", None), ("ddim", 50), ("ddim", 25))
 
@@ -74,5 +75,6 @@ def evaluate_decoder(generator, classifier: AttributeClassifier, prompts: int = 
         color_ok = np.array([c == want for c, (_, want, _) in zip(colors, chosen)])
         report["rows"].append({"sampler": sampler, "steps": steps, "seconds_per_image": seconds / len(images),
                                "color_accuracy": float(color_ok.mean()), "shape_accuracy": float(shape_ok.mean()),
-                               "both_accuracy": float((shape_ok & color_ok).mean())})
+                               "both_accuracy": float((shape_ok & color_ok).mean()),
+                               "none_rate": float(np.mean([s == NONE for s in shapes]))})  # judged no shape at all
     return report

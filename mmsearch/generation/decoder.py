@@ -82,14 +82,20 @@ class AttentionBlock(nn.Module):
 
 
 def _jitter(pixels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """A random shift (one per batch), a 3x3 binomial blur on a random half, noise of std 0.02."""
-    reach = max(1, pixels.shape[-1] // 24)
-    dx, dy = torch.randint(-reach, reach + 1, (2,), generator=generator).tolist()
-    pixels = torch.roll(pixels, (dx, dy), (2, 3))
-    k = torch.tensor([1.0, 2.0, 1.0], device=pixels.device)
+    """Per image: a random rotation (up to 15 degrees), scale (0.9-1.1) and shift (up to 1/12
+    of the side), resampled with border padding; then a 3x3 binomial blur on a random half,
+    and noise of std 0.02."""
+    n, device = len(pixels), pixels.device
+    u = torch.rand((n, 4), generator=generator).to(device) * 2 - 1
+    angle, scale, shift = u[:, 0] * math.radians(15), 1 + 0.1 * u[:, 1], u[:, 2:] / 6  # grid units: the side spans 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(pixels), list(pixels.shape), align_corners=False)
+    pixels = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    k = torch.tensor([1.0, 2.0, 1.0], device=device)
     kernel = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)
     blurred = F.conv2d(F.pad(pixels, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
-    blur = (torch.rand(len(pixels), generator=generator) < 0.5).to(pixels.device)
+    blur = (torch.rand(n, generator=generator) < 0.5).to(device)
     pixels = torch.where(blur[:, None, None, None], blurred, pixels)
     return pixels + 0.02 * torch.randn(pixels.shape, generator=generator).to(pixels)
 
@@ -181,8 +187,8 @@ class Decoder(nn.Module):
         embedding it was drawn for, weighted by alpha_bar(t) (how much of the image a prediction
         at that noise level can know). The squared error teaches outlines slowly (a blob and a
         star differ in a few pixels); this asks directly that the drawing reads as its embedding
-        says (BENCHMARKS.md, session 7). The encoder sees each drawing shifted by up to 1/24
-        of the side, half of them blurred, all with a little noise: patterns that please the
+        says (BENCHMARKS.md, session 7). The encoder sees each drawing turned, scaled and shifted
+        a little, half of them blurred, all with a little noise: patterns that please the
         encoder only while pixel-exact and sharp do not pay, the outline has to."""
         if len(x0) == 0:
             return x0.sum()
