@@ -234,7 +234,7 @@ def train_attribute_classifier(
     data: Path = typer.Option(..., help="A synthetic train corpus (its one-object images are used)."),
     heldout: Optional[Path] = typer.Option(None, help="A heldout corpus to report accuracy on."),
     out: Path = GENERATION_OUT,
-    steps: int = typer.Option(1500, min=1),
+    steps: int = typer.Option(4000, min=1, help="4,000 for the shipped judge: with the none class, 2,000 underfit (BENCHMARKS.md)."),
     threads: int = typer.Option(0, min=0, help="Torch CPU threads (0: default)."),
     non_shapes: bool = typer.Option(True, help="Also learn to answer 'none' for drawn non-shapes (blobs, scribbles), so scribbles are not counted as shapes."),
 ) -> None:

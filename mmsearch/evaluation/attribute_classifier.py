@@ -95,7 +95,7 @@ def labelled_images(data_dir: Path, size: int, cache: Path | None = None) -> tup
     return pixels, shapes, colors
 
 
-def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 1500, batch_size: int = 128,
+def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 4000, batch_size: int = 128,
                      lr: float = 2e-3, cfg: ClassifierConfig | None = None, heldout_dir: str | Path | None = None, seed: int = 0) -> dict:
     """Train on the one-object images of a train split (flips and the CLIP trainer's
     augmentations, which keep colour names true), plus one non-shape per six images when the
