@@ -115,11 +115,6 @@ def place_points(pts: list[tuple[float, float]], cx: float, cy: float, r: float,
     return [(cx + r * (x * c - y * s), cy + r * (x * s + y * c)) for x, y in pts]
 
 
-def shape_polygon(shape: str, cx: float, cy: float, r: float, angle_deg: float) -> list[tuple[float, float]]:
-    """Vertices of a shape centred at (cx, cy) that fits in a circle of radius r."""
-    return place_points(unit_shape(shape), cx, cy, r, angle_deg)
-
-
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [-1, 1]: a coarse random grid upsampled bicubically."""
     grid = rng.uniform(-1, 1, size=(cells, cells)).astype(np.float32)

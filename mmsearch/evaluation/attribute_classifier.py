@@ -31,6 +31,7 @@ from ..training.image_cache import image_array
 CONFIG_NAME, WEIGHTS_NAME = "attribute_classifier.json", "attribute_classifier.safetensors"
 CLASSIFIER_DIR = Path(__file__).resolve().parent.parent / "weights" / "mini"
 NONE = "none"  # the shape answer of a judge trained with non-shapes
+NONE_INDEX = len(SHAPES)  # its class index: after the six shapes
 TRAIN_NON_SHAPE_SEED, HELDOUT_NON_SHAPE_SEED = 0, 1
 
 
@@ -95,6 +96,11 @@ def labelled_images(data_dir: Path, size: int, cache: Path | None = None) -> tup
     return pixels, shapes, colors
 
 
+def _non_shape_count(images: int) -> int:
+    """One non-shape per six shape images: about as many as any one shape."""
+    return max(1, images // len(SHAPES))
+
+
 def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 4000, batch_size: int = 128,
                      lr: float = 2e-3, cfg: ClassifierConfig | None = None, heldout_dir: str | Path | None = None, seed: int = 0) -> dict:
     """Train on the one-object images of a train split (flips and the CLIP trainer's
@@ -105,9 +111,9 @@ def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 40
     torch.manual_seed(seed)
     pixels, shapes, colors = labelled_images(train_dir, cfg.image_size, train_dir / f".classifier-{cfg.image_size}px.npy")
     if cfg.non_shapes:
-        negatives, negative_colors = non_shape_array(max(1, len(pixels) // len(SHAPES)), cfg.image_size, TRAIN_NON_SHAPE_SEED)
+        negatives, negative_colors = non_shape_array(_non_shape_count(len(pixels)), cfg.image_size, TRAIN_NON_SHAPE_SEED)
         pixels = np.concatenate([pixels, negatives])
-        shapes = torch.cat([shapes, torch.full((len(negatives),), len(SHAPES))])
+        shapes = torch.cat([shapes, torch.full((len(negatives),), NONE_INDEX)])
         colors = torch.cat([colors, torch.tensor([COLOR_NAMES.index(c) for c in negative_colors])])
     model = AttributeClassifier(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -149,9 +155,9 @@ def classifier_accuracy(model: AttributeClassifier, data_dir: Path) -> dict:
         report[f"shape_accuracy{suffix}"] = float((shape_logits.argmax(1) == shapes).float().mean())
         report[f"color_accuracy{suffix}"] = float((color_logits.argmax(1) == colors).float().mean())
         if model.cfg.non_shapes:
-            report[f"none_rate{suffix}"] = float((shape_logits.argmax(1) == len(SHAPES)).float().mean())
+            report[f"none_rate{suffix}"] = float((shape_logits.argmax(1) == NONE_INDEX).float().mean())
     if model.cfg.non_shapes:
-        negatives, _ = non_shape_array(max(1, len(pixels) // len(SHAPES)), model.cfg.image_size, HELDOUT_NON_SHAPE_SEED)
+        negatives, _ = non_shape_array(_non_shape_count(len(pixels)), model.cfg.image_size, HELDOUT_NON_SHAPE_SEED)
         report["non_shapes"] = len(negatives)
-        report["non_shape_rejection"] = float((model(_unit_tensor(negatives))[0].argmax(1) == len(SHAPES)).float().mean())
+        report["non_shape_rejection"] = float((model(_unit_tensor(negatives))[0].argmax(1) == NONE_INDEX).float().mean())
     return report
