@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mmsearch.cli import app
 from mmsearch.datasets import synth
-from mmsearch.datasets.captions import canonical_caption, flip_scene, perturb_spec, spec_matches
+from mmsearch.datasets.captions import canonical_caption, flip_scene, manifest_captions, perturb_spec, spec_matches
 from mmsearch.datasets.vocab import COLORS, HELDOUT_PAIRS, POSITIONS, SHAPES
 
 runner = CliRunner()
@@ -80,6 +80,15 @@ def test_captions_follow_the_templates():
            "objects": [{"shape": "circle", "color": "red", "size": "small", "position": "left"},
                        {"shape": "square", "color": "blue", "size": "medium", "position": "right"}]}
     assert canonical_caption(two) == "a red circle to the left of a blue square on a gray background"
+
+
+def test_a_bare_colour_shape_caption_names_only_an_object_big_enough_to_see():
+    scene = lambda size: {"background": "white", "relation": None,  # noqa: E731
+                          "objects": [{"shape": "star", "color": "orange", "size": size, "position": "top left"}]}
+    assert manifest_captions(scene("large")) == ["a large orange star in the top left on a white background",
+                                                 "orange star, top left", "a large orange star", "an orange star"]
+    assert manifest_captions(scene("medium"))[-1] == "an orange star"
+    assert "an orange star" not in manifest_captions(scene("small")) and len(manifest_captions(scene("small"))) == 3
 
 
 def test_spec_matches_and_flips():

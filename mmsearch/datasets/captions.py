@@ -93,15 +93,20 @@ def canonical_caption(scene: dict) -> str:
 
 
 def manifest_captions(scene: dict) -> list[str]:
-    """A few alternative phrasings kept in the manifest beside the canonical caption."""
+    """A few alternative phrasings kept in the manifest beside the canonical caption.
+
+    The bare "a red star" is kept for a medium or large object only, as people caption the
+    subject of a picture: a prior trained on these pairs then draws a bare prompt's object
+    big enough to see, not a speck in a corner."""
     objs = scene["objects"]
     if len(objs) == 1:
         o = objs[0]
+        bare = f"{o['color']} {o['shape']}"
         return [
             canonical_caption(scene),
-            f"{o['color']} {o['shape']}, {o['position']}",
-            f"a {o['size']} {o['color']} {o['shape']}",
-        ]
+            f"{bare}, {o['position']}",
+            f"a {o['size']} {bare}",
+        ] + ([f"{_article(bare)} {bare}"] if o["size"] != "small" else [])
     a, b = objs
     return [
         canonical_caption(scene),

@@ -105,7 +105,9 @@ def _write_mp4(path: Path, width: int, height: int, fps: int, bounds: list[tuple
     container = av.open(str(path), mode="w", format="mp4")
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"crf": "20", "preset": "veryfast", "threads": "1", "bframes": "0"}
+    # mbtree off: with it, the x264 in PyAV's wheels (17, 18) reads memory it never wrote, so
+    # the same frames gave different files from run to run.
+    stream.options = {"crf": "20", "preset": "veryfast", "threads": "1", "bframes": "0", "x264-params": "mbtree=0"}
     stream.codec_context.time_base = Fraction(1, fps)
     for (f0, f1), shot, style in zip(bounds, shots, styles):
         style.jpeg_quality = None  # the video codec already compresses

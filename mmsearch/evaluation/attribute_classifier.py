@@ -25,6 +25,7 @@ from ..datasets.non_shapes import non_shape_array
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
 from ..generation.checkpoint import load_pretrained, save_pretrained
+from ..pixels import unit_pixels
 from ..training.augment import augment_batch
 from ..training.image_cache import image_array
 
@@ -67,7 +68,7 @@ class AttributeClassifier(nn.Module):
         """PIL images -> (shape names, colour names)."""
         size = self.cfg.image_size
         arr = np.stack([np.asarray(im.convert("RGB").resize((size, size))) for im in images])
-        x = _unit_tensor(arr)
+        x = unit_pixels(arr)
         shape_logits, color_logits = self(x)
         return [self.shape_names[i] for i in shape_logits.argmax(1)], [COLOR_NAMES[i] for i in color_logits.argmax(1)]
 
@@ -77,11 +78,6 @@ class AttributeClassifier(nn.Module):
     @classmethod
     def load(cls, model_dir: str | Path = CLASSIFIER_DIR) -> "AttributeClassifier":
         return load_pretrained(cls, ClassifierConfig, model_dir, CONFIG_NAME, WEIGHTS_NAME, "cpu")
-
-
-def _unit_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 images (B, S, S, 3) -> floats in [0, 1], (B, 3, S, S)."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float() / 255
 
 
 def single_object_items(data_dir: Path) -> list[dict]:
@@ -124,7 +120,7 @@ def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 40
         for g in opt.param_groups:
             g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
         idx = torch.randint(0, len(pixels), (batch_size,), generator=gen).sort().values  # sorted: cheap memmap reads
-        x = _unit_tensor(pixels[idx.numpy()])
+        x = unit_pixels(pixels[idx.numpy()])
         x = torch.where(torch.rand(batch_size, 1, 1, 1, generator=gen) < 0.5, x.flip(-1), x)
         x = augment_batch(x, gen)  # zoom, shift, blur, light and noise: a soft-edged star is still a star
         shape_logits, color_logits = model(x)
@@ -151,7 +147,7 @@ def classifier_accuracy(model: AttributeClassifier, data_dir: Path) -> dict:
     report = {"images": len(pixels)}
     blurred = np.stack([np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(1.0))) for p in pixels])
     for suffix, batch in (("", pixels), ("_blurred", blurred)):
-        shape_logits, color_logits = model(_unit_tensor(batch))
+        shape_logits, color_logits = model(unit_pixels(batch))
         report[f"shape_accuracy{suffix}"] = float((shape_logits.argmax(1) == shapes).float().mean())
         report[f"color_accuracy{suffix}"] = float((color_logits.argmax(1) == colors).float().mean())
         if model.cfg.non_shapes:
@@ -159,5 +155,5 @@ def classifier_accuracy(model: AttributeClassifier, data_dir: Path) -> dict:
     if model.cfg.non_shapes:
         negatives, _ = non_shape_array(_non_shape_count(len(pixels)), model.cfg.image_size, HELDOUT_NON_SHAPE_SEED)
         report["non_shapes"] = len(negatives)
-        report["non_shape_rejection"] = float((model(_unit_tensor(negatives))[0].argmax(1) == NONE_INDEX).float().mean())
+        report["non_shape_rejection"] = float((model(unit_pixels(negatives))[0].argmax(1) == NONE_INDEX).float().mean())
     return report

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..pixels import affine_resample
 from .checkpoint import load_pretrained, save_pretrained
 from .diffusion import GaussianDiffusion, classifier_free_guidance
 from .prior import timestep_embedding
@@ -90,8 +91,7 @@ def _jitter(pixels: torch.Tensor, generator: torch.Generator | None) -> torch.Te
     angle, scale, shift = u[:, 0] * math.radians(15), 1 + 0.1 * u[:, 1], u[:, 2:] / 6  # grid units: the side spans 2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(pixels), list(pixels.shape), align_corners=False)
-    pixels = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    pixels = affine_resample(pixels, theta)
     k = torch.tensor([1.0, 2.0, 1.0], device=device)
     kernel = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)
     blurred = F.conv2d(F.pad(pixels, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..pixels import affine_resample
+
 # RGB <-> YIQ: hue is the angle in the (I, Q) plane, so a rotation there changes hue and
 # keeps luma, which is what shape recognition must not depend on.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -40,8 +42,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta[:, 0, 0] = scale
     theta[:, 1, 1] = scale
     theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = affine_resample(x, theta)
 
     # Blur some images (3x3 box blur blended in by a random amount).
     blur_amount = u(0, 1, b, 1, 1, 1) * (torch.rand(b, 1, 1, 1, generator=generator) < 0.3)
