@@ -105,8 +105,8 @@ def _write_mp4(path: Path, width: int, height: int, fps: int, bounds: list[tuple
     container = av.open(str(path), mode="w", format="mp4")
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    # mbtree off: with it, the x264 in PyAV's wheels (17, 18) reads memory it never wrote, so
-    # the same frames gave different files from run to run.
+    # mbtree off: with it, the x264 in PyAV's wheels (17, 18) gave different files for the
+    # same frames from run to run (the output changed with unrelated memory allocations).
     stream.options = {"crf": "20", "preset": "veryfast", "threads": "1", "bframes": "0", "x264-params": "mbtree=0"}
     stream.codec_context.time_base = Fraction(1, fps)
     for (f0, f1), shot, style in zip(bounds, shots, styles):
