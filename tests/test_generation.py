@@ -115,6 +115,24 @@ def test_the_consistency_loss_reaches_the_decoder_through_the_frozen_encoder(min
     assert all(p.grad is None for p in mini_encoder.model.parameters())
 
 
+def test_a_decoder_samples_with_the_guidance_its_saved_config_names(tmp_path):
+    torch.manual_seed(0)
+    decoder = Decoder(DecoderConfig(dim=8, channels=16, guidance=2.0))
+    with torch.no_grad():  # fresh zero-initialised layers would ignore the condition, and guidance with it
+        for p in decoder.parameters():
+            p.normal_(0, 0.05)
+    decoder.save(tmp_path)
+    loaded = Decoder.load(tmp_path)
+    e = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+
+    def draw(guidance):
+        return loaded.sample(e, steps=3, guidance=guidance, generator=torch.Generator().manual_seed(1))
+
+    assert loaded.cfg.guidance == 2.0
+    assert torch.equal(draw(None), draw(2.0))
+    assert not torch.allclose(draw(None), draw(3.0))
+
+
 def test_sidecar_captions_win_over_the_manifest(tmp_path):
     make_corpus(tmp_path, n=2)
     image = sorted((tmp_path / "images").iterdir())[0]

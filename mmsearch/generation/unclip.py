@@ -119,7 +119,7 @@ class MiniGenerator:
                sampler: str = "ddim") -> list[Image.Image]:
         check_sampling(steps, sampler, self.decoder.diffusion.num_steps)
         e = F.normalize(torch.as_tensor(np.asarray(embeddings, np.float32)).to(self.device), dim=-1)
-        images = self.decoder.sample(e, steps=steps, sampler=sampler, guidance=3.0 if guidance is None else guidance,
+        images = self.decoder.sample(e, steps=steps, sampler=sampler, guidance=guidance,
                                      generator=self._generator(seed))
         return to_pil(images, self.image_size)
 
