@@ -131,11 +131,15 @@ class Library:
                     raise GenerationUnavailable(f"generator {self.settings.generator!r} cannot be used: {e}") from e
             return self._generator
 
-    def _with_sampler(self, options: GenerateOptions, generator) -> GenerateOptions:
-        """Options with the sampler filled in: the generator's preferred one when not given."""
-        if options.sampler is not None or generator is None:
+    def _with_defaults(self, options: GenerateOptions, generator) -> GenerateOptions:
+        """Options with the sampler and guidance filled in from the generator when not given,
+        so a generated image's record says how it was actually drawn."""
+        if generator is None:
             return options
-        return dataclasses.replace(options, sampler=getattr(generator, "SAMPLERS", ("ddim",))[0])
+        return dataclasses.replace(
+            options,
+            sampler=options.sampler if options.sampler is not None else getattr(generator, "SAMPLERS", ("ddim",))[0],
+            guidance=options.guidance if options.guidance is not None else getattr(generator, "default_guidance", None))
 
     def miss_thresholds(self) -> MissThresholds:
         """Configured thresholds, else the ones calibrated for this encoder's space."""
@@ -206,7 +210,7 @@ class Library:
                 if options.mode == "always":
                     raise
                 unavailable = str(e)  # auto: a search still answers, with its weak hits
-        options = self._with_sampler(options, generator)
+        options = self._with_defaults(options, generator)
         with _generator_errors():
             outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self._save_generated)
         if unavailable and outcome.miss:
@@ -218,7 +222,7 @@ class Library:
 
     def generate(self, prompt: str, options: GenerateOptions) -> list[int]:
         """Generate, store and index images for a prompt; their media ids."""
-        options = self._with_sampler(options, self.generator)
+        options = self._with_defaults(options, self.generator)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         with _generator_errors():
             images = self.generator.generate(prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance,
@@ -235,7 +239,7 @@ class Library:
         generator = self.generator
         if getattr(generator, "space", None) != self.encoder.space or not hasattr(generator, "decode"):
             raise GenerationUnavailable(f"generator {generator.name!r} cannot decode embeddings of this library's space")
-        options = self._with_sampler(options, generator)
+        options = self._with_defaults(options, generator)
         engine = self.engine
         embedding = engine.media_vector(media_id)
         source: dict = {"media_id": media_id}

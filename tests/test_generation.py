@@ -157,6 +157,8 @@ def test_a_miss_generates_a_servable_image_and_a_repeat_hits_the_stored_one(serv
     assert media["generated"] is True
     assert media["generation"]["prompt"] == "a green star" and media["generation"]["seed"] == 1
     assert media["generation"]["steps"] == 3 and media["generation"]["sampler"] == "ddim"
+    # no guidance asked for: the record names the one the decoder drew with, its config's default
+    assert media["generation"]["guidance"] == lib.generator.decoder.cfg.guidance
 
     again = client.post("/search", json=body).json()
     assert [h["id"] for h in again["results"]] == [hit["id"]]
@@ -186,8 +188,9 @@ def test_bad_generation_settings_answer_422(served, generation):
 
 def test_generate_endpoint_prompt_variation_edit_and_interpolation(served):
     client, lib = served
-    made = client.post("/generate", json={"prompt": "a blue square", "n": 2, "steps": 2, "seed": 5}).json()["results"]
+    made = client.post("/generate", json={"prompt": "a blue square", "n": 2, "steps": 2, "seed": 5, "guidance": 2.5}).json()["results"]
     assert len(made) == 2 and all(h["generated"] for h in made)
+    assert client.get(f"/media/{made[0]['id']}").json()["generation"]["guidance"] == 2.5
     source, other = made[0]["id"], made[1]["id"]
     edit = client.post("/generate", json={"from_media_id": source, "edit": ["blue square", "red square"], "steps": 2,
                                           "seed": 6}).json()["results"]

@@ -228,6 +228,13 @@ def test_karlo_one_step_and_guidance(karlo):
     _check_images(karlo.generate("cat", seed=0, steps=1, guidance=1.0, sampler="ddpm"), 1, KARLO_OUT_PX)
 
 
+def test_karlo_names_the_guidance_a_request_without_one_gets(karlo):
+    assert karlo.default_guidance == 8.0  # UnCLIPPipeline's decoder_guidance_scale default
+    unset = karlo.generate("cat", seed=2, steps=2, sampler="ddpm")
+    named = karlo.generate("cat", seed=2, steps=2, guidance=karlo.default_guidance, sampler="ddpm")
+    np.testing.assert_array_equal(_pixels(unset)[0], _pixels(named)[0])
+
+
 def test_karlo_rejects_ddim_and_bad_requests(karlo):
     with pytest.raises(ValueError, match="'ddpm'"):
         karlo.generate("cat", steps=2, sampler="ddim")  # ddim cannot drive UnCLIPPipeline
@@ -266,6 +273,13 @@ def test_kandinsky_samplers_differ_and_defaults_work(kandinsky):
     ddpm = kandinsky.generate("dog", seed=1, steps=2, sampler="ddpm")
     assert not np.array_equal(_pixels(ddim)[0], _pixels(ddpm)[0])
     _check_images(kandinsky.generate("dog", seed=1, steps=1, guidance=1.0), 1, kandinsky.image_size)
+
+
+def test_kandinsky_names_the_guidance_a_request_without_one_gets(kandinsky):
+    assert kandinsky.default_guidance == 4.0  # KandinskyV22Pipeline's guidance_scale default
+    unset = kandinsky.generate("dog", seed=2, steps=2)
+    named = kandinsky.generate("dog", seed=2, steps=2, guidance=kandinsky.default_guidance)
+    np.testing.assert_array_equal(_pixels(unset)[0], _pixels(named)[0])
 
 
 def test_kandinsky_accepts_two_folders(kandinsky_dir):

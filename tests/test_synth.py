@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from mmsearch.cli import app
 from mmsearch.datasets import synth
 from mmsearch.datasets.captions import canonical_caption, flip_scene, manifest_captions, perturb_spec, spec_matches
+from mmsearch.datasets.synth_video import shot_caption
 from mmsearch.datasets.vocab import COLORS, HELDOUT_PAIRS, POSITIONS, SHAPES
 
 runner = CliRunner()
@@ -89,6 +90,14 @@ def test_a_bare_colour_shape_caption_names_only_an_object_big_enough_to_see():
                                                  "orange star, top left", "a large orange star", "an orange star"]
     assert manifest_captions(scene("medium"))[-1] == "an orange star"
     assert "an orange star" not in manifest_captions(scene("small")) and len(manifest_captions(scene("small"))) == 3
+
+
+def test_video_shot_captions_take_the_right_article():
+    shot = lambda color, motion: {"object": {"shape": "star", "color": color, "size": "small"},  # noqa: E731
+                                  "background": "gray", "motion": motion}
+    assert shot_caption(shot("orange", "shrinking")) == "an orange star shrinking on a gray background"
+    assert shot_caption(shot("red", "growing")) == "a red star growing on a gray background"
+    assert shot_caption(shot("orange", "moving left")) == "a small orange star moving left on a gray background"
 
 
 def test_spec_matches_and_flips():

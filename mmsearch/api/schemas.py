@@ -28,7 +28,7 @@ class GenerationIn(BaseModel):
     n: int = Field(1, ge=1, le=8, description="Images to generate.")
     steps: int | None = Field(None, ge=1, le=1000, description="Sampling steps (default: the server's setting).")
     sampler: Literal["ddim", "ddpm"] | None = Field(None, description="Default: the generator's preferred sampler (ddim for mini, ddpm for karlo).")
-    guidance: float | None = Field(None, ge=0, le=50, allow_inf_nan=False, description="Classifier-free guidance scale.")
+    guidance: float | None = Field(None, ge=0, le=50, allow_inf_nan=False, description="Classifier-free guidance scale (default: the generator's own; 1.5 for mini).")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
 
 

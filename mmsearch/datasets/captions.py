@@ -58,7 +58,7 @@ def _pick(rng: np.random.Generator, options: list[str]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def _article(phrase: str) -> str:
+def indefinite_article(phrase: str) -> str:
     return "an" if phrase[:1] in "aeiou" else "a"
 
 
@@ -86,10 +86,10 @@ def canonical_caption(scene: dict) -> str:
     if len(objs) == 1:
         o = objs[0]
         np_ = noun_phrase({k: o[k] for k in ("size", "color", "shape")})
-        return f"{_article(np_)} {np_} {POSITION_PHRASES[o['position']][0]}{bg}"
+        return f"{indefinite_article(np_)} {np_} {POSITION_PHRASES[o['position']][0]}{bg}"
     a = noun_phrase({k: objs[0][k] for k in ("color", "shape")})
     b = noun_phrase({k: objs[1][k] for k in ("color", "shape")})
-    return f"{_article(a)} {a} {scene['relation']} {_article(b)} {b}{bg}"
+    return f"{indefinite_article(a)} {a} {scene['relation']} {indefinite_article(b)} {b}{bg}"
 
 
 def manifest_captions(scene: dict) -> list[str]:
@@ -106,7 +106,7 @@ def manifest_captions(scene: dict) -> list[str]:
             canonical_caption(scene),
             f"{bare}, {o['position']}",
             f"a {o['size']} {bare}",
-        ] + ([f"{_article(bare)} {bare}"] if o["size"] != "small" else [])
+        ] + ([f"{indefinite_article(bare)} {bare}"] if o["size"] != "small" else [])
     a, b = objs
     return [
         canonical_caption(scene),
@@ -127,7 +127,7 @@ def render_spec(spec: Spec, rng: np.random.Generator) -> str:
         pos = o.get("position")
         style = int(rng.integers(3))
         if style == 0 or pos is None and style == 2:
-            text = f"{_article(phrase)} {phrase}"
+            text = f"{indefinite_article(phrase)} {phrase}"
             if pos is not None:
                 text += " " + _pick(rng, POSITION_PHRASES[pos])
         elif style == 1:
@@ -135,16 +135,16 @@ def render_spec(spec: Spec, rng: np.random.Generator) -> str:
             if pos is not None:
                 text += ", " + _pick(rng, POSITION_SHORT[pos])
         else:
-            text = f"{_article(phrase)} {phrase} {_pick(rng, POSITION_PHRASES[pos])}" if rng.random() < 0.5 else f"{_pick(rng, POSITION_SHORT[pos])}: {phrase}"
+            text = f"{indefinite_article(phrase)} {phrase} {_pick(rng, POSITION_PHRASES[pos])}" if rng.random() < 0.5 else f"{_pick(rng, POSITION_SHORT[pos])}: {phrase}"
         if list(o) == ["color"] and rng.random() < 0.5:
             text = _pick(rng, [o["color"], f"something {o['color']}", f"a {o['color']} object"])
     else:
         a, b = noun_phrase(objs[0], rng), noun_phrase(objs[1], rng)
         rel = spec.get("relation")
         if rel:
-            text = f"{_article(a)} {a} {rel} {_article(b)} {b}"
+            text = f"{indefinite_article(a)} {a} {rel} {indefinite_article(b)} {b}"
         else:
-            text = _pick(rng, [f"{_article(a)} {a} and {_article(b)} {b}", f"{a} and {b}", f"{a} with {_article(b)} {b}"])
+            text = _pick(rng, [f"{indefinite_article(a)} {a} and {indefinite_article(b)} {b}", f"{a} and {b}", f"{a} with {indefinite_article(b)} {b}"])
     if bg is not None:
         text += _pick(rng, [f" on a {bg} background", f" on {bg}", f", {bg} background"])
     if text.startswith(("a ", "an ")):

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .captions import indefinite_article
 from .render import ObjectGeom, draw_scene, jitter_rgb, sample_style
 from .synth import KIND_VIDEO, item_rng, sample_background, sample_canvas, sample_pair
 from .vocab import COLOR_NAMES, SIZES
@@ -44,7 +45,8 @@ def shot_caption(shot: dict) -> str:
     if motion == "changing color":
         return f"a {o['shape']} changing color from {o['color']} to {shot['color_to']} on a {bg} background"
     if motion in ("growing", "shrinking"):
-        return f"a {o['color']} {o['shape']} {motion} on a {bg} background"
+        subject = f"{o['color']} {o['shape']}"
+        return f"{indefinite_article(subject)} {subject} {motion} on a {bg} background"
     return f"a {o['size']} {o['color']} {o['shape']} {motion} on a {bg} background"
 
 

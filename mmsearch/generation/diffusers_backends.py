@@ -36,6 +36,7 @@ diffusers (and transformers) are imported only when a backend is built.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from pathlib import Path
@@ -155,6 +156,11 @@ def _torch_generator(seed: int | None) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(int(seed))
 
 
+def _call_default(pipeline, parameter: str) -> float:
+    """The default a pipeline's __call__ gives a parameter (what a request without it gets)."""
+    return float(inspect.signature(type(pipeline).__call__).parameters[parameter].default)
+
+
 def _check_request(backend: str, supported: tuple[str, ...], n: int, steps: int, sampler: str, max_steps: int) -> None:
     if sampler not in supported:
         why = (" (UnCLIPPipeline can only step its UnCLIPScheduler, an ancestral DDPM sampler)"
@@ -186,6 +192,7 @@ class KarloGenerator:
                                 _side(self.pipe.decoder.config.sample_size, 256))
         self.max_steps = min(int(s.config.num_train_timesteps) for s in
                              (self.pipe.prior_scheduler, self.pipe.decoder_scheduler, self.pipe.super_res_scheduler))
+        self.default_guidance = _call_default(self.pipe, "decoder_guidance_scale")
 
     def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
                  sampler: str = "ddpm") -> list[Image.Image]:
@@ -270,6 +277,7 @@ class Kandinsky22Generator:
         # KandinskyV22Pipeline rounds the requested side up to a multiple of scale**2.
         self.image_size = math.ceil(side / self._scale**2) * self._scale**2
         self.max_steps = min(int(self.prior.scheduler.config.num_train_timesteps), int(config["num_train_timesteps"]))
+        self.default_guidance = _call_default(self.decoder, "guidance_scale")
 
     def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
                  sampler: str = "ddim") -> list[Image.Image]:

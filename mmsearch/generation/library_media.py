@@ -26,7 +26,7 @@ class GenerationParams:
     backend: str
     seed: int
     steps: int
-    guidance: float | None
+    guidance: float | None  # None only from a generator that does not say its default
     sampler: str
     source: dict | None = None  # variations and edits: the media ids and texts they came from
 
@@ -75,8 +75,9 @@ def save_generated(store: Store, indexes: IndexSet, encoder, library_dir: Path, 
 
 def find_generated(store: Store, prompt: str, backend: str) -> list[int]:
     """Media ids of images already generated for exactly this prompt by this backend."""
+    record = Media.generation
     with store.session() as s:
-        rows = s.scalars(select(Media).where(Media.generated.is_(True), Media.error.is_(None)).order_by(Media.id)).all()
-        return [m.id for m in rows
-                if m.generation and m.generation.get("prompt") == prompt and m.generation.get("backend") == backend
-                and not m.generation.get("source") and Path(m.path).is_file()]
+        rows = s.execute(select(Media.id, Media.path).where(
+            Media.generated.is_(True), Media.error.is_(None), record["prompt"].as_string() == prompt,
+            record["backend"].as_string() == backend, record["source"].as_string().is_(None)).order_by(Media.id)).all()
+    return [media_id for media_id, path in rows if Path(path).is_file()]

@@ -30,6 +30,7 @@ class Generator(Protocol):
     name: str
     space: str  # embedding space of the image embeddings it decodes
     image_size: int  # side of the images it returns
+    default_guidance: float  # the guidance scale a request without one gets
 
     def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
                  sampler: str = "ddim") -> list[Image.Image]: ...
@@ -100,6 +101,7 @@ class MiniGenerator:
         self.name = f"mini:{model_dir}" if Path(model_dir) != BUILTIN_DIR else "mini"
         self.space = encoder.space
         self.image_size = output_size
+        self.default_guidance = self.decoder.cfg.guidance
         self.prior_guidance, self.candidates = prior_guidance, candidates
 
     @staticmethod
