@@ -141,6 +141,21 @@ def test_sidecar_captions_win_over_the_manifest(tmp_path):
     assert CaptionFinder()(image, tmp_path) == ["my own caption", "another one"]
 
 
+def test_a_kept_caption_finder_sees_a_rewritten_manifest(tmp_path):
+    make_corpus(tmp_path, n=2)
+    image = sorted((tmp_path / "images").iterdir())[0]
+    find = CaptionFinder()
+    before = find(image, tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for item in manifest["items"]:
+        item["captions"] = [f"rewritten {item['file']}"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert before != [f"rewritten images/{image.name}"]
+    assert find(image, tmp_path) == [f"rewritten images/{image.name}"]
+    (tmp_path / "manifest.json").unlink()
+    assert find(image, tmp_path) == []
+
+
 def test_a_miss_generates_a_servable_image_and_a_repeat_hits_the_stored_one(served):
     client, lib = served
     before = _generated_count(lib)

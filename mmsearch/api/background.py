@@ -13,7 +13,10 @@ class BackgroundServer:
     """`with BackgroundServer(app) as server: httpx.get(server.url + "/health")`"""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        self._sock = socket.socket()
+        # Named TCP, not the default protocol 0: asyncio sets TCP_NODELAY only on sockets that
+        # say IPPROTO_TCP, and without it each keep-alive response waits ~40 ms for a delayed ACK.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind((host, port))
         self.url = f"http://{host}:{self._sock.getsockname()[1]}"
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

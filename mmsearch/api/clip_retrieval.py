@@ -127,9 +127,8 @@ def _deduplicate(vectors: np.ndarray) -> list[int]:
 class ClipRetrievalMetadata:
     """image_path, url and caption of a media item, as clip back's metadata columns."""
 
-    def __init__(self, library, base_url: str):
-        self.library, self.base_url = library, base_url.rstrip("/")
-        self._captions = CaptionFinder()
+    def __init__(self, library, base_url: str, captions: CaptionFinder):
+        self.library, self.base_url, self._captions = library, base_url.rstrip("/"), captions
 
     def caption(self, m: Media) -> str | None:
         if m.generated:
@@ -150,6 +149,7 @@ class ClipRetrievalMetadata:
 
 def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: list) -> APIRouter:
     router = APIRouter(tags=["clip-retrieval compatibility"], dependencies=dependencies)
+    captions = CaptionFinder()  # one for the server's life: it keeps the manifests it has read
 
     @router.get("/indices-list")
     def indices_list() -> list[str]:
@@ -173,13 +173,13 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
             if body.deduplicate and hits:
                 vectors = np.stack([library.engine.media_vector(h.id) for h in hits])
                 hits = [hits[i] for i in _deduplicate(vectors)]
-            describe = ClipRetrievalMetadata(library, base_url)
+            describe = ClipRetrievalMetadata(library, base_url, captions)
+            shown = library.store.media_by_id([h.id for h in hits[:body.num_images]])
             out = []
             for n, h in enumerate(hits):
                 item: dict[str, Any] = {"id": h.id, "similarity": h.score}
-                if n < body.num_images:
-                    media = library.media(h.id)
-                    item = describe.of(media, h.t_start) | item
+                if n < body.num_images and h.id in shown:
+                    item = describe.of(shown[h.id], h.t_start) | item
                 out.append(item)
             return out
 
@@ -191,11 +191,11 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
         ids; ids that name no media are left out."""
         body = await _json_body(request, MetadataIn)
         _kind(body.indice_name)
-        describe = ClipRetrievalMetadata(library, str(request.base_url))
+        describe = ClipRetrievalMetadata(library, str(request.base_url), captions)
 
         def run() -> list[dict]:
-            found = (library.media(i) for i in body.ids if 1 <= i < 2**63)
-            return [{"id": m.id, "metadata": describe.of(m)} for m in found if m is not None and not m.error]
+            found = library.store.media_by_id([i for i in body.ids if 1 <= i < 2**63])
+            return [{"id": i, "metadata": describe.of(found[i])} for i in body.ids if i in found and not found[i].error]
 
         return await run_in_threadpool(run)
 

@@ -36,23 +36,34 @@ class LibraryPairs:
 
 
 class CaptionFinder:
-    """Captions of an image file: its sidecar .txt, else its synth manifest entry."""
+    """Captions of an image file: its sidecar .txt, else its synth manifest entry.
+
+    Parsed manifests are kept (a 50,000-image one is 32 MB of JSON, seconds to read) and read
+    again only when the file changes, so one finder can serve a long-running process."""
 
     def __init__(self):
-        self._manifests: dict[Path, dict[str, list[str]]] = {}
+        # folder -> (the manifest's (mtime_ns, size) when read, or None when absent; its table)
+        self._manifests: dict[Path, tuple[tuple[int, int] | None, dict[str, list[str]]]] = {}
 
     def _manifest(self, folder: Path) -> dict[str, list[str]]:
-        if folder not in self._manifests:
-            table: dict[str, list[str]] = {}
-            path = folder / MANIFEST
-            if path.is_file():
-                try:
-                    for item in json.loads(path.read_text())["items"]:
-                        table[str((folder / item["file"]).resolve())] = item.get("captions") or [item["caption"]]
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("ignoring unreadable manifest %s: %s", path, exc)
-            self._manifests[folder] = table
-        return self._manifests[folder]
+        path = folder / MANIFEST
+        try:
+            stat = path.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            version = None
+        cached = self._manifests.get(folder)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        table: dict[str, list[str]] = {}
+        if version is not None:
+            try:
+                for item in json.loads(path.read_text())["items"]:
+                    table[str((folder / item["file"]).resolve())] = item.get("captions") or [item["caption"]]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable manifest %s: %s", path, exc)
+        self._manifests[folder] = (version, table)
+        return table
 
     def __call__(self, image: Path, root: Path | None) -> list[str]:
         sidecar = image.with_suffix(".txt")
