@@ -345,7 +345,7 @@ def index(
     library: Optional[Path] = LIBRARY_OPT,
     model: Optional[str] = MODEL_OPT,
     device: Optional[str] = typer.Option(None),
-    workers: Optional[int] = typer.Option(None, min=0, help="Decode processes (default: MMSEARCH_DECODE_WORKERS)."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Decode processes (default: MMSEARCH_DECODE_WORKERS, else 0 with 2 CPU cores or fewer, 2 above)."),
 ) -> None:
     """Index new and changed files under ROOTS, and drop deleted ones."""
     from .encoders.base import EncoderError

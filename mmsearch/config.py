@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     model: str = Field("mini", description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per encoder batch.")
-    decode_workers: int = Field(2, ge=0, le=64, description="Processes decoding media during index jobs (0: none).")
+    decode_workers: int | None = Field(None, ge=0, le=64, description="Processes decoding media during index jobs (0: none); default: 0 with 2 CPU cores or fewer, else 2.")
     miss_threshold: float | None = Field(None, ge=-1, le=1, description="Best text-to-image score below which a query counts as a miss; default: calibrated per embedding space.")
     prior_miss_threshold: float | None = Field(None, ge=-1, le=1, description="The same for the prior's predicted image embedding; default: calibrated.")
     generator: str = Field("mini", description="Image generator for generate-on-miss: mini, mini:DIR, karlo:PATH_OR_ID, kandinsky22:PATH_OR_IDS, or none.")

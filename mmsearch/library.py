@@ -20,7 +20,7 @@ from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from .encoders.video import SamplingConfig
 from .generation.library_media import GenerationParams, save_generated
 from .indexer.jobs import IndexJobRunner, create_job
-from .indexer.pipeline import PipelineConfig
+from .indexer.pipeline import PipelineConfig, default_decode_workers
 from .search.engine import Hit, SearchEngine
 from .search.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
 from .search.indexes import IndexSet
@@ -171,7 +171,9 @@ class Library:
 
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         s = self.settings
-        cfg = PipelineConfig(workers=s.decode_workers if workers is None else workers, batch_size=s.batch_size, max_pixels=s.max_pixels)
+        if workers is None:
+            workers = s.decode_workers if s.decode_workers is not None else default_decode_workers()
+        cfg = PipelineConfig(workers=workers, batch_size=s.batch_size, max_pixels=s.max_pixels)
         runner = IndexJobRunner(self.store, self.encoder, self.indexes, self.dir, cfg, progress, stop=self._stop_jobs,
                                 sampling=self.sampling, pooler=self.pooler)
         return runner.run(job_id)

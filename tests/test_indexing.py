@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from mmsearch.indexer.pipeline import default_decode_workers
 from mmsearch.search.query import SearchRequest, Term, parse_text
 from mmsearch.search.store import JobError, Media, Vector
 
@@ -217,3 +218,8 @@ def test_an_emptied_root_deletes_nothing(corpus, tmp_path, mini_encoder):
         job = lib.index([corpus])
         assert job["deleted"] == 0 and "nothing was deleted" in job["message"]
         assert lib.store.count(Media) == 90
+
+
+def test_decode_workers_default_to_zero_on_two_cores_and_two_above():
+    # on 2 cores inline decoding indexed faster than 2 workers (BENCHMARKS.md, ingest)
+    assert [default_decode_workers(cores) for cores in (1, 2, 3, 16)] == [0, 0, 2, 2]

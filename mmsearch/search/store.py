@@ -144,14 +144,15 @@ class Store:
 
     def _migrate(self) -> None:
         # Processes opening a new library at once (an index job and the server) race between
-        # "is the table there?" and CREATE TABLE, or on the version row: the loser retries
-        # and finds the winner's work.
+        # "is the table there?" and CREATE TABLE, on the version row, or on switching the new
+        # file to WAL (which needs it alone and answers "locked" at once, not after the busy
+        # timeout): the loser retries and finds the winner's work.
         for attempt in range(5):
             try:
                 self._create_or_check_schema()
                 return
             except (OperationalError, IntegrityError) as e:
-                lost_race = isinstance(e, IntegrityError) or "already exists" in str(e)
+                lost_race = isinstance(e, IntegrityError) or "already exists" in str(e) or "database is locked" in str(e)
                 if not lost_race or attempt == 4:
                     raise
                 time.sleep(0.05 * (attempt + 1))
