@@ -447,8 +447,6 @@ def generate(
     model: Optional[str] = MODEL_OPT,
 ) -> None:
     """Generate images from text, or variations and edits of an indexed image."""
-    from PIL import Image
-
     from .library import GenerationUnavailable, Library
     from .search.generate_on_miss import GenerateOptions
     from .search.query import QueryError
@@ -462,34 +460,42 @@ def generate(
     try:
         with Library.open(settings=settings) as lib:
             if from_media is not None:
-                ids = lib.generate_from_media(from_media, options, edit=edit, interpolate=(interpolate, alpha) if interpolate else None)
+                images, params = lib.draw_from_media(from_media, options, edit=edit,
+                                                     interpolate=(interpolate, alpha) if interpolate else None)
             else:
-                ids = lib.generate(prompt, options)
-            media = lib.store.media_by_id(ids)
-            paths = [Path(media[i].path) for i in ids]
-            written = []
-            for k, path in enumerate(paths, 1):
-                target = out if len(paths) == 1 else out.with_name(f"{out.stem}-{k}{out.suffix or '.png'}")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with Image.open(path) as im:
-                    im.save(target, format="PNG")
-                written.append(str(target))
-            if not save:
-                _forget_generated(lib, ids)
+                images, params = lib.draw(prompt, options)
+            if save:
+                console.print(f"stored as media {', '.join(map(str, lib.store_generated(images, params)))}")
     except (GenerationUnavailable, QueryError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    for path in written:
-        console.print(f"wrote {path}")
+    for k, image in enumerate(images, 1):
+        target = out if len(images) == 1 else out.with_name(f"{out.stem}-{k}{out.suffix or '.png'}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.save(target, format="PNG")
+        console.print(f"wrote {target}")
 
 
-def _forget_generated(lib, ids: list[int]) -> None:
-    """Take images generated only for --out back out of the library."""
-    with lib.store.session() as s:
-        paths = [m.path for m in lib.store.media_by_id(ids).values()]
-        removed = lib.store.delete_media(s, ids)
-    lib.indexes.remove(removed)
-    for p in paths:
-        Path(p).unlink(missing_ok=True)
+
+
+@app.command("delete-generated")
+def delete_generated(
+    ids: list[int] = typer.Argument(..., help="Media ids of generated images (as /search and /generate answer them)."),
+    library: Optional[Path] = LIBRARY_OPT,
+    model: Optional[str] = MODEL_OPT,
+) -> None:
+    """Delete generated images from the library (row, vector, file), e.g. a poor drawing
+    that a repeated query would otherwise keep returning; the next miss draws anew."""
+    from .generation.library_media import NotGeneratedError
+    from .library import Library
+
+    settings = Settings().with_overrides(library_dir=library, model=model)
+    try:
+        with Library.open(settings=settings) as lib:
+            deleted = lib.delete_generated(ids)
+    except NotGeneratedError as e:
+        _fail(str(e))
+    missing = sorted(set(ids) - set(deleted))
+    console.print(f"deleted {len(deleted)} generated image(s)" + (f"; no media with id {', '.join(map(str, missing))}" if missing else ""))
 
 
 @app.command("calibrate-miss")

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from .config import Settings
 from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from .encoders.video import SamplingConfig
-from .generation.library_media import GenerationParams, save_generated
+from .generation.library_media import GenerationParams, delete_generated, save_generated
 from .indexer.jobs import IndexJobRunner, create_job
 from .indexer.pipeline import PipelineConfig, default_decode_workers
 from .search.engine import Hit, SearchEngine
@@ -214,28 +215,38 @@ class Library:
                 unavailable = str(e)  # auto: a search still answers, with its weak hits
         options = self._with_defaults(options, generator)
         with _generator_errors():
-            outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self._save_generated)
+            outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self.store_generated)
         if unavailable and outcome.miss:
             outcome.steps.append({"stage": "generated", "error": unavailable})
         return outcome
 
-    def _save_generated(self, images, params: GenerationParams) -> list[int]:
+    def store_generated(self, images: list[Image.Image], params: GenerationParams) -> list[int]:
+        """Store and index drawn images as generated media; their ids (an image stored before keeps its id)."""
         return save_generated(self.store, self.indexes, self.encoder, self.dir, images, params)
 
     def generate(self, prompt: str, options: GenerateOptions) -> list[int]:
         """Generate, store and index images for a prompt; their media ids."""
+        return self.store_generated(*self.draw(prompt, options))
+
+    def generate_from_media(self, media_id: int, options: GenerateOptions, edit: tuple[str, str] | None = None,
+                            interpolate: tuple[int, float] | None = None) -> list[int]:
+        """Variations, interpolations and edits of an indexed image (see draw_from_media),
+        stored and indexed; their media ids."""
+        return self.store_generated(*self.draw_from_media(media_id, options, edit, interpolate))
+
+    def draw(self, prompt: str, options: GenerateOptions) -> tuple[list[Image.Image], GenerationParams]:
+        """Images for a prompt and how they were made, not stored."""
         options = self._with_defaults(options, self.generator)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         with _generator_errors():
             images = self.generator.generate(prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance,
                                              sampler=options.sampler)
-        return self._save_generated(images, GenerationParams(prompt, self.generator.name, seed, options.steps,
-                                                             options.guidance, options.sampler))
+        return images, GenerationParams(prompt, self.generator.name, seed, options.steps, options.guidance, options.sampler)
 
-    def generate_from_media(self, media_id: int, options: GenerateOptions, edit: tuple[str, str] | None = None,
-                            interpolate: tuple[int, float] | None = None) -> list[int]:
-        """DALL-E 2's latent tricks on an indexed image: variations of it, an interpolation
-        towards another image, or a text-diff edit ("red circle" -> "blue circle")."""
+    def draw_from_media(self, media_id: int, options: GenerateOptions, edit: tuple[str, str] | None = None,
+                        interpolate: tuple[int, float] | None = None) -> tuple[list[Image.Image], GenerationParams]:
+        """DALL-E 2's latent tricks on an indexed image, not stored: variations of it, an
+        interpolation towards another image, or a text-diff edit ("red circle" -> "blue circle")."""
         from .generation.unclip import slerp, text_diff_edit
 
         generator = self.generator
@@ -258,8 +269,11 @@ class Library:
             images = generator.decode(np.repeat(embedding[None], options.n, 0), seed=seed, steps=options.steps,
                                       guidance=options.guidance, sampler=options.sampler)
         label = f"edit of media {media_id}: {edit[0]} -> {edit[1]}" if edit else f"variation of media {media_id}"
-        return self._save_generated(images, GenerationParams(label, generator.name, seed, options.steps, options.guidance,
-                                                             options.sampler, source=source))
+        return images, GenerationParams(label, generator.name, seed, options.steps, options.guidance, options.sampler, source=source)
+
+    def delete_generated(self, media_ids: list[int]) -> list[int]:
+        """Delete generated images (rows, vectors, files); see library_media.delete_generated."""
+        return delete_generated(self.store, self.indexes, self.dir, media_ids)
 
     def media(self, media_id: int) -> Media | None:
         return self.store.media_by_id([media_id]).get(media_id)

@@ -4,15 +4,18 @@ these tests check the mechanics users rely on, not picture quality (eval-generat
 
 import io
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
+from mmsearch.cli import app
 from mmsearch.generation.decoder import Decoder, DecoderConfig
 from mmsearch.generation.pairs import CaptionFinder, library_pairs
 from mmsearch.generation.prior import DiffusionPrior, PriorConfig, own_image_choice_loss
@@ -23,6 +26,8 @@ from mmsearch.search.store import Media
 from mmsearch.training.diffusion_trainer import DiffusionTrainConfig, train_decoder, train_prior
 
 from .helpers import make_corpus, open_library
+
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +221,53 @@ def test_generate_endpoint_prompt_variation_edit_and_interpolation(served):
     assert client.get(f"/media/{mixed[0]['id']}").json()["generation"]["source"] == {"media_id": source, "interpolate": other, "alpha": 0.3}
     assert client.post("/generate", json={"prompt": "x", "from_media_id": source}).status_code == 422
     assert client.post("/generate", json={"from_media_id": 10**9, "steps": 2}).status_code == 404
+
+
+def test_deleting_a_generated_image_lets_the_next_miss_draw_anew(served):
+    client, lib = served
+    body = {"text": "a pink hexagon", "kind": "image", "generate": "auto", "generation": {"steps": 2, "seed": 7}}
+    drawn = client.post("/search", json=body).json()["results"][0]
+    path = client.get(f"/media/{drawn['id']}").json()["path"]
+    assert client.get(drawn["thumbnail_url"]).status_code == 200  # cached on disk
+    assert client.delete(f"/media/{drawn['id']}").json() == {"deleted": [drawn["id"]]}
+    assert client.get(f"/media/{drawn['id']}").status_code == 404
+    assert not Path(path).exists() and not list((lib.dir / "thumbnails").glob(f"{drawn['id']}-*"))
+    assert client.delete(f"/media/{drawn['id']}").status_code == 404
+    found = client.post("/search", json={"text": "a pink hexagon", "generated": True, "generate": "never", "k": 50}).json()
+    assert drawn["id"] not in [h["id"] for h in found["results"]]
+    again = client.post("/search", json=body).json()
+    assert again["stages"][-1]["stage"] == "generated" and again["results"][0]["id"] != drawn["id"]
+
+
+def test_media_from_the_library_folders_are_not_deleted(served):
+    client, lib = served
+    indexed = client.post("/search", json={"text": "a red circle", "generated": False, "generate": "never", "k": 1}).json()["results"][0]
+    r = client.delete(f"/media/{indexed['id']}")
+    assert r.status_code == 409 and "came from your folders" in r.json()["detail"]
+    assert client.get(indexed["file_url"]).status_code == 200 and Path(indexed["path"]).is_file()
+
+
+def test_cli_generate_writes_the_file_and_stores_only_with_save(trained, tmp_path):
+    base, gen_dir = trained
+    args = ["generate", "a red star", "--steps", "2", "--seed", "3", "--library", str(base / "lib"), "--generator", f"mini:{gen_dir}"]
+    with open_library(base / "lib") as lib:
+        before = _generated_count(lib)
+    saved = runner.invoke(app, [*args, "--out", str(tmp_path / "saved.png"), "--save"])
+    assert saved.exit_code == 0, saved.output
+    stored = int(saved.output.split("stored as media ")[1].split()[0])
+    loose = runner.invoke(app, [*args, "--out", str(tmp_path / "loose.png")])  # the same drawing, not stored
+    assert loose.exit_code == 0, loose.output
+    assert Image.open(tmp_path / "loose.png").size == (128, 128)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "loose.png")), np.asarray(Image.open(tmp_path / "saved.png")))
+    with open_library(base / "lib") as lib:
+        assert _generated_count(lib) == before + 1 and lib.media(stored).generated  # the stored twin survives
+
+    refused = runner.invoke(app, ["delete-generated", "1", str(stored), "--library", str(base / "lib")])
+    assert refused.exit_code != 0 and "came from your folders" in refused.output
+    deleted = runner.invoke(app, ["delete-generated", str(stored), "999999", "--library", str(base / "lib")])
+    assert deleted.exit_code == 0 and "deleted 1 generated image(s); no media with id 999999" in deleted.output
+    with open_library(base / "lib") as lib:
+        assert _generated_count(lib) == before and lib.media(stored) is None
 
 
 def test_the_prior_stage_answers_before_generating(trained, mini_encoder):

@@ -80,6 +80,10 @@ def test_generation_needs_the_key(keyed):
     assert client.post("/search", json=search).status_code == 401
     r = client.post("/search", json=search, headers={"X-API-Key": KEY})
     assert r.status_code == 200 and r.json()["via"] == "generated"
+    drawn = r.json()["results"][0]["id"]
+    assert client.delete(f"/media/{drawn}").status_code == 401
+    assert client.get(f"/media/{drawn}").status_code == 200
+    assert client.delete(f"/media/{drawn}", headers={"X-API-Key": KEY}).json() == {"deleted": [drawn]}
 
 
 def test_reads_stay_open_by_default(keyed):

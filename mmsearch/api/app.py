@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..encoders.base import EncoderError
 from ..encoders.video import UnreadableVideoError
+from ..generation.library_media import NotGeneratedError
 from ..imageio import UnreadableImageError, decode_rgb
 from ..library import GenerationRequestError, GenerationUnavailable, Library
 from ..search.generate_on_miss import GenerateOptions, prompt_of
@@ -66,6 +67,7 @@ def create_app(library: Library) -> FastAPI:
     app = FastAPI(title="mmsearch", version="0.1.0", description="Multimodal search over a media library.", lifespan=lifespan)
     settings = library.settings
     search_lock = threading.Lock()
+    thumbnails = library.dir / "thumbnails"  # cached JPEGs, named <media id>-<content hash>[-t<tenths>].jpg
     access, metrics = Access(settings), Metrics(library)
     read, write = [Depends(access.read)], [Depends(access.write)]
     add_request_tracking(app, metrics)
@@ -163,6 +165,20 @@ def create_app(library: Library) -> FastAPI:
     def media(media_id: int) -> dict:
         return _media_out(_media_or_404(media_id))
 
+    @app.delete("/media/{media_id}", dependencies=write)
+    def delete_media(media_id: int) -> dict:
+        """Delete a generated image (row, vector, file), e.g. a poor drawing that a repeated
+        query would otherwise keep returning. Media from the library's folders answer 409."""
+        _media_or_404(media_id)
+        try:
+            with search_lock:
+                deleted = library.delete_generated([media_id])
+        except NotGeneratedError as e:
+            raise HTTPException(409, str(e)) from e
+        for thumbnail in thumbnails.glob(f"{media_id}-*.jpg"):
+            thumbnail.unlink(missing_ok=True)
+        return {"deleted": deleted}
+
     def _served_path(m):
         try:
             return safe_path(m.path, library.serving_roots(m))
@@ -188,7 +204,7 @@ def create_app(library: Library) -> FastAPI:
             if m.duration is not None and t > m.duration:
                 raise HTTPException(422, f"t={t} is past the end of the video ({m.duration:.3f} s)")
         suffix = f"-t{round(t * 10)}" if m.kind == "video" else ""  # cached per tenth of a second
-        cache = library.dir / "thumbnails" / f"{m.id}-{(m.content_hash or 'x')[:16]}{suffix}.jpg"
+        cache = thumbnails / f"{m.id}-{(m.content_hash or 'x')[:16]}{suffix}.jpg"
         if not cache.is_file():
             try:
                 jpeg = thumbnail_jpeg(path) if m.kind == "image" else video_thumbnail_jpeg(path, t)

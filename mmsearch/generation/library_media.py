@@ -81,3 +81,30 @@ def find_generated(store: Store, prompt: str, backend: str) -> list[int]:
             Media.generated.is_(True), Media.error.is_(None), record["prompt"].as_string() == prompt,
             record["backend"].as_string() == backend, record["source"].as_string().is_(None)).order_by(Media.id)).all()
     return [media_id for media_id, path in rows if Path(path).is_file()]
+
+
+class NotGeneratedError(ValueError):
+    """A request to delete media the library did not make (files from the user's folders)."""
+
+
+def delete_generated(store: Store, indexes: IndexSet, library_dir: Path, media_ids: list[int]) -> list[int]:
+    """Take generated images out of the library: their rows, vectors and PNG files (only
+    files inside <library>/generated are ever deleted). Returns the ids deleted; ids of no
+    media are skipped. Media from the user's folders are refused, all or nothing: they leave
+    the library when their files do (the next index job)."""
+    media = store.media_by_id(media_ids)
+    indexed = sorted(i for i, m in media.items() if not m.generated)
+    if indexed:
+        raise NotGeneratedError(f"media {', '.join(map(str, indexed))} came from your folders, not from generation: "
+                                "they leave the library when their files are deleted and the folder is indexed again")
+    ids = sorted(media)
+    with store.session() as s:
+        removed = store.delete_media(s, ids)
+    indexes.remove(removed)
+    indexes.checkpoint()
+    folder = (library_dir / GENERATED_DIR).resolve()
+    for m in media.values():
+        path = Path(m.path).resolve()
+        if path.is_relative_to(folder):
+            path.unlink(missing_ok=True)
+    return ids
