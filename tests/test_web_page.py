@@ -233,8 +233,8 @@ def test_image_queries_upload_drop_and_more_like_this(page, site):
     _screenshot(page, "3-more-like-this")
 
 
-def test_generate_on_miss_shows_the_generated_badge_and_prompt(miss_page):
-    page = miss_page
+def test_generate_on_miss_shows_the_generated_badge_and_prompt_and_deletes(miss_page, miss_site):
+    page, miss_url = miss_page, miss_site[0]
     results = page.get_by_test_id("result")
     toggle = page.get_by_label("Generate on miss")
     expect(toggle).not_to_be_checked()
@@ -259,6 +259,18 @@ def test_generate_on_miss_shows_the_generated_badge_and_prompt(miss_page):
                            " return i && i.complete && i.naturalWidth > 0; }")  # the generated image is served
     expect(page.get_by_test_id("load-more")).to_be_hidden()
     _screenshot(page, "4-generated")
+
+    # Delete the drawing: it leaves the page and the library; the next miss draws anew.
+    drawn = first.get_attribute("data-id")
+    expect(page.get_by_test_id("delete-generated")).to_have_count(1)  # generated cards only
+    first.get_by_test_id("delete-generated").click()
+    expect(page.get_by_test_id("status")).to_have_text(
+        "Deleted the generated image: the next search for its prompt that misses draws a new one.", timeout=SLOW)
+    expect(results).to_have_count(0)
+    assert httpx.get(f"{miss_url}/media/{drawn}").status_code == 404
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(results.first.get_by_test_id("generated-badge")).to_have_text("generated", timeout=SLOW)
+    assert results.first.get_attribute("data-id") != drawn
 
 
 def test_index_job_progress_and_errors(miss_page, miss_site):

@@ -1,5 +1,5 @@
 // One result card: thumbnail, score, path; videos play their matched moment in place;
-// generated images carry a badge and their prompt.
+// generated images carry a badge, their prompt and a delete button.
 
 import { api } from "./api.js";
 
@@ -93,10 +93,31 @@ export function renderCard(hit, { onMoreLikeThis, announce }) {
   const more = el("button", { type: "button", class: "more-like", "data-testid": "more-like-this", text: "More like this",
                               "aria-label": `More like ${name}` });
   more.addEventListener("click", () => onMoreLikeThis(hit));
-  meta.append(more);
+  const actions = el("div", { class: "actions" }, more);
+  if (hit.generated) actions.append(deleteButton(hit, card, announce));
+  meta.append(actions);
 
   card.append(media, meta);
   return card;
+}
+
+/** Deletes a generated image from the library (a poor drawing would otherwise answer its
+ * prompt again; the next search that misses draws a new one). */
+function deleteButton(hit, card, announce) {
+  const button = el("button", { type: "button", class: "more-like delete", "data-testid": "delete-generated",
+                                text: "Delete", "aria-label": "Delete this generated image" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await api(`/media/${hit.id}`, { method: "DELETE" });
+      card.remove();
+      announce("Deleted the generated image: the next search for its prompt that misses draws a new one.");
+    } catch (e) {
+      button.disabled = false;
+      announce(`Not deleted: ${e.detail || e.message}`);
+    }
+  });
+  return button;
 }
 
 async function loadPrompt(hit, node, card) {
