@@ -9,8 +9,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from mmsearch.datasets.render import ObjectGeom, Style, draw_scene
+from mmsearch.datasets.vocab import SHAPES
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.base import CheckpointNotFoundError, HubUnreachableError, ImageDecodeError, UnknownModelError
+from mmsearch.encoders.openclip import pad_to_aspect
 
 
 def _unit_rows(x: np.ndarray) -> bool:
@@ -32,6 +34,37 @@ def test_mini_embeds_texts_and_images_in_one_space(mini_encoder):
     assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0]
     assert mini_encoder.space.startswith("open_clip:mini@")
     assert mini_encoder.embed_texts([]).shape == (0, mini_encoder.dim)
+
+
+def test_mini_names_the_shape_in_pictures_much_wider_or_taller_than_its_training_ones(mini_encoder):
+    # Trained on canvases of 3:4 to 4:3 and squashing its input to a square, it saw a hexagon
+    # on a 4:1 canvas as a flat bar (0.375 of these right); padded to 1.6:1 first, 0.98.
+    colours = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (40, 170, 50), "yellow": (250, 220, 30)}
+    pictures, truth = [], []
+    for shape in SHAPES:
+        for k, (name, rgb) in enumerate(colours.items()):
+            for width, height in ((384, 96), (96, 320)):
+                along = 0.2 + 0.2 * k  # the object's place along the long side
+                cx, cy = (along * width, height / 2) if width > height else (width / 2, along * height)
+                pictures.append(draw_scene(width, height, (245, 245, 245), [ObjectGeom(shape, rgb, cx, cy, 34)], Style()))
+                truth.append((name, shape))
+    vectors = mini_encoder.embed_images(pictures)
+    texts = {name: mini_encoder.embed_texts([f"a {name} {shape}" for shape in SHAPES]) for name in colours}
+    named = [SHAPES[int((v @ texts[colour].T).argmax())] for v, (colour, _) in zip(vectors, truth)]
+    assert np.mean([n == shape for n, (_, shape) in zip(named, truth)]) >= 0.9
+    assert mini_encoder.space.endswith("|squash96pad1.6")  # vectors made before the padding are another space
+
+
+def test_padding_to_an_aspect_centres_the_picture_on_its_border_colour():
+    picture = Image.new("RGB", (400, 100), (10, 200, 30))
+    picture.paste((250, 0, 0), (180, 40, 220, 60))  # a red mark in the middle; the border stays green
+    padded = pad_to_aspect(picture, 1.6)
+    assert padded.size == (400, 250)
+    assert padded.getpixel((0, 0)) == padded.getpixel((399, 249)) == (10, 200, 30)
+    assert padded.crop((0, 75, 400, 175)).tobytes() == picture.tobytes()
+    assert pad_to_aspect(picture.rotate(90, expand=True), 1.6).size == (250, 400)
+    within = Image.new("RGB", (160, 100))
+    assert pad_to_aspect(within, 1.6) is within
 
 
 def test_image_features_are_the_image_embedding_with_gradients_to_the_pixels(mini_encoder):

@@ -82,7 +82,7 @@ def test_training_at_another_image_size_carries_the_weights_over(tmp_path):
     assert torch.equal(after[key][0], before[key][0])
     assert torch.equal(after["visual.conv1.weight"], before["visual.conv1.weight"])
     enc = load_encoder(str(out), device="cpu")
-    assert enc.space.endswith("squash64") and enc.embed_images([data / manifest["items"][0]["file"]]).shape == (1, 256)
+    assert enc.space.endswith("squash64pad1.6") and enc.embed_images([data / manifest["items"][0]["file"]]).shape == (1, 256)
 
 
 def test_hard_negatives_fit_no_image_they_were_made_for(tmp_path):

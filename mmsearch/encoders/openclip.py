@@ -21,6 +21,7 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .base import (
     CheckpointNotFoundError,
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
 INSTEAD = "--model mini (built in) or a local checkpoint path"
+# A model that squashes its input (mini) sees wider pictures padded to this aspect first:
+# squashed 4:1, a hexagon reads as a square (zero-shot shape 0.42 on pictures wider than
+# 2.2:1, 0.88 padded), while padding all the way to square loses "top"/"bottom" of very wide
+# ones (position 0.52 there); 1.6 kept both (0.96 shape, 0.94 position; BENCHMARKS.md).
+MAX_SQUASH_ASPECT = 1.6
 
 
 def weights_digest(path: str | Path) -> str:
@@ -78,7 +84,10 @@ class OpenClipEncoder:
         size = cfg.get("size", getattr(self.model.visual, "image_size", "?"))
         self._input_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
         self.name = spec
-        self.space = f"open_clip:{label}|{cfg.get('resize_mode', 'shortest')}{self._input_size[0]}"
+        resize_mode = cfg.get("resize_mode", "shortest")
+        self._pad_to_aspect = MAX_SQUASH_ASPECT if resize_mode == "squash" else None
+        padding = f"pad{self._pad_to_aspect:g}" if self._pad_to_aspect else ""
+        self.space = f"open_clip:{label}|{resize_mode}{self._input_size[0]}{padding}"
         # What image_features needs to preprocess tensors as self.preprocess does PIL images.
         self._pixel_mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(1, 3, 1, 1)
         self._pixel_std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(1, 3, 1, 1)
@@ -182,7 +191,10 @@ class OpenClipEncoder:
 
     def preprocess_images(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
         """Decode and preprocess to the model's input tensor."""
-        return torch.stack([self.preprocess(load_rgb(im, offset + i)) for i, im in enumerate(images)])
+        def prepared(image: Image.Image) -> Image.Image:
+            return pad_to_aspect(image, self._pad_to_aspect) if self._pad_to_aspect else image
+
+        return torch.stack([self.preprocess(prepared(load_rgb(im, offset + i))) for i, im in enumerate(images)])
 
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed already preprocessed images (N, 3, H, W)."""
@@ -200,3 +212,19 @@ class OpenClipEncoder:
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         return embed_batched(images, self.batch_size, self.dim,
                              lambda chunk, offset: self.model.encode_image(self.preprocess_images(chunk, offset).to(self.device)))
+
+
+def pad_to_aspect(image: Image.Image, max_aspect: float) -> Image.Image:
+    """The image, centred on a canvas widened along its short side until its aspect is at most
+    max_aspect; the canvas takes the median colour of the image's border, so it reads as more
+    background."""
+    width, height = image.size
+    if max(width, height) <= max_aspect * min(width, height):
+        return image
+    pixels = np.asarray(image)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    colour = tuple(int(v) for v in np.median(border, axis=0))
+    size = (width, round(width / max_aspect)) if width > height else (round(height / max_aspect), height)
+    canvas = Image.new("RGB", size, colour)
+    canvas.paste(image, ((size[0] - width) // 2, (size[1] - height) // 2))
+    return canvas
