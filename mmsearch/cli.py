@@ -475,8 +475,6 @@ def generate(
         console.print(f"wrote {target}")
 
 
-
-
 @app.command("delete-generated")
 def delete_generated(
     ids: list[int] = typer.Argument(..., help="Media ids of generated images (as /search and /generate answer them)."),
@@ -485,6 +483,7 @@ def delete_generated(
 ) -> None:
     """Delete generated images from the library (row, vector, file), e.g. a poor drawing
     that a repeated query would otherwise keep returning; the next miss draws anew."""
+    from .encoders.base import EncoderError
     from .generation.library_media import NotGeneratedError
     from .library import Library
 
@@ -492,7 +491,7 @@ def delete_generated(
     try:
         with Library.open(settings=settings) as lib:
             deleted = lib.delete_generated(ids)
-    except NotGeneratedError as e:
+    except (NotGeneratedError, EncoderError) as e:
         _fail(str(e))
     missing = sorted(set(ids) - set(deleted))
     console.print(f"deleted {len(deleted)} generated image(s)" + (f"; no media with id {', '.join(map(str, missing))}" if missing else ""))
