@@ -13,6 +13,7 @@ from mmsearch.datasets.vocab import SHAPES
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.base import CheckpointNotFoundError, HubUnreachableError, ImageDecodeError, UnknownModelError
 from mmsearch.encoders.openclip import pad_to_aspect
+from mmsearch.encoders.synonyms import Synonyms
 
 
 def _unit_rows(x: np.ndarray) -> bool:
@@ -53,6 +54,22 @@ def test_mini_names_the_shape_in_pictures_much_wider_or_taller_than_its_training
     named = [SHAPES[int((v @ texts[colour].T).argmax())] for v, (colour, _) in zip(vectors, truth)]
     assert np.mean([n == shape for n, (_, shape) in zip(named, truth)]) >= 0.9
     assert mini_encoder.space.endswith("|squash96pad1.6")  # vectors made before the padding are another space
+
+
+def test_synonyms_rewrite_whole_words_longest_first_in_any_case():
+    synonyms = Synonyms({"navy": "blue", "navy blue": "blue", "violet": "purple", "six-sided shape": "hexagon"})
+    assert synonyms("A Navy Blue circle and a navy square") == "A blue circle and a blue square"
+    assert synonyms("VIOLET six-sided shape, top left") == "purple hexagon, top left"
+    assert synonyms("ultraviolet violets and violet-ish") == "ultraviolet violets and violet-ish"
+
+
+def test_mini_reads_words_it_never_learnt_as_the_ones_it_knows(mini_encoder):
+    assert mini_encoder.synonyms is not None  # shipped beside the weights: synonyms.json
+    said, known = mini_encoder.embed_texts(["a violet circle", "crimson rectangle, top left"]), \
+        mini_encoder.embed_texts(["a purple circle", "red square, top left"])
+    np.testing.assert_allclose(said, known, atol=1e-6)
+    # the words the corpus taught stay as typed
+    assert mini_encoder.synonyms("a grey disc and a plus sign") == "a grey disc and a plus sign"
 
 
 def test_padding_to_an_aspect_centres_the_picture_on_its_border_colour():

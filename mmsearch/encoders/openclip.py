@@ -32,6 +32,7 @@ from .base import (
     resolve_device,
 )
 from .hub import cached_hf_file, cached_hf_snapshot, hf_endpoint, require_hub
+from .synonyms import Synonyms
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ class OpenClipEncoder:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self._hub_timeout_s = hub_timeout_s
+        self._folder: Path | None = None  # set by _load for models read from a folder
         self.model, self.preprocess, self.tokenizer, label = self._load(spec)
+        self.synonyms = Synonyms.load(self._folder) if self._folder else None
         self.model.eval().requires_grad_(False)  # inference only; image_features passes gradients to its input
         cfg = self.model.visual.preprocess_cfg if hasattr(self.model.visual, "preprocess_cfg") else {}
         size = cfg.get("size", getattr(self.model.visual, "image_size", "?"))
@@ -105,7 +108,7 @@ class OpenClipEncoder:
 
     def _load(self, spec: str):
         if spec == "mini":
-            folder = BUILTIN_DIR / "mini"
+            folder = self._folder = BUILTIN_DIR / "mini"
             weights = folder / "open_clip_model.safetensors"
             if not weights.is_file():
                 raise CheckpointNotFoundError(f"built-in mini weights are missing ({weights}); train them with `mmsearch train clip`")
@@ -121,10 +124,12 @@ class OpenClipEncoder:
         p = Path(spec).expanduser()
         if p.is_dir():
             weights = _local_dir_weights(p)
+            self._folder = p
             return (*self._create(f"local-dir:{p.resolve()}", weights=weights), f"{p.name}@{weights_digest(weights)}")
         if p.is_file():
             weights = p
             _local_dir_weights(p.parent)  # the config must sit beside the weights
+            self._folder = p.parent
             return (*self._create(f"local-dir:{p.parent.resolve()}", weights=weights), f"{p.stem}@{weights_digest(weights)}")
         if spec.split("/", 1)[0] in open_clip.list_models():
             return self._load_pretrained_tag(spec)
@@ -187,6 +192,8 @@ class OpenClipEncoder:
 
     # -- embedding -----------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if self.synonyms and not isinstance(texts, str):
+            texts = [self.synonyms(t) for t in texts]
         return embed_batched(texts, self.batch_size, self.dim, lambda chunk, _: self.model.encode_text(self.tokenizer(chunk).to(self.device)))
 
     def preprocess_images(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
