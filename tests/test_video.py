@@ -35,6 +35,8 @@ from mmsearch.search.query import SearchRequest, build_terms
 from mmsearch.search.store import JobError, Media, Segment, Vector
 from mmsearch.training.temporal_trainer import (
     TemporalTrainConfig,
+    _examples,
+    _fits,
     all_captions,
     train_temporal,
 )
@@ -237,7 +239,9 @@ def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
     Trained with reversed copies, the head must tell a video from itself played backwards."""
     videos, (left, right, base) = _sliding_videos(np.random.default_rng(0), "moving left", "moving right")
     captions = all_captions(videos)
-    assert sorted(captions) == ["a small red circle moving left on a blue background", "a small red circle moving right on a blue background"]
+    # the manifest captions and the shorter ways people word them
+    assert {"a small red circle moving left on a blue background", "a red circle moving right", "a circle moving left",
+            "a small red circle moving right"} <= set(captions)
     text_vectors = np.stack([base + (left if "left" in c else right) for c in captions])
     train_temporal(videos, text_vectors, captions, tmp_path, TemporalTrainConfig(steps=150, batch_size=32, frame_dropout=0.0))
     pooler = TemporalPooler("seqTransf", tmp_path)
@@ -268,6 +272,26 @@ def test_query_map_separates_captions_the_text_encoder_barely_tells_apart(tmp_pa
     for v in videos:
         q = queries[f"a small red circle {v.item['shots'][0]['motion']} on a blue background"]
         assert float(pooler.pool(v.frames, v.times) @ q) > float(pooler.pool(v.frames[::-1].copy(), v.times) @ q)
+
+
+def test_a_short_wording_fits_every_video_it_describes_and_no_other():
+    def video(motion: str, size: str, background: str, shots: int = 1) -> VideoFeatures:
+        shot = {"motion": motion, "object": {"color": "red", "shape": "circle", "size": size}, "background": background,
+                "t_start": 0.0, "t_end": 2.0}
+        return VideoFeatures({"shots": [shot] * shots}, np.arange(4) * 0.5, np.eye(4, 8, dtype=np.float32), [(0.0, 2.0)] * shots)
+
+    videos = [video("moving up", "small", "gray"), video("moving up", "large", "white"), video("moving down", "small", "gray"),
+              video("moving up", "small", "gray", shots=2)]
+    captions: dict[str, int] = {}
+    data = _examples(videos, captions)  # each video forwards (even rows) and backwards (odd rows)
+    full = "a small red circle moving up on a gray background"
+    columns = torch.tensor([captions["a red circle moving up"], captions[full], captions[f"{full}, then {full}"]])
+    rows = torch.arange(8)
+    fits = _fits(data, rows, data.phrasing[rows, 0], columns)
+    # rows: up small gray, its reverse (down), up large white, down, down small gray, its reverse (up), two-shot up, reverse
+    assert fits[:, 0].tolist() == [1, 0, 1, 0, 0, 1, 0, 0]  # "a red circle moving up": any size or background
+    assert fits[:, 1].tolist() == [1, 0, 0, 0, 0, 1, 0, 0]  # the full caption: that size and background only
+    assert fits[:, 2].tolist() == [0, 0, 0, 0, 0, 0, 1, 0]  # a two-shot caption: its own video only
 
 
 def test_query_map_round_trips_and_mean_pooling_leaves_queries_alone(tmp_path):

@@ -30,6 +30,7 @@ from ..datasets.synth_video import reversed_shot, video_caption
 from ..datasets.video_features import VideoFeatures
 from ..encoders.temporal import POOL_FRAMES, SeqTransf, pick_frames
 from .clip_trainer import multi_positive_clip_loss
+from .video_phrasings import ATTRIBUTES, UNSAID, AttributeCodes, Phrasing, phrasings, shot_attributes
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +56,70 @@ class TemporalTrainConfig:
 class _Examples:
     frames: torch.Tensor  # (N, POOL_FRAMES, d), zero padded
     valid: torch.Tensor  # (N, POOL_FRAMES) bool
-    caption: torch.Tensor  # (N,) caption id
-    reversed_caption: torch.Tensor  # (N,) caption id of the same video played backwards
+    phrasing: torch.Tensor  # (N, V) caption ids of the ways to word it (the manifest caption first), -1 padded
+    reversed_phrasing: torch.Tensor  # (N, V) the same wordings of the video played backwards
+    phrasings: torch.Tensor  # (N,) how many wordings each has
+    codes: torch.Tensor  # (N, len(ATTRIBUTES)) its shot's attributes; NOT_ONE_SHOT for multi-shot videos
+    caption_codes: torch.Tensor  # (C, len(ATTRIBUTES)) what each caption says (UNSAID elsewhere)
     one_shot: torch.Tensor  # (N,) bool: any part of the video still fits its caption
 
 
+NOT_ONE_SHOT = -2  # a multi-shot video fits its own whole caption only
+FULL_CAPTION_SHARE = 0.4  # how often a step shows the manifest caption rather than a shorter wording
+
+
 def _examples(videos: list[VideoFeatures], captions: dict[str, int]) -> _Examples:
+    """Every video forwards and backwards, each with its wordings (see video_phrasings);
+    `captions` gathers every wording's id."""
     dim = videos[0].frames.shape[1]
     n = 2 * len(videos)
     frames = torch.zeros(n, POOL_FRAMES, dim)
     valid = torch.zeros(n, POOL_FRAMES, dtype=torch.bool)
-    cap, rev = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
     one_shot = torch.tensor([len(v.item["shots"]) == 1 for v in videos for _ in range(2)])
+    coder, caption_codes = AttributeCodes(), {}
+    wordings, codes = [], []
     for k, v in enumerate(videos):
         picked = torch.from_numpy(v.frames[pick_frames(v.times)])
-        forward = video_caption(v.item["shots"])
-        backward = video_caption([reversed_shot(s) for s in reversed(v.item["shots"])])
-        for j, (seq, a, b) in enumerate(((picked, forward, backward), (picked.flip(0), backward, forward))):
+        shots, back = v.item["shots"], [reversed_shot(s) for s in reversed(v.item["shots"])]
+        for j, (seq, a, b) in enumerate(((picked, shots, back), (picked.flip(0), back, shots))):
             frames[2 * k + j, :len(seq)] = seq
             valid[2 * k + j, :len(seq)] = True
-            cap[2 * k + j], rev[2 * k + j] = captions.setdefault(a, len(captions)), captions.setdefault(b, len(captions))
-    return _Examples(frames, valid, cap, rev, one_shot)
+            if len(shots) == 1:
+                pairs = list(zip(phrasings(a[0]), phrasings(b[0])))
+                codes.append(coder.encode(shot_attributes(a[0])))
+            else:
+                pairs = [(Phrasing(video_caption(a), {}), Phrasing(video_caption(b), {}))]
+                codes.append([NOT_ONE_SHOT] * len(ATTRIBUTES))
+            ids = []
+            for own, rev in pairs:
+                for p in (own, rev):
+                    cid = captions.setdefault(p.text, len(captions))
+                    # a multi-shot caption says nothing checkable: it fits by being the video's own
+                    caption_codes.setdefault(cid, coder.encode(p.said) if p.said else [NOT_ONE_SHOT - 1] * len(ATTRIBUTES))
+                ids.append((captions[own.text], captions[rev.text]))
+            wordings.append(ids)
+    width = max(len(w) for w in wordings)
+    phrasing = torch.full((n, width), -1, dtype=torch.long)
+    reversed_phrasing = torch.full((n, width), -1, dtype=torch.long)
+    for i, ids in enumerate(wordings):
+        phrasing[i, :len(ids)] = torch.tensor([a for a, _ in ids])
+        reversed_phrasing[i, :len(ids)] = torch.tensor([b for _, b in ids])
+    return _Examples(frames, valid, phrasing, reversed_phrasing, torch.tensor([len(w) for w in wordings]),
+                     torch.tensor(codes), torch.tensor([caption_codes[c] for c in range(len(captions))]), one_shot)
+
+
+def _pick_wordings(data: _Examples, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One wording per example, and the same wording of it played backwards."""
+    others = (torch.rand(len(idx), generator=gen) * (data.phrasings[idx] - 1)).long() + 1
+    pick = torch.where((torch.rand(len(idx), generator=gen) < FULL_CAPTION_SHARE) | (data.phrasings[idx] == 1), 0, others)
+    return data.phrasing[idx, pick], data.reversed_phrasing[idx, pick]
+
+
+def _fits(data: _Examples, idx: torch.Tensor, own: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """(B, C): caption column c describes example i, by its attributes or as its own caption."""
+    said = data.caption_codes[columns][None]  # (1, C, A)
+    by_attributes = ((said == UNSAID) | (said == data.codes[idx][:, None])).all(-1)
+    return (by_attributes | (own[:, None] == columns[None])).float()
 
 
 def _augment(data: _Examples, idx: torch.Tensor, cfg: TemporalTrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,14 +179,15 @@ def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captio
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = g["lr_scale"] * cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        idx = torch.randperm(len(data.caption), generator=gen)[:cfg.batch_size]
+        idx = torch.randperm(len(data.one_shot), generator=gen)[:cfg.batch_size]
         frames, keep = _augment(data, idx, cfg, gen)
-        columns = torch.unique(torch.cat([data.caption[idx], data.reversed_caption[idx]]))
-        fits = (data.caption[idx][:, None] == columns[None, :]).float()
+        own, backwards = _pick_wordings(data, idx, gen)
+        columns = torch.unique(torch.cat([own, backwards]))
+        fits = _fits(data, idx, own, columns)
         video = model(frames, keep)
         queries = model.adapt_query(texts[columns])
         logits = logit_scale.exp().clamp(max=100) * video @ queries.t()
-        loss = multi_positive_clip_loss(logits, fits) + cfg.reversal_weight * _reversal_loss(logits, columns, data.caption[idx], data.reversed_caption[idx])
+        loss = multi_positive_clip_loss(logits, fits) + cfg.reversal_weight * _reversal_loss(logits, columns, own, backwards)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
