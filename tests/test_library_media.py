@@ -3,8 +3,10 @@
 from pathlib import Path
 
 from PIL import Image
+from sqlalchemy import update
 
 from mmsearch.generation.library_media import GenerationParams, find_generated, save_generated
+from mmsearch.search.store import Vector
 
 from .helpers import open_library
 
@@ -23,9 +25,21 @@ def test_a_prompt_finds_only_images_drawn_from_exactly_it_by_the_same_backend(tm
         _draw(lib, "blue", "A green star")
         _draw(lib, "yellow", "a green star", backend="kandinsky22:x")
         _draw(lib, "white", "a green star", source={"media_id": first})  # a variation is not an answer to the prompt
-        assert find_generated(lib.store, "a green star", "mini") == [first, second]
-        assert find_generated(lib.store, "a green star", "karlo:x") == []
+        assert find_generated(lib.store, "a green star", "mini", lib.encoder.space) == [first, second]
+        assert find_generated(lib.store, "a green star", "karlo:x", lib.encoder.space) == []
 
         # an image whose file is gone is not offered (the next query draws a new one)
         Path(lib.media(first).path).unlink()
-        assert find_generated(lib.store, "a green star", "mini") == [second]
+        assert find_generated(lib.store, "a green star", "mini", lib.encoder.space) == [second]
+
+
+def test_a_drawing_stored_under_another_model_is_found_once_embedded_in_this_one(tmp_path, mini_encoder):
+    with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
+        drawn = _draw(lib, "green", "a green star")
+        with lib.store.session() as s:  # as if drawn under another model: its only vector is in another space
+            s.execute(update(Vector).where(Vector.media_id == drawn).values(space="open_clip:other|squash64"))
+        assert find_generated(lib.store, "a green star", "mini", lib.encoder.space) == []
+        assert _draw(lib, "green", "a green star") == drawn  # the same picture drawn again: same media, now embedded here
+        assert find_generated(lib.store, "a green star", "mini", lib.encoder.space) == [drawn]
+        hits = lib.engine.hits_for_media(lib.encoder.embed_texts(["a green star"])[0], [drawn], "generated")
+        assert [h.id for h in hits] == [drawn]

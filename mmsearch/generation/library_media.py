@@ -61,6 +61,10 @@ def save_generated(store: Store, indexes: IndexSet, encoder, library_dir: Path, 
                               generation=asdict(params) | {"created_at": time.time()})
                 s.add(media)
                 s.flush()
+            # A drawing stored under another model has no vector in this one's space yet.
+            has_vector = s.scalars(select(Vector.id).where(Vector.media_id == media.id, Vector.kind == "image",
+                                                           Vector.space == encoder.space)).first()
+            if has_vector is None:
                 row = Vector(media_id=media.id, kind="image", space=encoder.space, dim=encoder.dim, embedding=encode_embedding(vec))
                 s.add(row)
                 s.flush()
@@ -73,13 +77,15 @@ def save_generated(store: Store, indexes: IndexSet, encoder, library_dir: Path, 
     return ids
 
 
-def find_generated(store: Store, prompt: str, backend: str) -> list[int]:
-    """Media ids of images already generated for exactly this prompt by this backend."""
+def find_generated(store: Store, prompt: str, backend: str, space: str) -> list[int]:
+    """Media ids of images already generated for exactly this prompt by this backend and
+    embedded in `space` (after a model switch, older drawings are not found until drawn again)."""
     record = Media.generation
     with store.session() as s:
-        rows = s.execute(select(Media.id, Media.path).where(
+        rows = s.execute(select(Media.id, Media.path).join(Vector, Vector.media_id == Media.id).where(
             Media.generated.is_(True), Media.error.is_(None), record["prompt"].as_string() == prompt,
-            record["backend"].as_string() == backend, record["source"].as_string().is_(None)).order_by(Media.id)).all()
+            record["backend"].as_string() == backend, record["source"].as_string().is_(None),
+            Vector.kind == "image", Vector.space == space).order_by(Media.id)).all()
     return [media_id for media_id, path in rows if Path(path).is_file()]
 
 

@@ -76,7 +76,7 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
             return Outcome(prior_hits, miss, "prior", steps)
     if opts.mode == "never" or not can_generate or req.offset > 0:
         return Outcome(hits, miss, q.via, steps)
-    stored = find_generated(engine.store, prompt, generator.name) if opts.mode == "auto" else []
+    stored = find_generated(engine.store, prompt, generator.name, engine.indexes.space_of("image")) if opts.mode == "auto" else []
     if stored:
         steps.append({"stage": "stored", "media": stored})
         return Outcome(engine.hits_for_media(q.main, stored[:req.k], "generated"), miss, "generated", steps)
