@@ -27,7 +27,7 @@ from mmsearch.datasets import synth
 from mmsearch.datasets.synth_video import shot_caption
 from mmsearch.library import Library
 from mmsearch.search.query import SearchRequest, parse_text
-from mmsearch.search.store import Vector, decode_embeddings
+from mmsearch.search.store import Media, Vector, decode_embeddings
 
 MOTIONS = ["moving left", "moving right", "moving up", "moving down", "growing", "shrinking"]
 
@@ -67,6 +67,8 @@ def main() -> None:
         rows = []
         with Library.open(settings=Settings(library_dir=Path(tmp) / "lib")) as lib:
             lib.index([Path(tmp) / "clips"])
+            with lib.store.session() as s:
+                media_ids = dict(s.execute(select(Media.path, Media.id).where(Media.path.in_(list(shots)))).all())
             for phrasing, query in (("training caption", caption_query), ("typed", typed_query)):
                 right = [max(MOTIONS, key=lambda m: score_of(lib, query(shot, m), path)) == shot["motion"]
                          for path, shot in shots.items()]
@@ -74,7 +76,7 @@ def main() -> None:
                 for path, shot in shots.items():
                     text = query(shot, shot["motion"])
                     q = lib.engine.query_vectors(parse_text(text), "video")
-                    media_id = next(h.id for h in lib.search(SearchRequest(terms=parse_text(text), k=500, kind="video")) if h.path == path)
+                    media_id = media_ids[path]
                     pooled.append(float(lib.engine.media_vector(media_id) @ q.video))
                     segment.append(score_of_segments(lib, media_id, q.main))
                 pooled, segment = np.array(pooled), np.array(segment)

@@ -20,6 +20,8 @@ from .vocab import COLOR_NAMES, SIZES
 
 MOTIONS = ["moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "changing color", "appearing", "disappearing"]
 FPS_CHOICES = [10, 12, 15, 24, 25]
+# Motions whose caption leaves the size out (the size changes, or the caption names colours instead).
+SIZELESS_MOTIONS = ("growing", "shrinking", "changing color")
 
 
 REVERSED_MOTION = {"moving left": "moving right", "moving right": "moving left", "moving up": "moving down", "moving down": "moving up",
@@ -44,7 +46,7 @@ def shot_caption(shot: dict) -> str:
     o, bg, motion = shot["object"], shot["background"], shot["motion"]
     if motion == "changing color":
         return f"a {o['shape']} changing color from {o['color']} to {shot['color_to']} on a {bg} background"
-    if motion in ("growing", "shrinking"):
+    if motion in SIZELESS_MOTIONS:
         subject = f"{o['color']} {o['shape']}"
         return f"{indefinite_article(subject)} {subject} {motion} on a {bg} background"
     return f"a {o['size']} {o['color']} {o['shape']} {motion} on a {bg} background"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..datasets.captions import indefinite_article
-from ..datasets.synth_video import shot_caption
+from ..datasets.synth_video import SIZELESS_MOTIONS, shot_caption
 
 # Attributes a phrasing may mention, in a fixed order (columns of `codes`).
 ATTRIBUTES = ("color", "shape", "size", "motion", "background", "color_to")
@@ -36,7 +36,7 @@ def phrasings(shot: dict) -> list[Phrasing]:
     (without them the motion has no direction)."""
     a = shot_attributes(shot)
     full = shot_caption(shot)
-    full_said = {k: v for k, v in a.items() if v is not None and (k != "size" or a["motion"] not in ("growing", "shrinking", "changing color"))}
+    full_said = {k: v for k, v in a.items() if v is not None and (k != "size" or a["motion"] not in SIZELESS_MOTIONS)}
     if a["motion"] == "changing color":
         change = f"changing color from {a['color']} to {a['color_to']}"
         return [Phrasing(full, full_said),
