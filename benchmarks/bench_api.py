@@ -29,7 +29,7 @@ from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.config import Settings
 from mmsearch.library import Library
-from mmsearch.search.store import Media
+from mmsearch.storage.store import Media
 from report import device_description, publish
 
 QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", "a purple hexagon",

@@ -3,7 +3,7 @@
 Database: seeded random unit vectors (dim 512 by default), generated in chunks. Queries: a
 database vector plus gaussian noise, renormalised, so each query has a true neighbourhood.
 Recall@10 is measured against exact inner-product search (Flat). Memory is the estimate
-mmsearch.search.index uses to choose a factory.
+mmsearch.storage.vector_index uses to choose a factory.
 
     python benchmarks/bench_search.py                      # sizes 100000 1000000, all types
     python benchmarks/bench_search.py --sizes 20000 --types flat hnsw --no-write
@@ -25,7 +25,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from mmsearch.search.index import VectorIndex, estimate_memory_bytes, ivf_nlist
+from mmsearch.storage.vector_index import VectorIndex, estimate_memory_bytes, ivf_nlist
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 100_000

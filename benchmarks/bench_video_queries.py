@@ -27,7 +27,7 @@ from mmsearch.datasets import synth
 from mmsearch.datasets.synth_video import shot_caption
 from mmsearch.library import Library
 from mmsearch.search.query import SearchRequest, parse_text
-from mmsearch.search.store import Media, Vector, decode_embeddings
+from mmsearch.storage.store import Media, Vector, decode_embeddings
 
 MOTIONS = ["moving left", "moving right", "moving up", "moving down", "growing", "shrinking"]
 

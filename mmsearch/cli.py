@@ -143,7 +143,7 @@ def _generation_trainer(library: Optional[Path], model: Optional[str], threads: 
     """The library's captioned (prior) or all (decoder) images with their stored embeddings."""
     import torch
 
-    from .generation.pairs import library_pairs
+    from .training.pairs import library_pairs
 
     if threads:
         torch.set_num_threads(threads)
@@ -396,8 +396,9 @@ def search(
     from .encoders.base import EncoderError
     from .imageio import UnreadableImageError, decode_rgb
     from .library import GenerationUnavailable
-    from .search.generate_on_miss import GENERATE_MODES, GenerateOptions, prompt_of
+    from .services.generate_on_miss import GENERATE_MODES, GenerateOptions, prompt_of
     from .search.query import QueryError, SearchRequest, build_terms
+    from .api.urls import hit_json
 
     try:
         terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
@@ -415,7 +416,7 @@ def search(
         console.print(f"[yellow]miss[/yellow]: nothing scored above the threshold; answered via {outcome.via}")
     if as_json:
         for hit in hits:
-            sys.stdout.write(json.dumps(hit.to_dict()) + "\n")
+            sys.stdout.write(json.dumps(hit_json(hit)) + "\n")
         return
     from rich.table import Table
 
@@ -448,7 +449,7 @@ def generate(
 ) -> None:
     """Generate images from text, or variations and edits of an indexed image."""
     from .library import GenerationUnavailable, Library
-    from .search.generate_on_miss import GenerateOptions
+    from .services.generate_on_miss import GenerateOptions
     from .search.query import QueryError
 
     if prompt is None and from_media is None:
@@ -484,7 +485,7 @@ def delete_generated(
     """Delete generated images from the library (row, vector, file), e.g. a poor drawing
     that a repeated query would otherwise keep returning; the next miss draws anew."""
     from .encoders.base import EncoderError
-    from .generation.library_media import NotGeneratedError
+    from .storage.generated import NotGeneratedError
     from .library import Library
 
     settings = Settings().with_overrides(library_dir=library, model=model)
@@ -507,7 +508,8 @@ def calibrate_miss(
 ) -> None:
     """Find the score below which a query counts as a miss, for the model's embedding space."""
     from .encoders.base import EncoderError
-    from .evaluation.miss_calibration import calibrate, save_thresholds
+    from .evaluation.miss_calibration import calibrate
+    from .services.miss_thresholds import save_thresholds
 
     settings = Settings().with_overrides(model=model)
     try:
@@ -571,7 +573,7 @@ def _hold_back(media: Path, pair: tuple[str, str]) -> None:
 def _demo_generate_on_miss(lib) -> None:
     """A query the library cannot answer, twice: the first generates, the repeat hits the stored image."""
     from .library import GenerationUnavailable
-    from .search.generate_on_miss import GenerateOptions
+    from .services.generate_on_miss import GenerateOptions
     from .search.query import SearchRequest, parse_text
 
     prompt = f"a {MISSING_FROM_DEMO[0]} {MISSING_FROM_DEMO[1]}"

@@ -19,20 +19,19 @@ from PIL import Image
 from .config import Settings
 from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from .encoders.video import SamplingConfig
-from .generation.library_media import GenerationParams, delete_generated, save_generated
+from .storage.captions import CaptionFinder
+from .storage.generated import GenerationParams, NotGeneratedError, delete_generated, save_generated
 from .indexer.jobs import IndexJobRunner, create_job
 from .indexer.pipeline import PipelineConfig, default_decode_workers
 from .search.engine import Hit, SearchEngine
-from .search.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
-from .search.indexes import IndexSet
+from .services.miss_thresholds import miss_thresholds
+from .services.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
+from .storage.index_set import IndexSet
 from .search.query import QueryError, SearchRequest
-from .search.store import Job, JobError, Media, Store, job_summary
+from .storage.store import Job, JobError, Media, Store, Vector, job_summary
 
 log = logging.getLogger(__name__)
 
-# Text-to-image cosine below which a space without calibrated thresholds counts a miss
-# (CLIP ViT models score good matches around 0.28-0.35).
-DEFAULT_TEXT_MISS_THRESHOLD = 0.25
 RECENT_JOB_ERRORS = 50  # a job's summary lists its latest errors; the rest stay in SQL
 
 
@@ -64,6 +63,8 @@ class Library:
         self._indexes: IndexSet | None = None
         self._pooler: TemporalPooler | None = None
         self._generator = None
+        self._engine: SearchEngine | None = None
+        self._captions = CaptionFinder()  # keeps the manifests it has read, for the library's life
         self._lock = threading.RLock()
         self._stop_jobs = threading.Event()
 
@@ -115,7 +116,10 @@ class Library:
 
     @property
     def engine(self) -> SearchEngine:
-        return SearchEngine(self.store, self.encoder, self.indexes, video_text_map=self.pooler.adapt_query)
+        with self._lock:
+            if self._engine is None:
+                self._engine = SearchEngine(self.store, self.encoder, self.indexes, video_text_map=self.pooler.adapt_query)
+            return self._engine
 
     @property
     def generator(self):
@@ -144,13 +148,7 @@ class Library:
 
     def miss_thresholds(self) -> MissThresholds:
         """Configured thresholds, else the ones calibrated for this encoder's space."""
-        from .evaluation.miss_calibration import load_thresholds
-
-        calibrated = load_thresholds(self.encoder.space)
-        s = self.settings
-        text = s.miss_threshold if s.miss_threshold is not None else calibrated.get("text", DEFAULT_TEXT_MISS_THRESHOLD)
-        prior = s.prior_miss_threshold if s.prior_miss_threshold is not None else calibrated.get("prior")
-        return MissThresholds(text=text, prior=prior)
+        return miss_thresholds(self.encoder.space, self.settings.miss_threshold, self.settings.prior_miss_threshold)
 
     # -- the facade -------------------------------------------------------------------------------
     def serving_roots(self, media: Media) -> list[Path]:
@@ -224,15 +222,17 @@ class Library:
         """Store and index drawn images as generated media; their ids (an image stored before keeps its id)."""
         return save_generated(self.store, self.indexes, self.encoder, self.dir, images, params)
 
-    def generate(self, prompt: str, options: GenerateOptions) -> list[int]:
-        """Generate, store and index images for a prompt; their media ids."""
-        return self.store_generated(*self.draw(prompt, options))
+    def generate(self, prompt: str, options: GenerateOptions) -> list[Hit]:
+        """Generate, store and index images for a prompt; hits for them, scored against the prompt."""
+        ids = self.store_generated(*self.draw(prompt, options))
+        return self.engine.hits_for_media(self.encoder.embed_texts([prompt])[0], ids, "generated")
 
     def generate_from_media(self, media_id: int, options: GenerateOptions, edit: tuple[str, str] | None = None,
-                            interpolate: tuple[int, float] | None = None) -> list[int]:
+                            interpolate: tuple[int, float] | None = None) -> list[Hit]:
         """Variations, interpolations and edits of an indexed image (see draw_from_media),
-        stored and indexed; their media ids."""
-        return self.store_generated(*self.draw_from_media(media_id, options, edit, interpolate))
+        stored and indexed; hits for them, scored against the source image."""
+        ids = self.store_generated(*self.draw_from_media(media_id, options, edit, interpolate))
+        return self.engine.hits_for_media(self.media_vector(media_id), ids, "generated")
 
     def draw(self, prompt: str, options: GenerateOptions) -> tuple[list[Image.Image], GenerationParams]:
         """Images for a prompt and how they were made, not stored."""
@@ -253,12 +253,11 @@ class Library:
         if getattr(generator, "space", None) != self.encoder.space or not hasattr(generator, "decode"):
             raise GenerationUnavailable(f"generator {generator.name!r} cannot decode embeddings of this library's space")
         options = self._with_defaults(options, generator)
-        engine = self.engine
-        embedding = engine.media_vector(media_id)
+        embedding = self.media_vector(media_id)
         source: dict = {"media_id": media_id}
         if interpolate is not None:
             other, alpha = interpolate
-            embedding = slerp(embedding, engine.media_vector(other), alpha)
+            embedding = slerp(embedding, self.media_vector(other), alpha)
             source |= {"interpolate": other, "alpha": alpha}
         if edit is not None:
             src, tgt = self.encoder.embed_texts(list(edit))
@@ -277,6 +276,31 @@ class Library:
 
     def media(self, media_id: int) -> Media | None:
         return self.store.media_by_id([media_id]).get(media_id)
+
+    def media_many(self, media_ids: list[int]) -> dict[int, Media]:
+        """Media rows by id; ids with no row are left out."""
+        return self.store.media_by_id(media_ids)
+
+    def media_vector(self, media_id: int) -> np.ndarray:
+        """The stored embedding of an indexed media item (an image's vector, a video's pooled one)."""
+        return self.engine.media_vector(media_id)
+
+    def stats(self) -> dict:
+        """The model in use and how much the library holds."""
+        return {"model": self.encoder.name, "space": self.encoder.space, "media": self.store.count(Media),
+                "vectors": self.store.count(Vector), "unreadable": self.store.count(Media, Media.error.is_not(None))}
+
+    def caption(self, media: Media) -> str | None:
+        """A media item's first caption (sidecar .txt or synth manifest), or a generated image's prompt."""
+        if media.generated:
+            return (media.generation or {}).get("prompt")
+        roots = [r for r in self.serving_roots(media) if Path(media.path).is_relative_to(r)]
+        captions = self._captions(Path(media.path), roots[0] if roots else None)
+        return captions[0] if captions else None
+
+    def counts(self) -> dict:
+        """Media per kind, jobs per state and running jobs' progress (see Store.library_counts)."""
+        return self.store.library_counts()
 
     def close(self) -> None:
         if self._indexes is not None:

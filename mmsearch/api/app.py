@@ -19,12 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..encoders.base import EncoderError
 from ..encoders.video import UnreadableVideoError
-from ..generation.library_media import NotGeneratedError
 from ..imageio import UnreadableImageError, decode_rgb
-from ..library import GenerationRequestError, GenerationUnavailable, Library
-from ..search.generate_on_miss import GenerateOptions, prompt_of
+from ..library import GenerationRequestError, GenerationUnavailable, Library, NotGeneratedError
+from ..services.generate_on_miss import GenerateOptions, prompt_of
 from ..search.query import MediaNotFoundError, QueryError, SearchRequest, Term, build_terms
 from .clip_retrieval import clip_retrieval_router
+from .urls import hit_json
 from .observability import Metrics, add_request_tracking
 from .security import Access, add_cors
 from .files import OutsideRootsError, safe_path, thumbnail_jpeg, video_thumbnail_jpeg
@@ -91,16 +91,12 @@ def create_app(library: Library) -> FastAPI:
             outcome = library.search_or_generate(req, prompt, options)
         fresh = [st["media"] for st in outcome.steps if st.get("stage") == "generated" and "media" in st]
         metrics.count_generation("search", sum(map(len, fresh)))  # not images served again from an earlier miss
-        return SearchOut(results=[HitOut(**h.to_dict()) for h in outcome.hits], miss=outcome.miss, via=outcome.via,
+        return SearchOut(results=[HitOut(**hit_json(h)) for h in outcome.hits], miss=outcome.miss, via=outcome.via,
                          stages=outcome.steps, took_ms=(time.perf_counter() - t0) * 1000).model_dump()
 
     @app.get("/health")
     def health() -> dict:
-        from ..search.store import Media, Vector
-
-        return {"status": "ok", "model": library.encoder.name, "space": library.encoder.space,
-                "media": library.store.count(Media), "vectors": library.store.count(Vector),
-                "unreadable": library.store.count(Media, Media.error.is_not(None))}
+        return {"status": "ok"} | library.stats()
 
     @app.post("/search", response_model=SearchOut, dependencies=read)
     def search(body: SearchIn, request: Request) -> dict:
@@ -121,15 +117,12 @@ def create_app(library: Library) -> FastAPI:
         with search_lock:
             if body.from_media_id is not None:
                 interpolate = (body.interpolate.media_id, body.interpolate.alpha) if body.interpolate else None
-                ids = library.generate_from_media(body.from_media_id, options, edit=tuple(body.edit) if body.edit else None,
-                                                  interpolate=interpolate)
-                q = library.engine.media_vector(body.from_media_id)
+                hits = library.generate_from_media(body.from_media_id, options, edit=tuple(body.edit) if body.edit else None,
+                                                   interpolate=interpolate)
             else:
-                ids = library.generate(body.prompt, options)
-                q = library.encoder.embed_texts([body.prompt])[0]
-            hits = library.engine.hits_for_media(q, ids, "generated")
-        metrics.count_generation("generate", len(ids))
-        return GenerateOut(results=[HitOut(**h.to_dict()) for h in hits], took_ms=(time.perf_counter() - t0) * 1000).model_dump()
+                hits = library.generate(body.prompt, options)
+        metrics.count_generation("generate", len(hits))
+        return GenerateOut(results=[HitOut(**hit_json(h)) for h in hits], took_ms=(time.perf_counter() - t0) * 1000).model_dump()
 
     @app.post("/search/image", response_model=SearchOut, dependencies=read)
     async def search_image(

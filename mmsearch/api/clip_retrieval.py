@@ -25,10 +25,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
-from ..generation.pairs import CaptionFinder
 from ..imageio import UnreadableImageError, decode_rgb
 from ..search.query import SearchRequest, Term
-from ..search.store import Media
 
 INDICES = ["image", "video", "any"]
 DEDUP_SIMILARITY = 0.94  # clip back's threshold: results closer than this to a better one are dropped
@@ -127,29 +125,21 @@ def _deduplicate(vectors: np.ndarray) -> list[int]:
 class ClipRetrievalMetadata:
     """image_path, url and caption of a media item, as clip back's metadata columns."""
 
-    def __init__(self, library, base_url: str, captions: CaptionFinder):
-        self.library, self.base_url, self._captions = library, base_url.rstrip("/"), captions
+    def __init__(self, library, base_url: str):
+        self.library, self.base_url = library, base_url.rstrip("/")
 
-    def caption(self, m: Media) -> str | None:
-        if m.generated:
-            return (m.generation or {}).get("prompt")
-        roots = [r for r in self.library.serving_roots(m) if Path(m.path).is_relative_to(r)]
-        captions = self._captions(Path(m.path), roots[0] if roots else None)
-        return captions[0] if captions else None
-
-    def of(self, m: Media, t_start: float | None = None) -> dict[str, Any]:
+    def of(self, m, t_start: float | None = None) -> dict[str, Any]:
         # clip front shows `url` as an <img>: a video is shown by its frame at the moment.
         if m.kind == "video":
             t = 0.0 if t_start is None else t_start
             url = f"{self.base_url}/media/{m.id}/thumbnail?t={t:.3f}"
         else:
             url = f"{self.base_url}/media/{m.id}/file"
-        return {"image_path": m.path, "url": url, "caption": self.caption(m)}
+        return {"image_path": m.path, "url": url, "caption": self.library.caption(m)}
 
 
 def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: list) -> APIRouter:
     router = APIRouter(tags=["clip-retrieval compatibility"], dependencies=dependencies)
-    captions = CaptionFinder()  # one for the server's life: it keeps the manifests it has read
 
     @router.get("/indices-list")
     def indices_list() -> list[str]:
@@ -171,10 +161,10 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
             with search_lock:
                 hits = library.search(SearchRequest(terms=[term], k=wanted, kind=kind))
             if body.deduplicate and hits:
-                vectors = np.stack([library.engine.media_vector(h.id) for h in hits])
+                vectors = np.stack([library.media_vector(h.id) for h in hits])
                 hits = [hits[i] for i in _deduplicate(vectors)]
-            describe = ClipRetrievalMetadata(library, base_url, captions)
-            shown = library.store.media_by_id([h.id for h in hits[:body.num_images]])
+            describe = ClipRetrievalMetadata(library, base_url)
+            shown = library.media_many([h.id for h in hits[:body.num_images]])
             out = []
             for n, h in enumerate(hits):
                 item: dict[str, Any] = {"id": h.id, "similarity": h.score}
@@ -191,10 +181,10 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
         ids; ids that name no media are left out."""
         body = await _json_body(request, MetadataIn)
         _kind(body.indice_name)
-        describe = ClipRetrievalMetadata(library, str(request.base_url), captions)
+        describe = ClipRetrievalMetadata(library, str(request.base_url))
 
         def run() -> list[dict]:
-            found = library.store.media_by_id([i for i in body.ids if 1 <= i < 2**63])
+            found = library.media_many([i for i in body.ids if 1 <= i < 2**63])
             return [{"id": i, "metadata": describe.of(found[i])} for i in body.ids if i in found and not found[i].error]
 
         return await run_in_threadpool(run)

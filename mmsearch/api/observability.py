@@ -17,15 +17,12 @@ import uuid
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
 
-from ..search.store import Job, Media
 
 log = logging.getLogger("mmsearch.access")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-ACTIVE_JOB_STATES = ("pending", "running")
 
 
 class RequestIdFilter(logging.Filter):
@@ -74,13 +71,13 @@ class LibraryCollector:
         media = GaugeMetricFamily("mmsearch_media", "Media rows in the library.", labels=["kind", "generated"])
         jobs = GaugeMetricFamily("mmsearch_jobs", "Index jobs by state.", labels=["state"])
         progress = GaugeMetricFamily("mmsearch_job_progress", "Share of files done (0-1) of pending and running jobs.", labels=["job_id"])
-        with self.library.store.session() as s:
-            for kind, generated, n in s.execute(select(Media.kind, Media.generated, func.count()).group_by(Media.kind, Media.generated)):
-                media.add_metric([kind, str(bool(generated)).lower()], n)
-            for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state)):
-                jobs.add_metric([state], n)
-            for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE_JOB_STATES))):
-                progress.add_metric([str(job.id)], (job.done / job.total) if job.total else 0.0)
+        counts = self.library.counts()
+        for kind, generated, n in counts["media"]:
+            media.add_metric([kind, str(generated).lower()], n)
+        for state, n in counts["jobs"]:
+            jobs.add_metric([state], n)
+        for job_id, done in counts["job_progress"]:
+            progress.add_metric([str(job_id)], done)
         yield media
         yield jobs
         yield progress

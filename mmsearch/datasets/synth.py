@@ -19,12 +19,12 @@ import numpy as np
 from .captions import canonical_caption, manifest_captions
 from .render import ObjectGeom, draw_scene, jitter_rgb, sample_style
 from .vocab import COLOR_NAMES, HELDOUT_PAIRS, RELATIONS, SHAPES, SIMILAR_COLORS, SIZES, position_name
+from ..storage.captions import MANIFEST
 
 log = logging.getLogger(__name__)
 
 SPLITS = {"train": 0, "heldout": 1}
 KIND_IMAGE, KIND_VIDEO = 0, 1
-MANIFEST = "manifest.json"
 ALL_PAIRS = [(c, s) for c in COLOR_NAMES for s in SHAPES]
 TRAIN_PAIRS = [p for p in ALL_PAIRS if p not in HELDOUT_PAIRS]
 

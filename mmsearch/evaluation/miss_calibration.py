@@ -9,7 +9,6 @@ image embedding, whose scores are image-to-image and so run on another scale.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,6 @@ import numpy as np
 from ..datasets.captions import spec_matches
 from ..datasets.synth import load_manifest
 from .encoder_eval import attribute_queries
-
-THRESHOLDS_FILE = Path(__file__).resolve().parent.parent / "weights" / "mini" / "miss_thresholds.json"
-
 
 def best_split(present: np.ndarray, absent: np.ndarray) -> tuple[float, float]:
     """(threshold, balanced accuracy): scores >= threshold count as "the library has it"."""
@@ -56,17 +52,3 @@ def calibrate(encoder, data_dir: str | Path, prior_embeddings=None) -> dict:
                         "median_best_when_present": round(float(np.median(present)), 4),
                         "median_best_when_absent": round(float(np.median(absent)), 4)}
     return report
-
-
-def load_thresholds(space: str, path: Path = THRESHOLDS_FILE) -> dict[str, float]:
-    """Calibrated thresholds of a space ({} when it has none)."""
-    if not path.is_file():
-        return {}
-    table = json.loads(path.read_text())
-    return {k: v["threshold"] for k, v in table.get(space, {}).items() if isinstance(v, dict) and "threshold" in v}
-
-
-def save_thresholds(report: dict, path: Path = THRESHOLDS_FILE) -> None:
-    table = json.loads(path.read_text()) if path.is_file() else {}
-    table[report["space"]] = report
-    path.write_text(json.dumps(table, indent=2) + "\n")

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 
 from ..encoders.temporal import TemporalPooler, video_space
 from ..encoders.video import SamplingConfig
-from ..search.store import Job, JobError, Media, Segment, Store, Vector, decode_embeddings, encode_embedding, job_summary
+from ..storage.store import Job, JobError, Media, Segment, Store, Vector, decode_embeddings, encode_embedding, job_summary
 from .decode import Decoded
 from .decode_video import DecodedVideo, decode_video
 from .lock import LibraryBusyError, writer_lock

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ..search.store import Media, Store, Vector
+from ..storage.store import Media, Store, Vector
 
 log = logging.getLogger(__name__)
 

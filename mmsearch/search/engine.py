@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from sqlalchemy import select
 
-from .indexes import IndexSet
+from ..storage.index_set import IndexSet
 from .moments import best_moment
 from .query import MediaNotFoundError, QueryError, SearchRequest, Term, combine
-from .store import Media, Store, Vector, decode_embeddings
+from ..storage.store import Media, Store, Vector, decode_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ class Hit:
     t_end: float | None = None
     generated: bool = False
     via: str = "text"
-    file_url: str = ""
-    thumbnail_url: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -154,8 +149,7 @@ class SearchEngine:
             if m is None or not self._passes(m, score, req):
                 continue
             hits.append(Hit(id=m.id, path=m.path, kind=m.kind, score=round(score, 6), generated=m.generated,
-                            via="generated" if m.generated else q.via,
-                            file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail"))
+                            via="generated" if m.generated else q.via))
         return hits, lowest
 
     def add_moments(self, q: np.ndarray, hits: list[Hit]) -> None:
@@ -165,7 +159,6 @@ class SearchEngine:
                 moment = best_moment(self.store, self.indexes.space, hit.id, q)
                 if moment:
                     hit.t_start, hit.t_end = moment
-                    hit.thumbnail_url = f"/media/{hit.id}/thumbnail?t={(moment[0] + moment[1]) / 2:.3f}"
 
     def hits_for_media(self, q: np.ndarray, media_ids: list[int], via: str) -> list[Hit]:
         """Hits for given images (e.g. just generated), scored against the query vector."""
@@ -175,8 +168,7 @@ class SearchEngine:
                              .where(Vector.media_id.in_(media_ids), Vector.kind == "image", Vector.space == space)).all()
         scores = {mid: float(decode_embeddings([emb], dim)[0] @ q) for mid, dim, emb in rows}
         media = self.store.media_by_id(list(scores))
-        return [Hit(id=m.id, path=m.path, kind=m.kind, score=round(scores[m.id], 6), generated=m.generated, via=via,
-                    file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail")
+        return [Hit(id=m.id, path=m.path, kind=m.kind, score=round(scores[m.id], 6), generated=m.generated, via=via)
                 for m in (media[i] for i in media_ids if i in media)]
 
     @staticmethod

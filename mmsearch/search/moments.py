@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import select
 
-from .store import Segment, Store, Vector, decode_embeddings
+from ..storage.store import Segment, Store, Vector, decode_embeddings
 
 
 def best_moment(store: Store, space: str, media_id: int, q: np.ndarray) -> tuple[float, float] | None:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..generation.decoder import Decoder, DecoderConfig, ImageFeatures
-from ..generation.pairs import LibraryPairs
+from ..training.pairs import LibraryPairs
 from ..generation.prior import DiffusionPrior, PriorConfig
 from ..pixels import unit_pixels
 from .image_cache import image_array

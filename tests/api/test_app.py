@@ -8,9 +8,9 @@ from PIL import Image
 
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
-from mmsearch.search.store import Media
+from mmsearch.storage.store import Media
 
-from .helpers import make_corpus, open_library, paths_with
+from ..helpers import make_corpus, open_library, paths_with
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from mmsearch.indexer.pipeline import default_decode_workers
 from mmsearch.search.query import SearchRequest, Term, parse_text
-from mmsearch.search.store import JobError, Media, Vector
+from mmsearch.storage.store import JobError, Media, Vector
 
-from .helpers import CountingEncoder, make_corpus, open_library, paths_with
+from ..helpers import CountingEncoder, make_corpus, open_library, paths_with
 
 
 @pytest.fixture()

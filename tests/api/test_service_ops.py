@@ -15,7 +15,7 @@ from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.api.observability import JsonFormatter
 
-from .helpers import make_corpus, open_library
+from ..helpers import make_corpus, open_library
 
 KEY = "k" * 12 + "-test-key-0001"
 OTHER_KEY = "x" * 20

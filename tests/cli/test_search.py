@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from mmsearch.cli import app
 
-from .helpers import make_corpus, paths_with
+from ..helpers import make_corpus, paths_with
 
 runner = CliRunner()
 

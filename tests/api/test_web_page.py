@@ -21,7 +21,7 @@ from mmsearch.api.background import BackgroundServer
 from mmsearch.datasets import synth
 from mmsearch.evaluation.video_eval import iou
 
-from .helpers import make_corpus, open_library, paths_with
+from ..helpers import make_corpus, open_library, paths_with
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402  (after the skip: a clear reason first)
 
 ARTIFACTS = Path(os.environ["MMSEARCH_TEST_ARTIFACTS"]) / "web" if os.environ.get("MMSEARCH_TEST_ARTIFACTS") \
-    else Path(__file__).resolve().parent / "artifacts" / "web"
+    else Path(__file__).resolve().parents[1] / "artifacts" / "web"
 VIDEO_SEED = 21  # three clips; the third has two shots, the second starting at ~1.1 s
 SLOW = 60_000  # ms: for steps that run models (search, generation, indexing) on a busy CPU
 

@@ -17,15 +17,16 @@ from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.cli import app
 from mmsearch.generation.decoder import Decoder, DecoderConfig
-from mmsearch.generation.pairs import CaptionFinder, library_pairs
+from mmsearch.storage.captions import CaptionFinder
+from mmsearch.training.pairs import library_pairs
 from mmsearch.generation.prior import DiffusionPrior, PriorConfig, own_image_choice_loss
 from mmsearch.generation.unclip import MiniGenerator, slerp, text_diff_edit
-from mmsearch.search.generate_on_miss import GenerateOptions
+from mmsearch.services.generate_on_miss import GenerateOptions
 from mmsearch.search.query import SearchRequest, parse_text
-from mmsearch.search.store import Media
+from mmsearch.storage.store import Media
 from mmsearch.training.diffusion_trainer import DiffusionTrainConfig, train_decoder, train_prior
 
-from .helpers import make_corpus, open_library
+from ..helpers import make_corpus, open_library
 
 runner = CliRunner()
 

@@ -32,7 +32,7 @@ from mmsearch.encoders.video import (
 from mmsearch.evaluation.video_eval import iou
 from mmsearch.search.engine import SearchEngine
 from mmsearch.search.query import SearchRequest, build_terms
-from mmsearch.search.store import JobError, Media, Segment, Vector
+from mmsearch.storage.store import JobError, Media, Segment, Vector
 from mmsearch.training.temporal_trainer import (
     TemporalTrainConfig,
     _examples,
@@ -41,7 +41,7 @@ from mmsearch.training.temporal_trainer import (
     train_temporal,
 )
 
-from .helpers import open_library
+from ..helpers import open_library
 
 VIDEO_SEED = 21
 

@@ -332,7 +332,7 @@ def test_uncached_hub_ids_fail_fast_offline():
 def test_import_is_lazy_and_missing_diffusers_is_explained(monkeypatch):
     code = ("import sys, mmsearch.generation.diffusers_backends; "
             "assert 'diffusers' not in sys.modules, 'diffusers was imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
     monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` raise ImportError
     with pytest.raises(ImportError, match=r"mmsearch\[diffusers\]"):
         KarloGenerator("/does/not/matter")

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
+ACTIVE_JOB_STATES = ("pending", "running")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -229,6 +232,17 @@ class Store:
         """Rows of `model`, optionally only those meeting SQLAlchemy `conditions`."""
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+
+    def library_counts(self) -> dict:
+        """Media per (kind, generated), jobs per state, and the progress (0-1) of pending and
+        running jobs: what a monitoring scrape reports."""
+        with self.session() as s:
+            media = [(kind, bool(generated), n) for kind, generated, n in
+                     s.execute(select(Media.kind, Media.generated, func.count()).group_by(Media.kind, Media.generated))]
+            jobs = [(state, n) for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state))]
+            progress = [(job.id, (job.done / job.total) if job.total else 0.0)
+                        for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE_JOB_STATES)))]
+        return {"media": media, "jobs": jobs, "job_progress": progress}
 
     def delete_media(self, s: Session, media_ids: list[int]) -> list[int]:
         """Delete media rows (and their segments and vectors); returns the vector ids removed."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .index import VectorIndex
+from .vector_index import VectorIndex
 from .store import Store
 
 log = logging.getLogger(__name__)

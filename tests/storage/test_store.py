@@ -2,7 +2,7 @@
 
 import threading
 
-from mmsearch.search.store import SCHEMA_VERSION, SchemaInfo, Store
+from mmsearch.storage.store import SCHEMA_VERSION, SchemaInfo, Store
 
 
 def test_stores_opened_at_once_on_a_new_database_all_open_with_one_schema(tmp_path):

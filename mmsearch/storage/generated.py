@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from ..search.indexes import IndexSet
-from ..search.store import Media, Store, Vector, decode_embeddings, encode_embedding
+from .index_set import IndexSet
+from .store import Media, Store, Vector, decode_embeddings, encode_embedding
 
 GENERATED_DIR = "generated"
 

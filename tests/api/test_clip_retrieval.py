@@ -11,9 +11,9 @@ import pytest
 
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
-from mmsearch.search.store import Media
+from mmsearch.storage.store import Media
 
-from .helpers import make_corpus, open_library, paths_with
+from ..helpers import make_corpus, open_library, paths_with
 
 METADATA_KEYS = {"id", "similarity", "image_path", "url", "caption"}
 

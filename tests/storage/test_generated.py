@@ -5,10 +5,10 @@ from pathlib import Path
 from PIL import Image
 from sqlalchemy import update
 
-from mmsearch.generation.library_media import GenerationParams, find_generated, save_generated
-from mmsearch.search.store import Vector
+from mmsearch.storage.generated import GenerationParams, find_generated, save_generated
+from mmsearch.storage.store import Vector
 
-from .helpers import open_library
+from ..helpers import open_library
 
 
 def _draw(lib, colour: str, prompt: str, backend: str = "mini", source: dict | None = None) -> int:

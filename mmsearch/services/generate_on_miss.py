@@ -14,9 +14,9 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from ..generation.library_media import GenerationParams, find_generated
-from .engine import Hit, QueryVectors, SearchEngine
-from .query import SearchRequest
+from ..storage.generated import GenerationParams, find_generated
+from ..search.engine import Hit, QueryVectors, SearchEngine
+from ..search.query import SearchRequest
 
 GENERATE_MODES = ("auto", "never", "always")
 

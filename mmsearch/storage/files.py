@@ -1,0 +1,84 @@
+"""Files the library writes and reads: atomic writes, content digests, and where the
+built-in weights live. One of each, used everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# The built-in models' folders (`mini`, ...), shipped inside the package.
+WEIGHTS_ROOT = Path(__file__).resolve().parent.parent / "weights"
+
+
+def builtin_weights(name: str = "mini") -> Path:
+    """The folder of a built-in model's weights (config JSONs, safetensors, thresholds)."""
+    return WEIGHTS_ROOT / name
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames inside `directory` durable (POSIX only: Windows cannot open a folder so)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on leaving the block it is fsynced and
+    renamed over `path`, so a reader sees the old file or the new one, never half of one.
+
+    The temporary name is unique per call, so two writers of the same file never clash on
+    it (the last rename wins); on an error it is removed and `path` is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write bytes (or UTF-8 text) to `path` atomically (see atomic_path)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def digest(data: bytes | str, algorithm: str = "sha256", length: int | None = None) -> str:
+    """Hex digest of bytes (or UTF-8 text), cut to `length` characters when given."""
+    h = hashlib.new(algorithm, data.encode() if isinstance(data, str) else data)
+    return h.hexdigest()[:length]
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", length: int | None = None,
+                ends_only: int | None = None) -> str:
+    """Hex digest of a file's content, read in chunks. With `ends_only=N`, only its size and
+    its first and last N bytes are hashed: cheap on multi-GB weights, still a fingerprint."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        if ends_only is not None:
+            size = os.fstat(f.fileno()).st_size
+            h.update(str(size).encode())
+            h.update(f.read(ends_only))
+            f.seek(max(0, size - ends_only))
+            h.update(f.read(ends_only))
+        else:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:length]
