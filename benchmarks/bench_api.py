@@ -24,16 +24,22 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+from report import device_description, publish
 
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.config import Settings
 from mmsearch.library import Library
 from mmsearch.storage.store import Media
-from report import device_description, publish
 
-QUERIES = ["a red circle", "a large blue square in the center", "yellow star, top right", "a purple hexagon",
-           "two shapes on a white background", "a small green cross at the bottom"]
+QUERIES = [
+    "a red circle",
+    "a large blue square in the center",
+    "yellow star, top right",
+    "a purple hexagon",
+    "two shapes on a white background",
+    "a small green cross at the bottom",
+]
 K = 10
 
 
@@ -64,7 +70,9 @@ def main() -> int:
             ids = [h["id"] for h in client.post("/search", json={"text": QUERIES[0], "k": K}).json()["results"]]
             endpoints = {
                 "/search": lambda c, q: c.post("/search", json={"text": q, "k": K}),
-                "/knn-service": lambda c, q: c.post("/knn-service", json={"text": q, "modality": "image", "num_images": K}),
+                "/knn-service": lambda c, q: c.post(
+                    "/knn-service", json={"text": q, "modality": "image", "num_images": K}
+                ),
                 "/metadata": lambda c, q: c.post("/metadata", json={"ids": ids}),
             }
             results = {name: time_requests(client, send, args.rounds) for name, send in endpoints.items()}
@@ -76,8 +84,10 @@ def main() -> int:
         "",
         "| endpoint | median ms | p90 ms | median / /search |",
         "| --- | --- | --- | --- |",
-        *[f"| {name} | {statistics.median(t):.1f} | {statistics.quantiles(t, n=10)[-1]:.1f} | {statistics.median(t) / base:.2f} |"
-          for name, t in results.items()],
+        *[
+            f"| {name} | {statistics.median(t):.1f} | {statistics.quantiles(t, n=10)[-1]:.1f} | {statistics.median(t) / base:.2f} |"
+            for name, t in results.items()
+        ],
         "",
     ]
     publish(lines, write=not args.no_write)

@@ -30,12 +30,29 @@ from mmsearch.datasets.vocab import POSITIONS, SHAPES, position_name
 from mmsearch.encoders import load_encoder
 
 # CSS named colours: what a person (or another program) means by the name.
-CSS_COLORS = {"red": (255, 0, 0), "orange": (255, 165, 0), "yellow": (255, 255, 0), "green": (0, 128, 0),
-              "cyan": (0, 255, 255), "blue": (0, 0, 255), "purple": (128, 0, 128), "pink": (255, 192, 203),
-              "brown": (165, 42, 42), "black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128)}
+CSS_COLORS = {
+    "red": (255, 0, 0),
+    "orange": (255, 165, 0),
+    "yellow": (255, 255, 0),
+    "green": (0, 128, 0),
+    "cyan": (0, 255, 255),
+    "blue": (0, 0, 255),
+    "purple": (128, 0, 128),
+    "pink": (255, 192, 203),
+    "brown": (165, 42, 42),
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "gray": (128, 128, 128),
+}
 # Pairs too close to tell apart as object and background.
 CLASHES = ({"white", "yellow"}, {"black", "brown"}, {"white", "pink"}, {"white", "cyan"})
-PHRASINGS = ("a {c} {s}", "a photo of a {c} {s}", "a drawing of a {c} {s}", "{c} {s}", "there is a {c} {s} in the picture")
+PHRASINGS = (
+    "a {c} {s}",
+    "a photo of a {c} {s}",
+    "a drawing of a {c} {s}",
+    "{c} {s}",
+    "there is a {c} {s} in the picture",
+)
 CLASSES = [(c, s) for c in CSS_COLORS for s in SHAPES]
 ASPECT_BANDS = ((1.0, 1.25), (1.25, 1.6), (1.6, 2.2), (2.2, 5.0))
 
@@ -45,14 +62,35 @@ def outline(shape: str, rng: np.random.Generator) -> list[tuple[float, float]]:
     turn = rng.uniform(-0.3, 0.3)
     if shape == "cross":
         w = rng.uniform(0.28, 0.4)  # arm half-width
-        points = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
+        points = [
+            (-w, -1),
+            (w, -1),
+            (w, -w),
+            (1, -w),
+            (1, w),
+            (w, w),
+            (w, 1),
+            (-w, 1),
+            (-w, w),
+            (-1, w),
+            (-1, -w),
+            (-w, -w),
+        ]
     elif shape == "star":
         inner = rng.uniform(0.38, 0.5)
-        points = [((1 if k % 2 == 0 else inner) * math.cos(-math.pi / 2 + k * math.pi / 5),
-                   (1 if k % 2 == 0 else inner) * math.sin(-math.pi / 2 + k * math.pi / 5)) for k in range(10)]
+        points = [
+            (
+                (1 if k % 2 == 0 else inner) * math.cos(-math.pi / 2 + k * math.pi / 5),
+                (1 if k % 2 == 0 else inner) * math.sin(-math.pi / 2 + k * math.pi / 5),
+            )
+            for k in range(10)
+        ]
     else:
         corners, start = {"square": (4, math.pi / 4), "triangle": (3, -math.pi / 2), "hexagon": (6, 0.0)}[shape]
-        points = [(math.cos(start + 2 * math.pi * k / corners), math.sin(start + 2 * math.pi * k / corners)) for k in range(corners)]
+        points = [
+            (math.cos(start + 2 * math.pi * k / corners), math.sin(start + 2 * math.pi * k / corners))
+            for k in range(corners)
+        ]
     c, s = math.cos(turn), math.sin(turn)
     return [(x * c - y * s, x * s + y * c) for x, y in points]
 
@@ -91,7 +129,9 @@ def draw(colour: str, shape: str, rng: np.random.Generator) -> Image.Image:
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
     if rng.random() < 0.3:
-        image = Image.fromarray(np.clip(np.asarray(image) + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8))
+        image = Image.fromarray(
+            np.clip(np.asarray(image) + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+        )
     return image
 
 
@@ -129,20 +169,28 @@ def zero_shot(encoder, images: list[Image.Image], truth: list[tuple[str, str]]) 
         predicted = [CLASSES[k] for k in (vectors @ texts.T).argmax(1)]
         first = predicted if first is None else first
         scores[phrasing] = tuple(float(np.mean([p[i] == t[i] for p, t in zip(predicted, truth)])) for i in (0, 1)) + (
-            float(np.mean([p == t for p, t in zip(predicted, truth)])),)
+            float(np.mean([p == t for p, t in zip(predicted, truth)])),
+        )
     return scores, first
 
 
 def heldout_single_objects(folder: Path, limit: int) -> tuple[list[Image.Image], list[tuple[str, str]]]:
-    items = [item for item in json.loads((folder / "manifest.json").read_text())["items"]
-             if item.get("kind", "image") == "image" and len(item["objects"]) == 1][:limit]
-    return ([Image.open(folder / item["file"]).convert("RGB") for item in items],
-            [(item["objects"][0]["color"], item["objects"][0]["shape"]) for item in items])
+    items = [
+        item
+        for item in json.loads((folder / "manifest.json").read_text())["items"]
+        if item.get("kind", "image") == "image" and len(item["objects"]) == 1
+    ][:limit]
+    return (
+        [Image.open(folder / item["file"]).convert("RGB") for item in items],
+        [(item["objects"][0]["color"], item["objects"][0]["shape"]) for item in items],
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--heldout", type=Path, required=True, help="a heldout split written by `mmsearch synth --split heldout`")
+    ap.add_argument(
+        "--heldout", type=Path, required=True, help="a heldout split written by `mmsearch synth --split heldout`"
+    )
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--model", default="mini")
     ap.add_argument("--seed", type=int, default=5)
@@ -152,7 +200,9 @@ def main() -> None:
 
     encoder = load_encoder(args.model, device="cpu")
     rng = np.random.default_rng(args.seed)
-    truth = [(list(CSS_COLORS)[rng.integers(len(CSS_COLORS))], SHAPES[rng.integers(len(SHAPES))]) for _ in range(args.images)]
+    truth = [
+        (list(CSS_COLORS)[rng.integers(len(CSS_COLORS))], SHAPES[rng.integers(len(SHAPES))]) for _ in range(args.images)
+    ]
     foreign = [draw(c, s, rng) for c, s in truth]
     if args.samples:
         args.samples.mkdir(parents=True, exist_ok=True)
@@ -166,29 +216,52 @@ def main() -> None:
     own_scores, _ = zero_shot(encoder, own, own_truth)
     placed = [positioned(rng) for _ in range(args.images)]
     position_texts = encoder.embed_texts([f"a red circle in the {p}" for p in POSITIONS])
-    position_right = {label: [POSITIONS[k] == where for k, (_, where) in
-                              zip((encoder.embed_images(images) @ position_texts.T).argmax(1), placed)]
-                      for label, images in (("padded", [i for i, _ in placed]), ("squashed", squashed([i for i, _ in placed])))}
+    position_right = {
+        label: [
+            POSITIONS[k] == where
+            for k, (_, where) in zip((encoder.embed_images(images) @ position_texts.T).argmax(1), placed)
+        ]
+        for label, images in (("padded", [i for i, _ in placed]), ("squashed", squashed([i for i, _ in placed])))
+    }
 
-    lines = [f"\n### Zero-shot colour and shape, foreign renderer vs own (`{args.model}`, {time.strftime('%Y-%m-%d')}, "
-             f"{device_description()})\n",
-             f"{args.images} one-object pictures each; 72 classes; accuracy colour / shape / both:\n",
-             "| phrasing | foreign renderer | foreign, squashed to a square first | own heldout |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"\n### Zero-shot colour and shape, foreign renderer vs own (`{args.model}`, {time.strftime('%Y-%m-%d')}, "
+        f"{device_description()})\n",
+        f"{args.images} one-object pictures each; 72 classes; accuracy colour / shape / both:\n",
+        "| phrasing | foreign renderer | foreign, squashed to a square first | own heldout |",
+        "| --- | --- | --- | --- |",
+    ]
     for phrasing in PHRASINGS:
-        lines.append(f"| `{phrasing}` | " + " | ".join(" / ".join(f"{v:.3f}" for v in scores[phrasing])
-                                                        for scores in (foreign_scores, squashed_scores, own_scores)) + " |")
+        lines.append(
+            f"| `{phrasing}` | "
+            + " | ".join(
+                " / ".join(f"{v:.3f}" for v in scores[phrasing])
+                for scores in (foreign_scores, squashed_scores, own_scores)
+            )
+            + " |"
+        )
     bands = " | ".join(f"{lo:g}-{hi:g}:1" for lo, hi in ASPECT_BANDS)
-    lines += ["", "Accuracy by the picture's aspect ratio (first phrasing for shape; `a red circle in the POSITION` "
-              f"for {args.images} small circles on white):", "",
-              f"| measure | {bands} |", "| --- |" + " --- |" * len(ASPECT_BANDS),
-              f"| shape, as the encoder prepares it | {' | '.join(by_aspect(foreign, [p[1] == t[1] for p, t in zip(predicted, truth)]))} |",
-              f"| shape, squashed to a square first | {' | '.join(by_aspect(foreign, [p[1] == t[1] for p, t in zip(squashed_predicted, truth)]))} |",
-              f"| position, as the encoder prepares it | {' | '.join(by_aspect([i for i, _ in placed], position_right['padded']))} |",
-              f"| position, squashed to a square first | {' | '.join(by_aspect([i for i, _ in placed], position_right['squashed']))} |"]
+    lines += [
+        "",
+        "Accuracy by the picture's aspect ratio (first phrasing for shape; `a red circle in the POSITION` "
+        f"for {args.images} small circles on white):",
+        "",
+        f"| measure | {bands} |",
+        "| --- |" + " --- |" * len(ASPECT_BANDS),
+        f"| shape, as the encoder prepares it | {' | '.join(by_aspect(foreign, [p[1] == t[1] for p, t in zip(predicted, truth)]))} |",
+        f"| shape, squashed to a square first | {' | '.join(by_aspect(foreign, [p[1] == t[1] for p, t in zip(squashed_predicted, truth)]))} |",
+        f"| position, as the encoder prepares it | {' | '.join(by_aspect([i for i, _ in placed], position_right['padded']))} |",
+        f"| position, squashed to a square first | {' | '.join(by_aspect([i for i, _ in placed], position_right['squashed']))} |",
+    ]
     misses = lambda i: Counter((t[i], p[i]) for t, p in zip(truth, predicted) if t[i] != p[i]).most_common(5)  # noqa: E731
-    lines += ["", "Foreign renderer, most frequent mistakes (truth -> named), first phrasing: colour "
-              + ", ".join(f"{a} -> {b} {n}" for (a, b), n in misses(0)) + "; shape "
-              + ", ".join(f"{a} -> {b} {n}" for (a, b), n in misses(1)) + "."]
+    lines += [
+        "",
+        "Foreign renderer, most frequent mistakes (truth -> named), first phrasing: colour "
+        + ", ".join(f"{a} -> {b} {n}" for (a, b), n in misses(0))
+        + "; shape "
+        + ", ".join(f"{a} -> {b} {n}" for (a, b), n in misses(1))
+        + ".",
+    ]
     publish(lines, args.write)
 
 

@@ -17,9 +17,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from report import device_description, publish
 
 from mmsearch.config import Settings
-from report import device_description, publish
 from mmsearch.datasets import synth
 from mmsearch.encoders import load_encoder
 from mmsearch.library import Library
@@ -57,7 +57,10 @@ def main() -> None:
         synth.generate(corpus, args.images, 0, seed=123, workers=2)
         files = sorted(p for p in (corpus / "images").iterdir())
         raw = raw_images_per_s(encoder, files, args.batch_size)
-        rows = [(w, end_to_end_images_per_s(encoder, corpus, Path(tmp) / f"lib-{w}", w, args.batch_size)) for w in args.workers]
+        rows = [
+            (w, end_to_end_images_per_s(encoder, corpus, Path(tmp) / f"lib-{w}", w, args.batch_size))
+            for w in args.workers
+        ]
 
     device = device_description()
     lines = [

@@ -33,8 +33,12 @@ def wobbly_outline(shape: str, rng: np.random.Generator, corner: float, wave: fl
     points = np.array(unit_shape(shape))
     if shape != "circle":  # a circle has no corners; its 64 points only wave
         points = points + rng.normal(0, corner, points.shape)
-        points = np.concatenate([[a + f * (b - a) for f in np.linspace(0, 1, 6, endpoint=False)]
-                                 for a, b in zip(points, np.roll(points, -1, axis=0))])
+        points = np.concatenate(
+            [
+                [a + f * (b - a) for f in np.linspace(0, 1, 6, endpoint=False)]
+                for a, b in zip(points, np.roll(points, -1, axis=0))
+            ]
+        )
     along = np.linspace(0, 2 * np.pi, len(points), endpoint=False)
     radial = sum(rng.normal(0, wave) * np.sin(k * along + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5, 7))
     return [(float(x), float(y)) for x, y in points * (1 + radial)[:, None]]
@@ -59,18 +63,23 @@ def main() -> None:
     args = ap.parse_args()
 
     judge = AttributeClassifier.load()
-    lines = [f"\n### Judge on hand-drawn outlines ({time.strftime('%Y-%m-%d')}, {device_description()})\n",
-             f"{args.images} one-object images per row, drawn like the corpus with wobbly outlines; shape accuracy:\n",
-             "| corner / wave | size | all | " + " | ".join(SHAPES) + " | called none |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in SHAPES) + " | --- |"]
+    lines = [
+        f"\n### Judge on hand-drawn outlines ({time.strftime('%Y-%m-%d')}, {device_description()})\n",
+        f"{args.images} one-object images per row, drawn like the corpus with wobbly outlines; shape accuracy:\n",
+        "| corner / wave | size | all | " + " | ".join(SHAPES) + " | called none |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in SHAPES) + " | --- |",
+    ]
     for corner, wave in WOBBLE_LEVELS:
         for size in ("large", "medium"):
             drawn = [wobbly_image(k, size, corner, wave) for k in range(args.images)]
             named, _ = judge.predict([image for image, _ in drawn])
             right = np.array([n == shape for n, (_, shape) in zip(named, drawn)])
             per_shape = [right[[k for k, (_, s) in enumerate(drawn) if s == shape]].mean() for shape in SHAPES]
-            lines.append(f"| {corner:.2f} / {wave:.2f} | {size} | {right.mean():.3f} | "
-                         + " | ".join(f"{a:.2f}" for a in per_shape) + f" | {np.mean([n == NONE for n in named]):.3f} |")
+            lines.append(
+                f"| {corner:.2f} / {wave:.2f} | {size} | {right.mean():.3f} | "
+                + " | ".join(f"{a:.2f}" for a in per_shape)
+                + f" | {np.mean([n == NONE for n in named]):.3f} |"
+            )
     publish(lines, args.write)
 
 

@@ -122,18 +122,20 @@ def bench_size(n: int, args, wanted: list[str]) -> list[dict]:
                 index.set_search_params(**setting)
             batched, single = queries_per_second(index, queries, args.k, args.single_queries)
             _, found = index.search(queries, args.k)
-            rows.append({
-                "N": n,
-                "index": kind.name,
-                "factory": kind.factory,
-                "params": " ".join(f"{name}={value}" for name, value in setting.items()) or "-",
-                "build s": build_s,
-                "QPS batch": batched,
-                "QPS single": single,
-                f"recall@{args.k}": recall_at_k(found, truth),
-                "mem MB (est.)": estimate_memory_bytes(kind.factory, n, args.dim) / 2**20,
-                "GPU": index.uses_gpu,
-            })
+            rows.append(
+                {
+                    "N": n,
+                    "index": kind.name,
+                    "factory": kind.factory,
+                    "params": " ".join(f"{name}={value}" for name, value in setting.items()) or "-",
+                    "build s": build_s,
+                    "QPS batch": batched,
+                    "QPS single": single,
+                    f"recall@{args.k}": recall_at_k(found, truth),
+                    "mem MB (est.)": estimate_memory_bytes(kind.factory, n, args.dim) / 2**20,
+                    "GPU": index.uses_gpu,
+                }
+            )
             if len(rows) == 1:
                 print(" | ".join(rows[0]))
             print(format_row(rows[-1]), flush=True)
@@ -156,8 +158,12 @@ def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
     from mmsearch.datasets import synth
     from mmsearch.library import Library
 
-    queries = [f"a {size} {color} {shape}" for size in ("small", "large") for color in ("red", "blue", "green", "yellow")
-               for shape in ("circle", "square", "star")]
+    queries = [
+        f"a {size} {color} {shape}"
+        for size in ("small", "large")
+        for color in ("red", "blue", "green", "yellow")
+        for shape in ("circle", "square", "star")
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         lib_dir = Path(tmp) / "lib"
         synth.generate(Path(tmp) / "media", n_images, 0, seed=5, workers=2)
@@ -174,8 +180,11 @@ def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "mmsearch", "serve", "--library", str(lib_dir), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mmsearch", "serve", "--library", str(lib_dir), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
                 deadline = time.monotonic() + 120
@@ -195,8 +204,14 @@ def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
             server.terminate()
             server.wait(30)
     pct = lambda xs, p: float(np.percentile(xs, p))  # noqa: E731
-    return [{"measure": name, "vectors": n_images, "p50 ms": pct(xs, 50), "p99 ms": pct(xs, 99)}
-            for name, xs in (("text encode (mini)", encode_ms), ("raw FAISS search", faiss_ms), ("POST /search end to end", api_ms))]
+    return [
+        {"measure": name, "vectors": n_images, "p50 ms": pct(xs, 50), "p99 ms": pct(xs, 99)}
+        for name, xs in (
+            ("text encode (mini)", encode_ms),
+            ("raw FAISS search", faiss_ms),
+            ("POST /search end to end", api_ms),
+        )
+    ]
 
 
 def format_cell(value) -> str:
@@ -231,7 +246,11 @@ def machine_description() -> str:
 def header(args) -> str:
     return (
         f"Database: seeded random unit vectors, dim {args.dim}"
-        + (f", in clusters of ~{args.per_cluster} (centre + noise of norm ~{args.spread}, renormalised)" if args.per_cluster else ", uniform")
+        + (
+            f", in clusters of ~{args.per_cluster} (centre + noise of norm ~{args.spread}, renormalised)"
+            if args.per_cluster
+            else ", uniform"
+        )
         + f". Queries: {args.queries} database "
         f"vectors plus gaussian noise (norm ~{args.noise}), renormalised. Recall@{args.k} against "
         f"exact inner-product search (Flat). QPS at k={args.k}: batched over all queries, and one query per call "
@@ -245,8 +264,10 @@ def append_markdown(path: Path, rows: list[dict], args, api_rows: list[dict]) ->
     if rows:
         section += f"\n{header(args)}\n\n{markdown_table(rows)}\n"
     if api_rows:
-        section += (f"\nAPI latency: {args.api_requests} sequential POST /search text queries over loopback to a `mmsearch serve` "
-                    f"process, k={args.k}, on a synthetic library indexed with mini; its parts measured alone beside it.\n\n{markdown_table(api_rows)}\n")
+        section += (
+            f"\nAPI latency: {args.api_requests} sequential POST /search text queries over loopback to a `mmsearch serve` "
+            f"process, k={args.k}, on a synthetic library indexed with mini; its parts measured alone beside it.\n\n{markdown_table(api_rows)}\n"
+        )
     if not path.exists():
         section = "# Benchmarks\n\nResults appended by the scripts in benchmarks/.\n" + section
     with open(path, "a", encoding="utf-8") as f:
@@ -256,21 +277,35 @@ def append_markdown(path: Path, rows: list[dict], args, api_rows: list[dict]) ->
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="database sizes (none: only the API part)")
-    parser.add_argument("--types", nargs="+", choices=list(index_types(100_000, 512)), default=list(index_types(100_000, 512)))
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="database sizes (none: only the API part)"
+    )
+    parser.add_argument(
+        "--types", nargs="+", choices=list(index_types(100_000, 512)), default=list(index_types(100_000, 512))
+    )
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--single-queries", type=int, default=100, help="queries timed one per call (exact search on 1M is slow)")
-    parser.add_argument("--max-nlist", type=int, default=1024, help="cap on IVF lists (k-means on 2 CPU cores is the bottleneck)")
+    parser.add_argument(
+        "--single-queries", type=int, default=100, help="queries timed one per call (exact search on 1M is slow)"
+    )
+    parser.add_argument(
+        "--max-nlist", type=int, default=1024, help="cap on IVF lists (k-means on 2 CPU cores is the bottleneck)"
+    )
     parser.add_argument("--per-cluster", type=int, default=100, help="vectors per cluster (0: uniform on the sphere)")
     parser.add_argument("--spread", type=float, default=1.0, help="norm of the noise around each cluster centre")
-    parser.add_argument("--noise", type=float, default=0.5, help="norm of the gaussian noise added to each query's source vector")
+    parser.add_argument(
+        "--noise", type=float, default=0.5, help="norm of the gaussian noise added to each query's source vector"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cpu", dest="use_gpu", action="store_const", const=False, default="auto", help="never use a GPU")
+    parser.add_argument(
+        "--cpu", dest="use_gpu", action="store_const", const=False, default="auto", help="never use a GPU"
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to BENCHMARKS.md")
-    parser.add_argument("--api-images", type=int, default=500, help="library size for the API latency part (0 skips it)")
+    parser.add_argument(
+        "--api-images", type=int, default=500, help="library size for the API latency part (0 skips it)"
+    )
     parser.add_argument("--api-requests", type=int, default=200)
     return parser.parse_args()
 

@@ -23,9 +23,9 @@ from datetime import date
 from pathlib import Path
 
 from PIL import Image
+from report import device_description, publish
 
 from mmsearch.config import Settings
-from report import device_description, publish
 from mmsearch.datasets import synth
 from mmsearch.datasets.synth_video import render_long_video
 from mmsearch.encoders import load_encoder
@@ -74,12 +74,22 @@ def long_video_peak_rss(minutes: float, model: str, workers: int, tmp: Path) -> 
     t0 = time.perf_counter()
     render_long_video(folder / "long.mp4", minutes * 60, seed=5)
     render_s = time.perf_counter() - t0
-    out = subprocess.run([sys.executable, "-c", LONG_VIDEO_JOB, str(folder), str(tmp / "long-lib"), model, str(workers)],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", LONG_VIDEO_JOB, str(folder), str(tmp / "long-lib"), model, str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     state, errors, seconds, self_kib, child_kib = out[-5:]
-    return {"state": state, "errors": int(errors), "seconds": float(seconds), "render_s": render_s,
-            "main_mib": int(self_kib) / 1024, "worker_mib": int(child_kib) / 1024,
-            "mp4_mib": (folder / "long.mp4").stat().st_size / 2 ** 20}
+    return {
+        "state": state,
+        "errors": int(errors),
+        "seconds": float(seconds),
+        "render_s": render_s,
+        "main_mib": int(self_kib) / 1024,
+        "worker_mib": int(child_kib) / 1024,
+        "mp4_mib": (folder / "long.mp4").stat().st_size / 2**20,
+    }
 
 
 def main() -> None:

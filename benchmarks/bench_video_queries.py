@@ -48,8 +48,11 @@ def score_of(lib: Library, text: str, path: str) -> float:
 def score_of_segments(lib: Library, media_id: int, q: np.ndarray) -> float:
     """The best score of the video's segment vectors (the mean of each shot's frames)."""
     with lib.store.session() as s:
-        rows = s.execute(select(Vector.dim, Vector.embedding).where(
-            Vector.media_id == media_id, Vector.kind == "segment", Vector.space == lib.indexes.space_of("segment"))).all()
+        rows = s.execute(
+            select(Vector.dim, Vector.embedding).where(
+                Vector.media_id == media_id, Vector.kind == "segment", Vector.space == lib.indexes.space_of("segment")
+            )
+        ).all()
     return max(float(decode_embeddings([e], d)[0] @ q) for d, e in rows)
 
 
@@ -62,16 +65,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = synth.generate(Path(tmp) / "clips", 0, args.videos, seed=args.seed, split="train")
-        shots = {str((Path(tmp) / "clips" / item["file"]).resolve()): item["shots"][0] for item in manifest["items"]
-                 if item.get("kind") == "video" and len(item["shots"]) == 1 and item["shots"][0]["motion"] in MOTIONS}
+        shots = {
+            str((Path(tmp) / "clips" / item["file"]).resolve()): item["shots"][0]
+            for item in manifest["items"]
+            if item.get("kind") == "video" and len(item["shots"]) == 1 and item["shots"][0]["motion"] in MOTIONS
+        }
         rows = []
         with Library.open(settings=Settings(library_dir=Path(tmp) / "lib")) as lib:
             lib.index([Path(tmp) / "clips"])
             with lib.store.session() as s:
                 media_ids = dict(s.execute(select(Media.path, Media.id).where(Media.path.in_(list(shots)))).all())
             for phrasing, query in (("training caption", caption_query), ("typed", typed_query)):
-                right = [max(MOTIONS, key=lambda m: score_of(lib, query(shot, m), path)) == shot["motion"]
-                         for path, shot in shots.items()]
+                right = [
+                    max(MOTIONS, key=lambda m: score_of(lib, query(shot, m), path)) == shot["motion"]
+                    for path, shot in shots.items()
+                ]
                 pooled, segment = [], []
                 for path, shot in shots.items():
                     text = query(shot, shot["motion"])
@@ -80,12 +88,20 @@ def main() -> None:
                     pooled.append(float(lib.engine.media_vector(media_id) @ q.video))
                     segment.append(score_of_segments(lib, media_id, q.main))
                 pooled, segment = np.array(pooled), np.array(segment)
-                rows.append(f"| {phrasing} | {np.mean(right):.3f} | {pooled.mean():.3f} | {segment.mean():.3f} | {np.mean(segment > pooled):.3f} |")
+                rows.append(
+                    f"| {phrasing} | {np.mean(right):.3f} | {pooled.mean():.3f} | {segment.mean():.3f} | {np.mean(segment > pooled):.3f} |"
+                )
 
-    publish([f"\n### Motion in video queries as typed vs as trained ({len(shots)} one-shot videos, {time.strftime('%Y-%m-%d')}, "
-             f"{device_description()})\n",
-             "| phrasing | motion named right (of 6) | mean pooled score | mean best segment score | segment wins |",
-             "| --- | --- | --- | --- | --- |", *rows], args.write)
+    publish(
+        [
+            f"\n### Motion in video queries as typed vs as trained ({len(shots)} one-shot videos, {time.strftime('%Y-%m-%d')}, "
+            f"{device_description()})\n",
+            "| phrasing | motion named right (of 6) | mean pooled score | mean best segment score | segment wins |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+        ],
+        args.write,
+    )
 
 
 if __name__ == "__main__":

@@ -19,33 +19,73 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MMSEARCH_", extra="ignore")
 
-    library_dir: Path = Field(Path("mmsearch-library"), description="Where the database, indexes and generated media live.")
+    library_dir: Path = Field(
+        Path("mmsearch-library"), description="Where the database, indexes and generated media live."
+    )
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in library_dir.")
-    model: str = Field("mini", description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR.")
+    model: str = Field(
+        "mini",
+        description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per encoder batch.")
-    decode_workers: int | None = Field(None, ge=0, le=64, description="Processes decoding media during index jobs (0: none); default: 0 with 2 CPU cores or fewer, else 2.")
-    miss_threshold: float | None = Field(None, ge=-1, le=1, description="Best text-to-image score below which a query counts as a miss; default: calibrated per embedding space.")
-    prior_miss_threshold: float | None = Field(None, ge=-1, le=1, description="The same for the prior's predicted image embedding; default: calibrated.")
-    generator: str = Field("mini", description="Image generator for generate-on-miss: mini, mini:DIR, karlo:PATH_OR_ID, kandinsky22:PATH_OR_IDS, or none.")
-    generate_default: Literal["auto", "never", "always"] = Field("never", description="generate-on-miss mode of requests that do not say.")
+    decode_workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Processes decoding media during index jobs (0: none); default: 0 with 2 CPU cores or fewer, else 2.",
+    )
+    miss_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Best text-to-image score below which a query counts as a miss; default: calibrated per embedding space.",
+    )
+    prior_miss_threshold: float | None = Field(
+        None, ge=-1, le=1, description="The same for the prior's predicted image embedding; default: calibrated."
+    )
+    generator: str = Field(
+        "mini",
+        description="Image generator for generate-on-miss: mini, mini:DIR, karlo:PATH_OR_ID, kandinsky22:PATH_OR_IDS, or none.",
+    )
+    generate_default: Literal["auto", "never", "always"] = Field(
+        "never", description="generate-on-miss mode of requests that do not say."
+    )
     generate_steps: int = Field(25, ge=1, le=1000, description="Default sampling steps of generated images.")
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="Images with more pixels are refused as decompression bombs.")
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest image upload the API accepts (413 above).")
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="Images with more pixels are refused as decompression bombs."
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest image upload the API accepts (413 above)."
+    )
     hub_timeout_s: float = Field(5.0, gt=0, le=60, description="How long to wait for the model hub before failing.")
-    video_sampling: Literal["shots", "fps", "uniform"] = Field("shots", description="How frames are picked from videos at index time.")
+    video_sampling: Literal["shots", "fps", "uniform"] = Field(
+        "shots", description="How frames are picked from videos at index time."
+    )
     video_fps: float = Field(2.0, gt=0, le=60, description="Frames per second sampled (fps and shots sampling).")
-    video_max_frames: int = Field(256, ge=1, le=10000, description="Most frames sampled from one video (the rate drops for long videos).")
+    video_max_frames: int = Field(
+        256, ge=1, le=10000, description="Most frames sampled from one video (the rate drops for long videos)."
+    )
     video_frames: int = Field(12, ge=1, le=1000, description="Frames sampled per video with uniform sampling.")
-    pooling: Literal["auto", "mean", "seqTransf"] = Field("auto", description="Video vector pooling; auto: seqTransf when the model ships a trained head, else mean.")
-    temporal_head: Path | None = Field(None, description="Folder of a trained seqTransf head (default: the one shipped with mini).")
+    pooling: Literal["auto", "mean", "seqTransf"] = Field(
+        "auto", description="Video vector pooling; auto: seqTransf when the model ships a trained head, else mean."
+    )
+    temporal_head: Path | None = Field(
+        None, description="Folder of a trained seqTransf head (default: the one shipped with mini)."
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Keys accepted in the X-API-Key header (comma-separated in the environment); none: no auth.")
+        default_factory=list,
+        description="Keys accepted in the X-API-Key header (comma-separated in the environment); none: no auth.",
+    )
     protect_reads: bool = Field(False, description="With api_keys: searches, media, files and /metrics need a key too.")
     protect_generation: bool = Field(True, description="With api_keys: requests that generate images need a key.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Origins allowed to call the API from browsers (comma-separated); none: CORS off.")
-    allow_image_url: bool = Field(False, description="Let /knn-service fetch image_url queries (a server-side fetch: off by default).")
+        default_factory=list,
+        description="Origins allowed to call the API from browsers (comma-separated); none: CORS off.",
+    )
+    allow_image_url: bool = Field(
+        False, description="Let /knn-service fetch image_url queries (a server-side fetch: off by default)."
+    )
     image_url_timeout_s: float = Field(5.0, gt=0, le=60, description="Time limit of one image_url fetch.")
 
     @field_validator("api_keys", "cors_origins", mode="before")
@@ -60,7 +100,9 @@ class Settings(BaseSettings):
     def _long_enough(cls, v: list[str]) -> list[str]:
         short = [k for k in v if len(k) < 16]
         if short:
-            raise ValueError("API keys must be at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)")
+            raise ValueError(
+                "API keys must be at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+            )
         return v
 
     @field_validator("library_dir")

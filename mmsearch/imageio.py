@@ -16,7 +16,9 @@ class UnreadableImageError(ValueError):
     """The bytes are not a decodable image, or it is over the pixel limit."""
 
 
-def decode_rgb(source: bytes | str | Path | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, draft_side: int | None = None) -> Image.Image:
+def decode_rgb(
+    source: bytes | str | Path | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, draft_side: int | None = None
+) -> Image.Image:
     """Decode to an RGB image with EXIF orientation applied.
 
     draft_side: for JPEGs, let the decoder scale down by a power of two while keeping both
@@ -31,7 +33,9 @@ def decode_rgb(source: bytes | str | Path | Image.Image, max_pixels: int = DEFAU
                     raise UnreadableImageError("empty file")
                 im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
             if im.width * im.height > max_pixels:
-                raise UnreadableImageError(f"refused as a decompression bomb: {im.width}x{im.height} pixels is over the limit of {max_pixels}")
+                raise UnreadableImageError(
+                    f"refused as a decompression bomb: {im.width}x{im.height} pixels is over the limit of {max_pixels}"
+                )
             if draft_side:
                 im.draft("RGB", (draft_side, draft_side))
             im.load()

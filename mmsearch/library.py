@@ -19,15 +19,16 @@ from PIL import Image
 from .config import Settings
 from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from .encoders.video import SamplingConfig
-from .storage.captions import CaptionFinder
-from .storage.generated import GenerationParams, NotGeneratedError, delete_generated, save_generated
 from .indexer.jobs import IndexJobRunner, create_job
 from .indexer.pipeline import PipelineConfig, default_decode_workers
 from .search.engine import Hit, SearchEngine
-from .services.miss_thresholds import miss_thresholds
-from .services.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
-from .storage.index_set import IndexSet
 from .search.query import QueryError, SearchRequest
+from .services.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
+from .services.miss_thresholds import miss_thresholds
+from .storage.captions import CaptionFinder
+from .storage.generated import GenerationParams, delete_generated, save_generated
+from .storage.generated import NotGeneratedError as NotGeneratedError  # the API and CLI answer it
+from .storage.index_set import IndexSet
 from .storage.store import Job, JobError, Media, Store, Vector, job_summary
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ class Library:
                 from .encoders import load_encoder
 
                 s = self.settings
-                self._encoder = load_encoder(s.model, device=s.device, batch_size=s.batch_size, hub_timeout_s=s.hub_timeout_s)
+                self._encoder = load_encoder(
+                    s.model, device=s.device, batch_size=s.batch_size, hub_timeout_s=s.hub_timeout_s
+                )
             return self._encoder
 
     @property
@@ -99,14 +102,21 @@ class Library:
 
     @staticmethod
     def sampling_for(s: Settings) -> SamplingConfig:
-        return SamplingConfig(strategy=s.video_sampling, num_frames=s.video_frames, fps=s.video_fps, max_frames=s.video_max_frames)
+        return SamplingConfig(
+            strategy=s.video_sampling, num_frames=s.video_frames, fps=s.video_fps, max_frames=s.video_max_frames
+        )
 
     @property
     def indexes(self) -> IndexSet:
         with self._lock:
             if self._indexes is None:
-                self._indexes = IndexSet(self.store, self.dir / "indexes", self.encoder.space, self.encoder.dim,
-                                         kind_spaces={"video": video_space(self.encoder.space, self.pooler)})
+                self._indexes = IndexSet(
+                    self.store,
+                    self.dir / "indexes",
+                    self.encoder.space,
+                    self.encoder.dim,
+                    kind_spaces={"video": video_space(self.encoder.space, self.pooler)},
+                )
             return self._indexes
 
     def index_sizes(self) -> dict[str, int]:
@@ -118,7 +128,9 @@ class Library:
     def engine(self) -> SearchEngine:
         with self._lock:
             if self._engine is None:
-                self._engine = SearchEngine(self.store, self.encoder, self.indexes, video_text_map=self.pooler.adapt_query)
+                self._engine = SearchEngine(
+                    self.store, self.encoder, self.indexes, video_text_map=self.pooler.adapt_query
+                )
             return self._engine
 
     @property
@@ -144,7 +156,8 @@ class Library:
         return dataclasses.replace(
             options,
             sampler=options.sampler if options.sampler is not None else getattr(generator, "SAMPLERS", ("ddim",))[0],
-            guidance=options.guidance if options.guidance is not None else getattr(generator, "default_guidance", None))
+            guidance=options.guidance if options.guidance is not None else getattr(generator, "default_guidance", None),
+        )
 
     def miss_thresholds(self) -> MissThresholds:
         """Configured thresholds, else the ones calibrated for this encoder's space."""
@@ -173,11 +186,22 @@ class Library:
         if workers is None:
             workers = s.decode_workers if s.decode_workers is not None else default_decode_workers()
         cfg = PipelineConfig(workers=workers, batch_size=s.batch_size, max_pixels=s.max_pixels)
-        runner = IndexJobRunner(self.store, self.encoder, self.indexes, self.dir, cfg, progress, stop=self._stop_jobs,
-                                sampling=self.sampling, pooler=self.pooler)
+        runner = IndexJobRunner(
+            self.store,
+            self.encoder,
+            self.indexes,
+            self.dir,
+            cfg,
+            progress,
+            stop=self._stop_jobs,
+            sampling=self.sampling,
+            pooler=self.pooler,
+        )
         return runner.run(job_id)
 
-    def index(self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+    def index(
+        self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None
+    ) -> dict:
         """Index (or re-index) the roots: new and changed files are embedded, deleted ones removed."""
         return self.run_job(self.create_job(roots), workers=workers, progress=progress)
 
@@ -195,7 +219,13 @@ class Library:
             job = s.get(Job, job_id)
             if job is None:
                 return None
-            recent = s.query(JobError).filter(JobError.job_id == job_id).order_by(JobError.id.desc()).limit(RECENT_JOB_ERRORS).all()
+            recent = (
+                s.query(JobError)
+                .filter(JobError.job_id == job_id)
+                .order_by(JobError.id.desc())
+                .limit(RECENT_JOB_ERRORS)
+                .all()
+            )
             return job_summary(job) | {"recent_errors": [{"path": e.path, "error": e.error} for e in reversed(recent)]}
 
     def search(self, request: SearchRequest) -> list[Hit]:
@@ -213,7 +243,9 @@ class Library:
                 unavailable = str(e)  # auto: a search still answers, with its weak hits
         options = self._with_defaults(options, generator)
         with _generator_errors():
-            outcome = search_or_generate(self.engine, request, prompt, generator, options, self.miss_thresholds(), self.store_generated)
+            outcome = search_or_generate(
+                self.engine, request, prompt, generator, options, self.miss_thresholds(), self.store_generated
+            )
         if unavailable and outcome.miss:
             outcome.steps.append({"stage": "generated", "error": unavailable})
         return outcome
@@ -227,8 +259,13 @@ class Library:
         ids = self.store_generated(*self.draw(prompt, options))
         return self.engine.hits_for_media(self.encoder.embed_texts([prompt])[0], ids, "generated")
 
-    def generate_from_media(self, media_id: int, options: GenerateOptions, edit: tuple[str, str] | None = None,
-                            interpolate: tuple[int, float] | None = None) -> list[Hit]:
+    def generate_from_media(
+        self,
+        media_id: int,
+        options: GenerateOptions,
+        edit: tuple[str, str] | None = None,
+        interpolate: tuple[int, float] | None = None,
+    ) -> list[Hit]:
         """Variations, interpolations and edits of an indexed image (see draw_from_media),
         stored and indexed; hits for them, scored against the source image."""
         ids = self.store_generated(*self.draw_from_media(media_id, options, edit, interpolate))
@@ -239,19 +276,29 @@ class Library:
         options = self._with_defaults(options, self.generator)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         with _generator_errors():
-            images = self.generator.generate(prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance,
-                                             sampler=options.sampler)
-        return images, GenerationParams(prompt, self.generator.name, seed, options.steps, options.guidance, options.sampler)
+            images = self.generator.generate(
+                prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance, sampler=options.sampler
+            )
+        return images, GenerationParams(
+            prompt, self.generator.name, seed, options.steps, options.guidance, options.sampler
+        )
 
-    def draw_from_media(self, media_id: int, options: GenerateOptions, edit: tuple[str, str] | None = None,
-                        interpolate: tuple[int, float] | None = None) -> tuple[list[Image.Image], GenerationParams]:
+    def draw_from_media(
+        self,
+        media_id: int,
+        options: GenerateOptions,
+        edit: tuple[str, str] | None = None,
+        interpolate: tuple[int, float] | None = None,
+    ) -> tuple[list[Image.Image], GenerationParams]:
         """DALL-E 2's latent tricks on an indexed image, not stored: variations of it, an
         interpolation towards another image, or a text-diff edit ("red circle" -> "blue circle")."""
         from .generation.unclip import slerp, text_diff_edit
 
         generator = self.generator
         if getattr(generator, "space", None) != self.encoder.space or not hasattr(generator, "decode"):
-            raise GenerationUnavailable(f"generator {generator.name!r} cannot decode embeddings of this library's space")
+            raise GenerationUnavailable(
+                f"generator {generator.name!r} cannot decode embeddings of this library's space"
+            )
         options = self._with_defaults(options, generator)
         embedding = self.media_vector(media_id)
         source: dict = {"media_id": media_id}
@@ -265,10 +312,17 @@ class Library:
             source |= {"edit": list(edit)}
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         with _generator_errors():
-            images = generator.decode(np.repeat(embedding[None], options.n, 0), seed=seed, steps=options.steps,
-                                      guidance=options.guidance, sampler=options.sampler)
+            images = generator.decode(
+                np.repeat(embedding[None], options.n, 0),
+                seed=seed,
+                steps=options.steps,
+                guidance=options.guidance,
+                sampler=options.sampler,
+            )
         label = f"edit of media {media_id}: {edit[0]} -> {edit[1]}" if edit else f"variation of media {media_id}"
-        return images, GenerationParams(label, generator.name, seed, options.steps, options.guidance, options.sampler, source=source)
+        return images, GenerationParams(
+            label, generator.name, seed, options.steps, options.guidance, options.sampler, source=source
+        )
 
     def delete_generated(self, media_ids: list[int]) -> list[int]:
         """Delete generated images (rows, vectors, files); see library_media.delete_generated."""
@@ -287,8 +341,13 @@ class Library:
 
     def stats(self) -> dict:
         """The model in use and how much the library holds."""
-        return {"model": self.encoder.name, "space": self.encoder.space, "media": self.store.count(Media),
-                "vectors": self.store.count(Vector), "unreadable": self.store.count(Media, Media.error.is_not(None))}
+        return {
+            "model": self.encoder.name,
+            "space": self.encoder.space,
+            "media": self.store.count(Media),
+            "vectors": self.store.count(Vector),
+            "unreadable": self.store.count(Media, Media.error.is_not(None)),
+        }
 
     def caption(self, media: Media) -> str | None:
         """A media item's first caption (sidecar .txt or synth manifest), or a generated image's prompt."""

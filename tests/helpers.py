@@ -37,5 +37,8 @@ def open_library(path: Path, encoder=None, **overrides) -> Library:
 def paths_with(corpus: Path, **attrs: str) -> set[str]:
     """Images of a synthetic corpus holding an object with all the given attributes."""
     manifest = json.loads((corpus / "manifest.json").read_text())
-    return {str((corpus / i["file"]).resolve()) for i in manifest["items"]
-            if any(all(o[k] == v for k, v in attrs.items()) for o in i["objects"])}
+    return {
+        str((corpus / i["file"]).resolve())
+        for i in manifest["items"]
+        if any(all(o[k] == v for k, v in attrs.items()) for o in i["objects"])
+    }

@@ -13,19 +13,27 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "mmsearch"
 
 FLOORS = {
-    "config": 0, "imageio": 0, "pixels": 0, "storage": 0,
+    "config": 0,
+    "imageio": 0,
+    "pixels": 0,
+    "storage": 0,
     "encoders": 1,
-    "search": 2, "indexer": 2, "generation": 2,
+    "search": 2,
+    "indexer": 2,
+    "generation": 2,
     "services": 3,
     "library": 4,
-    "api": 5, "cli": 5, "__main__": 6,
+    "api": 5,
+    "cli": 5,
+    "__main__": 6,
 }
 TOOLS = {"datasets", "training", "evaluation"}
 # CLI verbs that front the tools: they may call them (the rest of the CLI may not).
 TOOL_VERBS = {"mmsearch.cli.train", "mmsearch.cli.evaluate", "mmsearch.cli.synth", "mmsearch.cli.demo"}
 # Packages on one floor that may use each other: the ground's modules, and the CLI's `serve` of the API.
-ALLOWED_SIDEWAYS = {("cli", "api")} | {(a, b) for a in ("config", "imageio", "pixels", "storage")
-                                       for b in ("config", "imageio", "pixels", "storage")}
+ALLOWED_SIDEWAYS = {("cli", "api")} | {
+    (a, b) for a in ("config", "imageio", "pixels", "storage") for b in ("config", "imageio", "pixels", "storage")
+}
 FACADE_ONLY = {"api", "cli"}  # no SQL above the Library: they never import storage or sqlalchemy
 
 
@@ -122,9 +130,13 @@ def test_the_checker_catches_a_cycle_through_storage_and_a_tool_import():
 
 def test_relative_imports_resolve_from_a_package_and_from_a_module():
     assert imported_modules("mmsearch.encoders", "from . import base\nfrom .openclip import X\n", True) == [
-        "mmsearch.encoders.base", "mmsearch.encoders.openclip"]
+        "mmsearch.encoders.base",
+        "mmsearch.encoders.openclip",
+    ]
     assert imported_modules("mmsearch.search.engine", "from ..storage.store import Media\nimport numpy\n", False) == [
-        "mmsearch.storage.store", "numpy"]
+        "mmsearch.storage.store",
+        "numpy",
+    ]
 
 
 def test_no_module_is_over_400_lines():

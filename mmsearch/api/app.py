@@ -21,14 +21,14 @@ from ..encoders.base import EncoderError
 from ..encoders.video import UnreadableVideoError
 from ..imageio import UnreadableImageError, decode_rgb
 from ..library import GenerationRequestError, GenerationUnavailable, Library, NotGeneratedError
-from ..services.generate_on_miss import GenerateOptions, prompt_of
 from ..search.query import MediaNotFoundError, QueryError, SearchRequest, Term, build_terms
+from ..services.generate_on_miss import GenerateOptions, prompt_of
 from .clip_retrieval import clip_retrieval_router
-from .urls import hit_json
-from .observability import Metrics, add_request_tracking
-from .security import Access, add_cors
 from .files import OutsideRootsError, safe_path, thumbnail_jpeg, video_thumbnail_jpeg
+from .observability import Metrics, add_request_tracking
 from .schemas import MAX_ID, GenerateIn, GenerateOut, GenerationIn, HitOut, JobIn, MediaOut, SearchIn, SearchOut
+from .security import Access, add_cors
+from .urls import hit_json
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -40,9 +40,22 @@ def _terms(body: SearchIn) -> list[Term]:
 
 
 def _media_out(m) -> dict:
-    return MediaOut(id=m.id, path=m.path, kind=m.kind, size=m.size, width=m.width, height=m.height, duration=m.duration,
-                    content_hash=m.content_hash, generated=m.generated, generation=m.generation, error=m.error,
-                    indexed_at=m.indexed_at, file_url=f"/media/{m.id}/file", thumbnail_url=f"/media/{m.id}/thumbnail").model_dump()
+    return MediaOut(
+        id=m.id,
+        path=m.path,
+        kind=m.kind,
+        size=m.size,
+        width=m.width,
+        height=m.height,
+        duration=m.duration,
+        content_hash=m.content_hash,
+        generated=m.generated,
+        generation=m.generation,
+        error=m.error,
+        indexed_at=m.indexed_at,
+        file_url=f"/media/{m.id}/file",
+        thumbnail_url=f"/media/{m.id}/thumbnail",
+    ).model_dump()
 
 
 async def _read_limited(request: Request, upload: UploadFile, limit: int) -> bytes:
@@ -64,7 +77,9 @@ def create_app(library: Library) -> FastAPI:
         library.stop_jobs()  # a running job stops after its batch, as 'interrupted'; the next job resumes it
         jobs.shutdown(wait=True, cancel_futures=True)
 
-    app = FastAPI(title="mmsearch", version="0.1.0", description="Multimodal search over a media library.", lifespan=lifespan)
+    app = FastAPI(
+        title="mmsearch", version="0.1.0", description="Multimodal search over a media library.", lifespan=lifespan
+    )
     settings = library.settings
     search_lock = threading.Lock()
     thumbnails = library.dir / "thumbnails"  # cached JPEGs, named <media id>-<content hash>[-t<tenths>].jpg
@@ -78,11 +93,18 @@ def create_app(library: Library) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, MediaNotFoundError) else 400)
 
     def _options(mode: str, g: GenerationIn) -> GenerateOptions:
-        return GenerateOptions(mode=mode, n=g.n, seed=g.seed, steps=g.steps or settings.generate_steps, guidance=g.guidance,
-                               sampler=g.sampler)
+        return GenerateOptions(
+            mode=mode,
+            n=g.n,
+            seed=g.seed,
+            steps=g.steps or settings.generate_steps,
+            guidance=g.guidance,
+            sampler=g.sampler,
+        )
 
-    def _run_search(req: SearchRequest, prompt: str | None = None, mode: str | None = None,
-                    generation: GenerationIn | None = None) -> dict:
+    def _run_search(
+        req: SearchRequest, prompt: str | None = None, mode: str | None = None, generation: GenerationIn | None = None
+    ) -> dict:
         t0 = time.perf_counter()
         options = _options(mode or settings.generate_default, generation or GenerationIn())
         # One search at a time: FAISS and the encoder are shared, and a generation is
@@ -91,8 +113,13 @@ def create_app(library: Library) -> FastAPI:
             outcome = library.search_or_generate(req, prompt, options)
         fresh = [st["media"] for st in outcome.steps if st.get("stage") == "generated" and "media" in st]
         metrics.count_generation("search", sum(map(len, fresh)))  # not images served again from an earlier miss
-        return SearchOut(results=[HitOut(**hit_json(h)) for h in outcome.hits], miss=outcome.miss, via=outcome.via,
-                         stages=outcome.steps, took_ms=(time.perf_counter() - t0) * 1000).model_dump()
+        return SearchOut(
+            results=[HitOut(**hit_json(h)) for h in outcome.hits],
+            miss=outcome.miss,
+            via=outcome.via,
+            stages=outcome.steps,
+            took_ms=(time.perf_counter() - t0) * 1000,
+        ).model_dump()
 
     @app.get("/health")
     def health() -> dict:
@@ -102,8 +129,15 @@ def create_app(library: Library) -> FastAPI:
     def search(body: SearchIn, request: Request) -> dict:
         if body.text and (body.generate or settings.generate_default) != "never":
             access.check_generation(request)  # a miss would generate and store images
-        req = SearchRequest(terms=_terms(body), k=body.k, offset=body.offset, kind=body.kind,
-                            path_prefix=body.path_prefix, generated=body.generated, min_score=body.min_score)
+        req = SearchRequest(
+            terms=_terms(body),
+            k=body.k,
+            offset=body.offset,
+            kind=body.kind,
+            path_prefix=body.path_prefix,
+            generated=body.generated,
+            min_score=body.min_score,
+        )
         other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
         return _run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)
 
@@ -117,12 +151,15 @@ def create_app(library: Library) -> FastAPI:
         with search_lock:
             if body.from_media_id is not None:
                 interpolate = (body.interpolate.media_id, body.interpolate.alpha) if body.interpolate else None
-                hits = library.generate_from_media(body.from_media_id, options, edit=tuple(body.edit) if body.edit else None,
-                                                   interpolate=interpolate)
+                hits = library.generate_from_media(
+                    body.from_media_id, options, edit=tuple(body.edit) if body.edit else None, interpolate=interpolate
+                )
             else:
                 hits = library.generate(body.prompt, options)
         metrics.count_generation("generate", len(hits))
-        return GenerateOut(results=[HitOut(**hit_json(h)) for h in hits], took_ms=(time.perf_counter() - t0) * 1000).model_dump()
+        return GenerateOut(
+            results=[HitOut(**hit_json(h)) for h in hits], took_ms=(time.perf_counter() - t0) * 1000
+        ).model_dump()
 
     @app.post("/search/image", response_model=SearchOut, dependencies=read)
     async def search_image(

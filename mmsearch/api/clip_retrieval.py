@@ -17,7 +17,6 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,7 +77,9 @@ def fetch_image_url(url: str, max_bytes: int, timeout_s: float) -> bytes:
     if scheme not in ("http", "https"):
         raise HTTPException(400, "image_url must be an http or https URL")
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "mmsearch"}), timeout=timeout_s) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers={"User-Agent": "mmsearch"}), timeout=timeout_s
+        ) as resp:
             data = resp.read(max_bytes + 1)
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise HTTPException(400, f"could not fetch image_url: {e}") from e
@@ -102,7 +103,9 @@ def _query_term(body: KnnIn, library) -> Term:
                 raise HTTPException(413, f"image is larger than the limit of {settings.max_upload_bytes} bytes")
         else:
             if not settings.allow_image_url:
-                raise HTTPException(400, "image_url queries are disabled on this server (MMSEARCH_ALLOW_IMAGE_URL=true enables them)")
+                raise HTTPException(
+                    400, "image_url queries are disabled on this server (MMSEARCH_ALLOW_IMAGE_URL=true enables them)"
+                )
             data = fetch_image_url(body.image_url, settings.max_upload_bytes, settings.image_url_timeout_s)
         try:
             return Term(image=decode_rgb(data, max_pixels=settings.max_pixels))
@@ -145,13 +148,18 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
     def indices_list() -> list[str]:
         return INDICES
 
-    @router.post("/knn-service", openapi_extra={"requestBody": {"content": {"application/json": {"schema": KnnIn.model_json_schema()}}}})
+    @router.post(
+        "/knn-service",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": KnnIn.model_json_schema()}}}},
+    )
     async def knn_service(request: Request) -> list[dict]:
         """clip back's k-NN query; each result: {id, similarity, image_path, url, caption}
         (results past num_images carry only id and similarity, as in clip back)."""
         body = await _json_body(request, KnnIn)
         if body.modality != "image":
-            raise HTTPException(400, f'modality {body.modality!r} is not served: mmsearch indexes media, not captions; use "image"')
+            raise HTTPException(
+                400, f'modality {body.modality!r} is not served: mmsearch indexes media, not captions; use "image"'
+            )
         kind = _kind(body.indice_name)
         wanted = max(body.num_result_ids or body.num_images, body.num_images)
         base_url = str(request.base_url)
@@ -164,7 +172,7 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
                 vectors = np.stack([library.media_vector(h.id) for h in hits])
                 hits = [hits[i] for i in _deduplicate(vectors)]
             describe = ClipRetrievalMetadata(library, base_url)
-            shown = library.media_many([h.id for h in hits[:body.num_images]])
+            shown = library.media_many([h.id for h in hits[: body.num_images]])
             out = []
             for n, h in enumerate(hits):
                 item: dict[str, Any] = {"id": h.id, "similarity": h.score}
@@ -175,7 +183,10 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
 
         return await run_in_threadpool(run)
 
-    @router.post("/metadata", openapi_extra={"requestBody": {"content": {"application/json": {"schema": MetadataIn.model_json_schema()}}}})
+    @router.post(
+        "/metadata",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": MetadataIn.model_json_schema()}}}},
+    )
     async def metadata(request: Request) -> list[dict]:
         """{ids, indice_name} -> [{id, metadata: {image_path, url, caption}}] in the order of
         ids; ids that name no media are left out."""

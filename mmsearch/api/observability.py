@@ -18,7 +18,6 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-
 log = logging.getLogger("mmsearch.access")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -39,8 +38,13 @@ class JsonFormatter(logging.Formatter):
     _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"time": round(record.created, 3), "level": record.levelname, "logger": record.name,
-               "message": record.getMessage(), "request_id": getattr(record, "request_id", None)}
+        out = {
+            "time": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
+        }
         out |= {k: v for k, v in vars(record).items() if k not in self._STANDARD}
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
@@ -64,13 +68,17 @@ class LibraryCollector:
         self.library = library
 
     def collect(self):
-        sizes = GaugeMetricFamily("mmsearch_index_vectors", "Vectors in the FAISS indexes, per vector kind.", labels=["kind"])
+        sizes = GaugeMetricFamily(
+            "mmsearch_index_vectors", "Vectors in the FAISS indexes, per vector kind.", labels=["kind"]
+        )
         for kind, n in self.library.index_sizes().items():
             sizes.add_metric([kind], n)
         yield sizes
         media = GaugeMetricFamily("mmsearch_media", "Media rows in the library.", labels=["kind", "generated"])
         jobs = GaugeMetricFamily("mmsearch_jobs", "Index jobs by state.", labels=["state"])
-        progress = GaugeMetricFamily("mmsearch_job_progress", "Share of files done (0-1) of pending and running jobs.", labels=["job_id"])
+        progress = GaugeMetricFamily(
+            "mmsearch_job_progress", "Share of files done (0-1) of pending and running jobs.", labels=["job_id"]
+        )
         counts = self.library.counts()
         for kind, generated, n in counts["media"]:
             media.add_metric([kind, str(generated).lower()], n)
@@ -88,12 +96,25 @@ class Metrics:
 
     def __init__(self, library):
         self.registry = CollectorRegistry()
-        self.requests = Counter("mmsearch_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("mmsearch_http_request_duration_seconds", "Time to answer, per route.", ["method", "route"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.generated = Counter("mmsearch_generated_images", "Images generated, by endpoint.", ["endpoint"], registry=self.registry)
-        self.generation_requests = Counter("mmsearch_generation_requests", "Requests that generated images, by endpoint.", ["endpoint"],
-                                           registry=self.registry)
+        self.requests = Counter(
+            "mmsearch_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mmsearch_http_request_duration_seconds",
+            "Time to answer, per route.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.generated = Counter(
+            "mmsearch_generated_images", "Images generated, by endpoint.", ["endpoint"], registry=self.registry
+        )
+        self.generation_requests = Counter(
+            "mmsearch_generation_requests",
+            "Requests that generated images, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.registry.register(LibraryCollector(library))
 
     def count_generation(self, endpoint: str, images: int) -> None:
@@ -117,9 +138,20 @@ def add_request_tracking(app: FastAPI, metrics: Metrics) -> None:
             return response
         finally:
             elapsed = time.perf_counter() - t0
-            route = getattr(request.scope.get("route"), "path", None) or "unmatched"  # the template: bounded label values
+            route = (
+                getattr(request.scope.get("route"), "path", None) or "unmatched"
+            )  # the template: bounded label values
             metrics.requests.labels(request.method, route, str(status)).inc()
             metrics.latency.labels(request.method, route).observe(elapsed)
-            log.info("request", extra={"request_id": rid, "method": request.method, "route": route, "path": request.url.path,
-                                       "status": status, "ms": round(elapsed * 1000, 2)})
+            log.info(
+                "request",
+                extra={
+                    "request_id": rid,
+                    "method": request.method,
+                    "route": route,
+                    "path": request.url.path,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )
             request_id_var.reset(token)

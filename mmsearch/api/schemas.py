@@ -27,17 +27,33 @@ class TermIn(BaseModel):
 class GenerationIn(BaseModel):
     n: int = Field(1, ge=1, le=8, description="Images to generate.")
     steps: int | None = Field(None, ge=1, le=1000, description="Sampling steps (default: the server's setting).")
-    sampler: Literal["ddim", "ddpm"] | None = Field(None, description="Default: the generator's preferred sampler (ddim for mini, ddpm for karlo).")
-    guidance: float | None = Field(None, ge=0, le=50, allow_inf_nan=False, description="Classifier-free guidance scale (default: the generator's own; 1.5 for mini).")
+    sampler: Literal["ddim", "ddpm"] | None = Field(
+        None, description="Default: the generator's preferred sampler (ddim for mini, ddpm for karlo)."
+    )
+    guidance: float | None = Field(
+        None,
+        ge=0,
+        le=50,
+        allow_inf_nan=False,
+        description="Classifier-free guidance scale (default: the generator's own; 1.5 for mini).",
+    )
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
 
 
 class SearchIn(BaseModel):
-    text: str | None = Field(None, max_length=1000, description='Text; weighted terms allowed: "red circle" - "white background".')
-    image_media_id: int | None = Field(None, ge=1, le=MAX_ID, description="Search with an indexed media item's embedding.")
-    vector: list[FiniteFloat] | None = Field(None, min_length=1, max_length=8192, description="A raw query vector in the library's space.")
+    text: str | None = Field(
+        None, max_length=1000, description='Text; weighted terms allowed: "red circle" - "white background".'
+    )
+    image_media_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Search with an indexed media item's embedding."
+    )
+    vector: list[FiniteFloat] | None = Field(
+        None, min_length=1, max_length=8192, description="A raw query vector in the library's space."
+    )
     terms: list[TermIn] = Field(default_factory=list, max_length=32, description="Extra weighted terms.")
-    weights: dict[Literal["text", "image", "vector"], Weight] = Field(default_factory=dict, description="Weights of text, image_media_id and vector.")
+    weights: dict[Literal["text", "image", "vector"], Weight] = Field(
+        default_factory=dict, description="Weights of text, image_media_id and vector."
+    )
     kind: Literal["image", "video", "any"] = "any"
     k: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=100_000)
@@ -45,8 +61,12 @@ class SearchIn(BaseModel):
     generated: bool | None = None
     min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
     generate: Literal["auto", "never", "always"] | None = Field(
-        None, description="On a miss: auto searches with the prior, then generates; never; always generates. Default: the server's setting.")
-    generation: GenerationIn = Field(default_factory=GenerationIn, description="How to generate, when it comes to that.")
+        None,
+        description="On a miss: auto searches with the prior, then generates; never; always generates. Default: the server's setting.",
+    )
+    generation: GenerationIn = Field(
+        default_factory=GenerationIn, description="How to generate, when it comes to that."
+    )
 
 
 class InterpolateIn(BaseModel):
@@ -56,10 +76,18 @@ class InterpolateIn(BaseModel):
 
 class GenerateIn(GenerationIn):
     prompt: str | None = Field(None, min_length=1, max_length=1000, description="Text to draw.")
-    from_media_id: int | None = Field(None, ge=1, le=MAX_ID, description="Decode from this indexed image's embedding (variations).")
+    from_media_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Decode from this indexed image's embedding (variations)."
+    )
     edit: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = Field(
-        None, min_length=2, max_length=2, description='With from_media_id: ["source text", "target text"], a text-diff edit.')
-    interpolate: InterpolateIn | None = Field(None, description="With from_media_id: slerp towards another image's embedding.")
+        None,
+        min_length=2,
+        max_length=2,
+        description='With from_media_id: ["source text", "target text"], a text-diff edit.',
+    )
+    interpolate: InterpolateIn | None = Field(
+        None, description="With from_media_id: slerp towards another image's embedding."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "GenerateIn":
@@ -86,8 +114,12 @@ class HitOut(BaseModel):
 class SearchOut(BaseModel):
     results: list[HitOut]
     miss: bool = Field(..., description="The text search alone found nothing at or above the miss threshold.")
-    via: str = Field("text", description="What answered: text, image, prior (the prior's predicted embedding) or generated.")
-    stages: list[dict] = Field(default_factory=list, description="Each stage of generate-on-miss: its best score and threshold.")
+    via: str = Field(
+        "text", description="What answered: text, image, prior (the prior's predicted embedding) or generated."
+    )
+    stages: list[dict] = Field(
+        default_factory=list, description="Each stage of generate-on-miss: its best score and threshold."
+    )
     took_ms: float
 
 

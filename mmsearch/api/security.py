@@ -27,7 +27,9 @@ def _valid(key: str | None, settings: Settings) -> bool:
 
 
 def _refuse(why: str) -> HTTPException:
-    return HTTPException(401, f"{why}: send an API key in the {KEY_HEADER} header", headers={"WWW-Authenticate": "ApiKey"})
+    return HTTPException(
+        401, f"{why}: send an API key in the {KEY_HEADER} header", headers={"WWW-Authenticate": "ApiKey"}
+    )
 
 
 class Access:
@@ -44,7 +46,10 @@ class Access:
     def read(self, request: Request) -> None:
         if not (self.enabled and self.settings.protect_reads):
             return
-        if not (_valid(request.headers.get(KEY_HEADER), self.settings) or _valid(request.cookies.get(KEY_COOKIE), self.settings)):
+        if not (
+            _valid(request.headers.get(KEY_HEADER), self.settings)
+            or _valid(request.cookies.get(KEY_COOKIE), self.settings)
+        ):
             raise _refuse("this server protects reads")
 
     def write(self, request: Request) -> None:
@@ -60,5 +65,10 @@ class Access:
 def add_cors(app: FastAPI, settings: Settings) -> None:
     """CORS stays off unless origins are configured."""
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=[KEY_HEADER, "Content-Type", "X-Request-ID"], expose_headers=["X-Request-ID"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[KEY_HEADER, "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )

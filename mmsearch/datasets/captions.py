@@ -63,7 +63,8 @@ def indefinite_article(phrase: str) -> str:
 
 
 def noun_phrase(obj: dict, rng: np.random.Generator | None = None) -> str:
-    """"small red circle" from whichever of size/colour/shape the object spec holds."""
+    """ "small red circle" from whichever of size/colour/shape the object spec holds."""
+
     def word(table: dict, key: str) -> str:
         value = obj[key]
         options = table.get(value, [value])
@@ -74,7 +75,9 @@ def noun_phrase(obj: dict, rng: np.random.Generator | None = None) -> str:
         parts.append(word(SIZE_WORDS, "size"))
     if "color" in obj:
         parts.append(word(COLOR_WORDS, "color"))
-    parts.append(word(SHAPE_WORDS, "shape") if "shape" in obj else ("shape" if rng is None else _pick(rng, ["shape", "object"])))
+    parts.append(
+        word(SHAPE_WORDS, "shape") if "shape" in obj else ("shape" if rng is None else _pick(rng, ["shape", "object"]))
+    )
     return " ".join(parts)
 
 
@@ -135,7 +138,11 @@ def render_spec(spec: Spec, rng: np.random.Generator) -> str:
             if pos is not None:
                 text += ", " + _pick(rng, POSITION_SHORT[pos])
         else:
-            text = f"{indefinite_article(phrase)} {phrase} {_pick(rng, POSITION_PHRASES[pos])}" if rng.random() < 0.5 else f"{_pick(rng, POSITION_SHORT[pos])}: {phrase}"
+            text = (
+                f"{indefinite_article(phrase)} {phrase} {_pick(rng, POSITION_PHRASES[pos])}"
+                if rng.random() < 0.5
+                else f"{_pick(rng, POSITION_SHORT[pos])}: {phrase}"
+            )
         if list(o) == ["color"] and rng.random() < 0.5:
             text = _pick(rng, [o["color"], f"something {o['color']}", f"a {o['color']} object"])
     else:
@@ -144,7 +151,14 @@ def render_spec(spec: Spec, rng: np.random.Generator) -> str:
         if rel:
             text = f"{indefinite_article(a)} {a} {rel} {indefinite_article(b)} {b}"
         else:
-            text = _pick(rng, [f"{indefinite_article(a)} {a} and {indefinite_article(b)} {b}", f"{a} and {b}", f"{a} with {indefinite_article(b)} {b}"])
+            text = _pick(
+                rng,
+                [
+                    f"{indefinite_article(a)} {a} and {indefinite_article(b)} {b}",
+                    f"{a} and {b}",
+                    f"{a} with {indefinite_article(b)} {b}",
+                ],
+            )
     if bg is not None:
         text += _pick(rng, [f" on a {bg} background", f" on {bg}", f", {bg} background"])
     if text.startswith(("a ", "an ")):
@@ -162,7 +176,11 @@ def sample_spec(scene: dict, rng: np.random.Generator, full_prob: float = 0.35) 
         rel = scene["relation"] if first == 0 else INVERSE_RELATION[scene["relation"]]
         spec_objs = [{k: objs[i][k] for k in keep} for i in (first, second)]
         relation = rel if full or rng.random() < 0.6 else None
-        return {"objects": spec_objs, "relation": relation, "background": scene["background"] if full or rng.random() < 0.3 else None}
+        return {
+            "objects": spec_objs,
+            "relation": relation,
+            "background": scene["background"] if full or rng.random() < 0.3 else None,
+        }
     o = objs[int(rng.integers(len(objs)))]
     if full:
         keys = ["size", "color", "shape", "position"]
@@ -199,7 +217,11 @@ def perturb_spec(spec: Spec, rng: np.random.Generator) -> Spec:
     from .vocab import COLOR_NAMES, POSITIONS, SHAPES, SIZE_NAMES  # local: vocab is tiny and cycle-free
 
     values = {"shape": SHAPES, "color": COLOR_NAMES, "size": SIZE_NAMES, "position": POSITIONS}
-    out = {"objects": [dict(o) for o in spec["objects"]], "relation": spec.get("relation"), "background": spec.get("background")}
+    out = {
+        "objects": [dict(o) for o in spec["objects"]],
+        "relation": spec.get("relation"),
+        "background": spec.get("background"),
+    }
     if out["relation"] and rng.random() < 0.3:
         out["relation"] = INVERSE_RELATION[out["relation"]]
         return out
@@ -247,7 +269,9 @@ def spec_matches(spec: Spec, scene: dict) -> bool:
             if rel is None:
                 return True
             declared = scene.get("relation")
-            if declared and ((i, j) == (0, 1) and rel == declared or (i, j) == (1, 0) and rel == INVERSE_RELATION[declared]):
+            if declared and (
+                (i, j) == (0, 1) and rel == declared or (i, j) == (1, 0) and rel == INVERSE_RELATION[declared]
+            ):
                 return True
     return False
 
@@ -260,7 +284,11 @@ def flip_scene(scene: dict, horizontal: bool) -> dict:
     def flip_pos(pos: str) -> str:
         return " ".join(swap_words.get(w, w) for w in pos.split())
 
-    rels = {"to the left of": "to the right of", "to the right of": "to the left of"} if horizontal else {"above": "below", "below": "above"}
+    rels = (
+        {"to the left of": "to the right of", "to the right of": "to the left of"}
+        if horizontal
+        else {"above": "below", "below": "above"}
+    )
     out = dict(scene)
     out["objects"] = [dict(o, position=flip_pos(o["position"])) for o in scene["objects"]]
     if scene.get("relation"):

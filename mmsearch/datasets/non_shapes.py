@@ -77,7 +77,9 @@ def _fragments(rng: np.random.Generator) -> list[Polygon]:
         corners = int(rng.integers(3, 5))
         angles = np.sort(rng.uniform(0, 2 * np.pi, size=corners))
         radius = rng.uniform(0.25, 0.55, size=corners)
-        parts.append([(float(centre[0] + r * math.cos(a)), float(centre[1] + r * math.sin(a))) for r, a in zip(radius, angles)])
+        parts.append(
+            [(float(centre[0] + r * math.cos(a)), float(centre[1] + r * math.sin(a))) for r, a in zip(radius, angles)]
+        )
     return parts
 
 

@@ -33,7 +33,9 @@ class ObjectGeom:
     radius: float
     angle: float = 0.0
     opacity: float = 1.0
-    parts: list[list[tuple[float, float]]] | None = None  # polygons in unit-radius coordinates, drawn instead of `shape`
+    parts: list[list[tuple[float, float]]] | None = (
+        None  # polygons in unit-radius coordinates, drawn instead of `shape`
+    )
 
 
 @dataclass
@@ -102,13 +104,28 @@ def unit_shape(shape: str) -> list[tuple[float, float]]:
         return [(math.cos(math.radians(60 * k)), math.sin(math.radians(60 * k))) for k in range(6)]
     if shape == "cross":
         w = 0.34
-        return [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
+        return [
+            (-w, -1),
+            (w, -1),
+            (w, -w),
+            (1, -w),
+            (1, w),
+            (w, w),
+            (w, 1),
+            (-w, 1),
+            (-w, w),
+            (-1, w),
+            (-1, -w),
+            (-w, -w),
+        ]
     if shape == "circle":
         return [(math.cos(2 * math.pi * k / 64), math.sin(2 * math.pi * k / 64)) for k in range(64)]
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def place_points(pts: list[tuple[float, float]], cx: float, cy: float, r: float, angle_deg: float) -> list[tuple[float, float]]:
+def place_points(
+    pts: list[tuple[float, float]], cx: float, cy: float, r: float, angle_deg: float
+) -> list[tuple[float, float]]:
     """Unit-radius vertices scaled by r, turned by angle_deg and moved to (cx, cy)."""
     t = math.radians(angle_deg)
     c, s = math.cos(t), math.sin(t)
@@ -161,7 +178,14 @@ def _object_mask(obj: ObjectGeom, w: int, h: int, ss: int, outline: float = 0.0)
     return np.asarray(big, dtype=np.float32) / 255.0
 
 
-def draw_scene(width: int, height: int, background_rgb: tuple[int, int, int], objects: list[ObjectGeom], style: Style, frame_salt: int = 0) -> Image.Image:
+def draw_scene(
+    width: int,
+    height: int,
+    background_rgb: tuple[int, int, int],
+    objects: list[ObjectGeom],
+    style: Style,
+    frame_salt: int = 0,
+) -> Image.Image:
     """Render a scene. `frame_salt` varies sensor noise between video frames."""
     w, h = width, height
     canvas = _shade(background_rgb, _texture(style, h, w, style.background, salt=1))

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage.captions import MANIFEST
 from .captions import canonical_caption, manifest_captions
 from .render import ObjectGeom, draw_scene, jitter_rgb, sample_style
 from .vocab import COLOR_NAMES, HELDOUT_PAIRS, RELATIONS, SHAPES, SIMILAR_COLORS, SIZES, position_name
-from ..storage.captions import MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,9 @@ def sample_canvas(rng: np.random.Generator) -> tuple[int, int]:
     return int(round(side * np.sqrt(aspect))), int(round(side / np.sqrt(aspect)))
 
 
-def place(rng: np.random.Generator, width: int, height: int, cell: tuple[int, int], size: str, jitter: float = 0.05) -> tuple[float, float, float]:
+def place(
+    rng: np.random.Generator, width: int, height: int, cell: tuple[int, int], size: str, jitter: float = 0.05
+) -> tuple[float, float, float]:
     """Centre (x, y) and radius for an object of a size class in a 3x3 cell."""
     lo, hi = SIZES[size]
     radius = float(rng.uniform(lo, hi)) * min(width, height) / 2
@@ -110,10 +112,16 @@ def sample_image_scene(rng: np.random.Generator, split: str) -> tuple[dict, list
     for (color, shape), cell, size, (cx, cy, r) in zip(pairs, cells, sizes, placed):
         angle = float(rng.uniform(-20, 20)) if shape != "circle" else 0.0
         geoms.append(ObjectGeom(shape, jitter_rgb(rng, color), cx, cy, r, angle))
-        objects.append({
-            "shape": shape, "color": color, "size": size, "position": position_name(*cell),
-            "center": [round(cx, 2), round(cy, 2)], "radius": round(r, 2),
-        })
+        objects.append(
+            {
+                "shape": shape,
+                "color": color,
+                "size": size,
+                "position": position_name(*cell),
+                "center": [round(cx, 2), round(cy, 2)],
+                "radius": round(r, 2),
+            }
+        )
     scene = {"width": width, "height": height, "background": background, "objects": objects, "relation": relation}
     return scene, geoms, (width, height)
 
@@ -134,14 +142,32 @@ def render_image(args: tuple[int, str, int, str]) -> dict:
     else:
         img.save(path, format="PNG")
     return {
-        "id": f"{split}-img-{index:06d}", "file": rel, "kind": "image", **scene,
-        "caption": canonical_caption(scene), "captions": manifest_captions(scene),
-        "style": {"background": style.background, "fill": style.fill, "supersample": style.supersample,
-                  "blur": round(style.blur_radius, 2), "noise": round(style.noise_sigma, 2), "jpeg": style.jpeg_quality},
+        "id": f"{split}-img-{index:06d}",
+        "file": rel,
+        "kind": "image",
+        **scene,
+        "caption": canonical_caption(scene),
+        "captions": manifest_captions(scene),
+        "style": {
+            "background": style.background,
+            "fill": style.fill,
+            "supersample": style.supersample,
+            "blur": round(style.blur_radius, 2),
+            "noise": round(style.noise_sigma, 2),
+            "jpeg": style.jpeg_quality,
+        },
     }
 
 
-def generate(out_dir: str | Path, n_images: int, n_videos: int = 0, seed: int = 0, split: str = "train", workers: int = 1, progress=None) -> dict:
+def generate(
+    out_dir: str | Path,
+    n_images: int,
+    n_videos: int = 0,
+    seed: int = 0,
+    split: str = "train",
+    workers: int = 1,
+    progress=None,
+) -> dict:
     """Write the corpus and its manifest; returns the manifest."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, not {split!r}")

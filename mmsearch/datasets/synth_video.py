@@ -18,15 +18,33 @@ from .render import ObjectGeom, draw_scene, jitter_rgb, sample_style
 from .synth import KIND_VIDEO, item_rng, sample_background, sample_canvas, sample_pair
 from .vocab import COLOR_NAMES, SIZES
 
-MOTIONS = ["moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "changing color", "appearing", "disappearing"]
+MOTIONS = [
+    "moving left",
+    "moving right",
+    "moving up",
+    "moving down",
+    "growing",
+    "shrinking",
+    "changing color",
+    "appearing",
+    "disappearing",
+]
 FPS_CHOICES = [10, 12, 15, 24, 25]
 # Motions whose caption leaves the size out (the size changes, or the caption names colours instead).
 SIZELESS_MOTIONS = ("growing", "shrinking", "changing color")
 
 
-REVERSED_MOTION = {"moving left": "moving right", "moving right": "moving left", "moving up": "moving down", "moving down": "moving up",
-                   "growing": "shrinking", "shrinking": "growing", "appearing": "disappearing", "disappearing": "appearing",
-                   "changing color": "changing color"}
+REVERSED_MOTION = {
+    "moving left": "moving right",
+    "moving right": "moving left",
+    "moving up": "moving down",
+    "moving down": "moving up",
+    "growing": "shrinking",
+    "shrinking": "growing",
+    "appearing": "disappearing",
+    "disappearing": "appearing",
+    "changing color": "changing color",
+}
 
 
 def reversed_shot(shot: dict) -> dict:
@@ -79,7 +97,10 @@ def _sample_shot(rng: np.random.Generator, split: str, width: int, height: int) 
     elif motion in ("growing", "shrinking"):
         small, large = SIZES["small"][0] * min(width, height) / 2, SIZES["large"][1] * min(width, height) / 2
         start["r"], end["r"] = (small, large) if motion == "growing" else (large, small)
-    shot["geometry"] = {"start": {k: round(v, 2) for k, v in start.items()}, "end": {k: round(v, 2) for k, v in end.items()}}
+    shot["geometry"] = {
+        "start": {k: round(v, 2) for k, v in start.items()},
+        "end": {k: round(v, 2) for k, v in end.items()},
+    }
     shot["rgb"] = [jitter_rgb(rng, c) for c in colors]
     shot["bg_rgb"] = jitter_rgb(rng, shot["background"], amount=10)
     shot["angle"] = float(rng.uniform(-20, 20)) if shape != "circle" else 0.0
@@ -100,11 +121,20 @@ def _object_at(shot: dict, u: float) -> ObjectGeom:
         opacity = float(np.clip(u / 0.5, 0, 1))
     elif shot["motion"] == "disappearing":
         opacity = float(np.clip((1 - u) / 0.5, 0, 1))
-    return ObjectGeom(shot["object"]["shape"], tuple(rgb), lerp(g0["cx"], g1["cx"]), lerp(g0["cy"], g1["cy"]),
-                      lerp(g0["r"], g1["r"]), shot["angle"], opacity)
+    return ObjectGeom(
+        shot["object"]["shape"],
+        tuple(rgb),
+        lerp(g0["cx"], g1["cx"]),
+        lerp(g0["cy"], g1["cy"]),
+        lerp(g0["r"], g1["r"]),
+        shot["angle"],
+        opacity,
+    )
 
 
-def _write_mp4(path: Path, width: int, height: int, fps: int, bounds: list[tuple[int, int]], shots: list[dict], styles: list) -> None:
+def _write_mp4(
+    path: Path, width: int, height: int, fps: int, bounds: list[tuple[int, int]], shots: list[dict], styles: list
+) -> None:
     """H.264 with one presentation timestamp per frame (pts = frame number, time base 1/fps)."""
     container = av.open(str(path), mode="w", format="mp4")
     stream = container.add_stream("libx264", rate=fps)
@@ -128,8 +158,15 @@ def _write_mp4(path: Path, width: int, height: int, fps: int, bounds: list[tuple
     container.close()
 
 
-def render_long_video(path: Path, seconds: float, seed: int = 0, width: int = 320, height: int = 240, fps: int = 10,
-                      shot_seconds: tuple[float, float] = (5.0, 20.0)) -> list[dict]:
+def render_long_video(
+    path: Path,
+    seconds: float,
+    seed: int = 0,
+    width: int = 320,
+    height: int = 240,
+    fps: int = 10,
+    shot_seconds: tuple[float, float] = (5.0, 20.0),
+) -> list[dict]:
     """One long video (for benchmarks): shots of 5-20 s back to back. Returns the shots."""
     rng = np.random.default_rng(seed)
     n_frames = int(round(seconds * fps))
@@ -154,7 +191,11 @@ def render_video(args: tuple[int, str, int, str]) -> dict:
     n_shots = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])) if duration >= 3 else 1
     n_frames = int(round(duration * fps))
     # Cut points on frame boundaries, every shot at least one second long.
-    cuts = sorted(rng.choice(np.arange(fps, n_frames - fps + 1), size=n_shots - 1, replace=False).tolist()) if n_shots > 1 else []
+    cuts = (
+        sorted(rng.choice(np.arange(fps, n_frames - fps + 1), size=n_shots - 1, replace=False).tolist())
+        if n_shots > 1
+        else []
+    )
     while any(b - a < fps for a, b in zip([0] + cuts, cuts + [n_frames])):
         cuts = sorted(rng.choice(np.arange(fps, n_frames - fps + 1), size=n_shots - 1, replace=False).tolist())
     bounds = list(zip([0] + cuts, cuts + [n_frames]))
@@ -166,14 +207,27 @@ def render_video(args: tuple[int, str, int, str]) -> dict:
 
     manifest_shots = []
     for (f0, f1), shot in zip(bounds, shots):
-        manifest_shots.append({
-            "t_start": round(f0 / fps, 4), "t_end": round(f1 / fps, 4), "caption": shot["caption"],
-            "motion": shot["motion"], "object": shot["object"], "background": shot["background"],
-            **({"color_to": shot["color_to"]} if "color_to" in shot else {}),
-        })
+        manifest_shots.append(
+            {
+                "t_start": round(f0 / fps, 4),
+                "t_end": round(f1 / fps, 4),
+                "caption": shot["caption"],
+                "motion": shot["motion"],
+                "object": shot["object"],
+                "background": shot["background"],
+                **({"color_to": shot["color_to"]} if "color_to" in shot else {}),
+            }
+        )
     return {
-        "id": f"{split}-vid-{index:06d}", "file": rel, "kind": "video", "width": width, "height": height,
-        "fps": fps, "n_frames": n_frames, "duration": round(n_frames / fps, 4),
+        "id": f"{split}-vid-{index:06d}",
+        "file": rel,
+        "kind": "video",
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "n_frames": n_frames,
+        "duration": round(n_frames / fps, 4),
         "cuts": [round(c / fps, 4) for c in cuts],
-        "caption": video_caption(manifest_shots), "shots": manifest_shots,
+        "caption": video_caption(manifest_shots),
+        "shots": manifest_shots,
     }

@@ -26,13 +26,17 @@ class VideoFeatures:
     segments: list[tuple[float, float]]
 
 
-def corpus_video_features(data_dir: str | Path, encoder, sampling: SamplingConfig | None = None, progress=None) -> list[VideoFeatures]:
+def corpus_video_features(
+    data_dir: str | Path, encoder, sampling: SamplingConfig | None = None, progress=None
+) -> list[VideoFeatures]:
     data_dir = Path(data_dir)
     sampling = sampling or SamplingConfig()
     items = [i for i in load_manifest(data_dir)["items"] if i["kind"] == "video"]
     if not items:
         raise ValueError(f"{data_dir} holds no videos")
-    key = hashlib.sha1(json.dumps([encoder.space, asdict(sampling), [i["file"] for i in items]]).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([encoder.space, asdict(sampling), [i["file"] for i in items]]).encode()).hexdigest()[
+        :12
+    ]
     cache = data_dir / f".video-features-{key}.pkl"
     if cache.exists():
         return pickle.loads(cache.read_bytes())

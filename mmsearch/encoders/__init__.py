@@ -12,12 +12,14 @@ if TYPE_CHECKING:
     from .base import Encoder, EncoderError
 
 
-def load_encoder(spec: str = "mini", device: str = "auto", batch_size: int = 64, hub_timeout_s: float = 5.0) -> "Encoder":
+def load_encoder(
+    spec: str = "mini", device: str = "auto", batch_size: int = 64, hub_timeout_s: float = 5.0
+) -> "Encoder":
     """Build the encoder a spec string names (see openclip.py and blip.py for the forms)."""
     if spec.startswith("blip:"):
         from .blip import BlipEncoder
 
-        return BlipEncoder(spec[len("blip:"):], device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)
+        return BlipEncoder(spec[len("blip:") :], device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)
     from .openclip import OpenClipEncoder
 
     return OpenClipEncoder(spec, device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)

@@ -82,5 +82,5 @@ def embed_batched(items: Sequence, batch_size: int, dim: int, embed_chunk) -> np
     out = [np.zeros((0, dim), np.float32)]
     with torch.inference_mode():
         for start in range(0, len(items), batch_size):
-            out.append(l2_normalise(embed_chunk(items[start:start + batch_size], start)))
+            out.append(l2_normalise(embed_chunk(items[start : start + batch_size], start)))
     return np.concatenate(out)

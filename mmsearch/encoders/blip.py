@@ -58,7 +58,9 @@ class BlipEncoder:
         # A hub id names its weights whether they were just downloaded or came from the cache;
         # a local folder is named by a digest of its weights file.
         if Path(source).expanduser().is_dir():
-            weights = min(Path(where).glob("*.safetensors"), default=None) or min(Path(where).glob("*.bin"), default=None)
+            weights = min(Path(where).glob("*.safetensors"), default=None) or min(
+                Path(where).glob("*.bin"), default=None
+            )
             label = f"{Path(source).name}@{weights_digest(weights) if weights else 'noweights'}"
         else:
             label = source
@@ -92,11 +94,13 @@ class BlipEncoder:
         scores = [np.zeros((0,), np.float32)]
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                pixels = self._pixels(images[start:start + self.batch_size], offset=start)
+                pixels = self._pixels(images[start : start + self.batch_size], offset=start)
                 image_embeds = self.model.vision_model(pixel_values=pixels).last_hidden_state
                 image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
                 text = self._text_inputs([text] * len(pixels))
-                hidden = self.model.text_encoder(**text, encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts).last_hidden_state
+                hidden = self.model.text_encoder(
+                    **text, encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts
+                ).last_hidden_state
                 logits = self.model.itm_head(hidden[:, 0, :])
                 scores.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
         return np.concatenate(scores)

@@ -66,7 +66,9 @@ def _local_dir_weights(folder: Path) -> Path:
         raise CheckpointNotFoundError(f"{folder} has no open_clip_config.json (an open_clip model folder needs one)")
     found = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     if not found:
-        raise CheckpointNotFoundError(f"{folder} holds open_clip_config.json but no weights file ({', '.join(WEIGHT_SUFFIXES)})")
+        raise CheckpointNotFoundError(
+            f"{folder} holds open_clip_config.json but no weights file ({', '.join(WEIGHT_SUFFIXES)})"
+        )
     preferred = [p for p in found if p.name.startswith("open_clip")]
     return (preferred or found)[0]
 
@@ -92,8 +94,12 @@ class OpenClipEncoder:
         padding = f"pad{self._pad_to_aspect:g}" if self._pad_to_aspect else ""
         self.space = f"open_clip:{label}|{resize_mode}{self._input_size[0]}{padding}"
         # What image_features needs to preprocess tensors as self.preprocess does PIL images.
-        self._pixel_mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(1, 3, 1, 1)
-        self._pixel_std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(1, 3, 1, 1)
+        self._pixel_mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(
+            1, 3, 1, 1
+        )
+        self._pixel_std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(
+            1, 3, 1, 1
+        )
         with torch.inference_mode():
             self.dim = int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
 
@@ -103,7 +109,9 @@ class OpenClipEncoder:
             model_name, pretrained=pretrained, device=self.device, load_weights=weights is None
         )
         if weights is not None:
-            open_clip.load_checkpoint(model, str(weights), device="cpu")  # safetensors wants a plain string device; params move on load
+            open_clip.load_checkpoint(
+                model, str(weights), device="cpu"
+            )  # safetensors wants a plain string device; params move on load
         return model, preprocess, open_clip.get_tokenizer(model_name)
 
     def _load(self, spec: str):
@@ -111,10 +119,12 @@ class OpenClipEncoder:
             folder = self._folder = BUILTIN_DIR / "mini"
             weights = folder / "open_clip_model.safetensors"
             if not weights.is_file():
-                raise CheckpointNotFoundError(f"built-in mini weights are missing ({weights}); train them with `mmsearch train clip`")
+                raise CheckpointNotFoundError(
+                    f"built-in mini weights are missing ({weights}); train them with `mmsearch train clip`"
+                )
             return (*self._create(f"local-dir:{folder}"), f"mini@{weights_digest(weights)}")
         if spec.startswith("hf-hub:"):
-            return self._load_hf_hub(spec[len("hf-hub:"):])
+            return self._load_hf_hub(spec[len("hf-hub:") :])
         arch, sep, path = spec.partition(":")
         if sep and arch in open_clip.list_models() and _is_pathlike(path):
             p = Path(path).expanduser()
@@ -130,7 +140,10 @@ class OpenClipEncoder:
             weights = p
             _local_dir_weights(p.parent)  # the config must sit beside the weights
             self._folder = p.parent
-            return (*self._create(f"local-dir:{p.parent.resolve()}", weights=weights), f"{p.stem}@{weights_digest(weights)}")
+            return (
+                *self._create(f"local-dir:{p.parent.resolve()}", weights=weights),
+                f"{p.stem}@{weights_digest(weights)}",
+            )
         if spec.split("/", 1)[0] in open_clip.list_models():
             return self._load_pretrained_tag(spec)
         if _is_pathlike(spec):
@@ -144,7 +157,9 @@ class OpenClipEncoder:
         name, _, tag = spec.partition("/")
         tags = open_clip.list_pretrained_tags_by_model(name)
         if not tag:
-            raise UnknownModelError(f"{name} needs a pretrained tag: {name}/<tag>, one of {tags}, or {name}:/path/to/weights")
+            raise UnknownModelError(
+                f"{name} needs a pretrained tag: {name}/<tag>, one of {tags}, or {name}:/path/to/weights"
+            )
         cfg = open_clip.get_pretrained_cfg(name, tag)
         if not cfg:
             raise UnknownModelError(f"unknown pretrained tag {tag!r} for {name}; known tags: {tags}")
@@ -160,10 +175,14 @@ class OpenClipEncoder:
     def _create_from_cached(self, name: str, tag: str, path: str):
         cfg = open_clip.get_pretrained_cfg(name, tag)
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=path, device=self.device,
+            name,
+            pretrained=path,
+            device=self.device,
             force_quick_gelu=bool(cfg.get("quick_gelu", False)),
-            image_mean=cfg.get("mean"), image_std=cfg.get("std"),
-            image_interpolation=cfg.get("interpolation"), image_resize_mode=cfg.get("resize_mode"),
+            image_mean=cfg.get("mean"),
+            image_std=cfg.get("std"),
+            image_interpolation=cfg.get("interpolation"),
+            image_resize_mode=cfg.get("resize_mode"),
         )
         return model, preprocess, open_clip.get_tokenizer(name)
 
@@ -194,10 +213,16 @@ class OpenClipEncoder:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self.synonyms and not isinstance(texts, str):
             texts = [self.synonyms(t) for t in texts]
-        return embed_batched(texts, self.batch_size, self.dim, lambda chunk, _: self.model.encode_text(self.tokenizer(chunk).to(self.device)))
+        return embed_batched(
+            texts,
+            self.batch_size,
+            self.dim,
+            lambda chunk, _: self.model.encode_text(self.tokenizer(chunk).to(self.device)),
+        )
 
     def preprocess_images(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
         """Decode and preprocess to the model's input tensor."""
+
         def prepared(image: Image.Image) -> Image.Image:
             return pad_to_aspect(image, self._pad_to_aspect) if self._pad_to_aspect else image
 
@@ -205,7 +230,12 @@ class OpenClipEncoder:
 
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed already preprocessed images (N, 3, H, W)."""
-        return embed_batched(pixels, self.batch_size, self.dim, lambda chunk, _: self.model.encode_image(torch.stack(chunk).to(self.device)))
+        return embed_batched(
+            pixels,
+            self.batch_size,
+            self.dim,
+            lambda chunk, _: self.model.encode_image(torch.stack(chunk).to(self.device)),
+        )
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Differentiable, unnormalised image embeddings of square pixel tensors in [0, 1]
@@ -217,8 +247,12 @@ class OpenClipEncoder:
         return self.model.encode_image((images - self._pixel_mean) / self._pixel_std)
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        return embed_batched(images, self.batch_size, self.dim,
-                             lambda chunk, offset: self.model.encode_image(self.preprocess_images(chunk, offset).to(self.device)))
+        return embed_batched(
+            images,
+            self.batch_size,
+            self.dim,
+            lambda chunk, offset: self.model.encode_image(self.preprocess_images(chunk, offset).to(self.device)),
+        )
 
 
 def pad_to_aspect(image: Image.Image, max_aspect: float) -> Image.Image:

@@ -48,7 +48,13 @@ class SeqTransf(nn.Module):
 
     def __init__(self, dim: int, layers: int = 2, heads: int = 4, max_frames: int = 32, query_adapter: bool = False):
         super().__init__()
-        self.config = {"dim": dim, "layers": layers, "heads": heads, "max_frames": max_frames, "query_adapter": query_adapter}
+        self.config = {
+            "dim": dim,
+            "layers": layers,
+            "heads": heads,
+            "max_frames": max_frames,
+            "query_adapter": query_adapter,
+        }
         self.position = nn.Embedding(max_frames, dim)
         nn.init.normal_(self.position.weight, std=0.01)
         layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.1, batch_first=True, norm_first=True)
@@ -101,8 +107,10 @@ class TemporalPooler:
         self.kind, self.head = kind, None
         if kind == "seqTransf":
             if head_dir is None or not (Path(head_dir) / HEAD_WEIGHTS).exists():
-                raise FileNotFoundError(f"seqTransf pooling needs a trained head ({HEAD_WEIGHTS}) in {head_dir}; "
-                                        "train one with `mmsearch train temporal` or use --pooling mean")
+                raise FileNotFoundError(
+                    f"seqTransf pooling needs a trained head ({HEAD_WEIGHTS}) in {head_dir}; "
+                    "train one with `mmsearch train temporal` or use --pooling mean"
+                )
             self.head = SeqTransf.load(Path(head_dir))
             digest = hash_file(Path(head_dir) / HEAD_WEIGHTS)[:10]
             self.name = f"seqTransf@{digest}"
@@ -145,5 +153,3 @@ def resolve_pooler(settings) -> TemporalPooler:
 
 def video_space(encoder_space: str, pooler: TemporalPooler) -> str:
     return f"{encoder_space}|pool={pooler.name}"
-
-

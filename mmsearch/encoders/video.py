@@ -79,6 +79,7 @@ def _scaled_size(width: int, height: int, side: int) -> tuple[int, int]:
 
 # -- backends ---------------------------------------------------------------------------------
 
+
 class _DecordReader:
     name = "decord"
 
@@ -94,13 +95,14 @@ class _DecordReader:
 
     def read(self, indices: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, len(indices), CHUNK):
-            chunk = indices[start:start + CHUNK]
+            chunk = indices[start : start + CHUNK]
             frames = self.reader.get_batch(chunk.tolist()).asnumpy()
             yield from zip(chunk.tolist(), frames)
 
 
 class _PyAVReader:
     """Sequential decode; timestamps come from demuxed packets (no decoding needed for them)."""
+
     name = "pyav"
 
     def __init__(self, path: str, side: int):
@@ -169,6 +171,7 @@ def open_video(path: str, side: int = DEFAULT_FRAME_SIDE):
 
 # -- sampling ---------------------------------------------------------------------------------
 
+
 def nearest_indices(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Index of the frame shown at each target time (the last frame starting at or before it)."""
     idx = np.searchsorted(times, targets, side="right") - 1
@@ -192,7 +195,7 @@ def _histogram(frame: np.ndarray, bins: int = 8) -> np.ndarray:
     small = frame[:: max(1, frame.shape[0] // 48), :: max(1, frame.shape[1] // 48)]
     q = (small.astype(np.int32) * bins) // 256
     codes = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
-    h = np.bincount(codes.ravel(), minlength=bins ** 3).astype(np.float32)
+    h = np.bincount(codes.ravel(), minlength=bins**3).astype(np.float32)
     return h / h.sum()
 
 
@@ -201,7 +204,10 @@ def _tiny(frame: np.ndarray) -> np.ndarray:
 
 
 def _repeats(tiny: np.ndarray, last: np.ndarray | None) -> bool:
-    return last is not None and float((np.abs(tiny - last).max(axis=-1) > DUPLICATE_PIXEL_DELTA).mean()) < DUPLICATE_FRACTION
+    return (
+        last is not None
+        and float((np.abs(tiny - last).max(axis=-1) > DUPLICATE_PIXEL_DELTA).mean()) < DUPLICATE_FRACTION
+    )
 
 
 def sample_shots(reader, cfg: SamplingConfig) -> SampledVideo:
@@ -265,11 +271,17 @@ def _sample(reader, cfg: SamplingConfig) -> SampledVideo:
     if cfg.strategy == "shots":
         return sample_shots(reader, cfg)
     info = reader.info
-    idx = uniform_indices(info, cfg.num_frames) if cfg.strategy == "uniform" else fps_indices(info, cfg.fps, cfg.max_frames)
+    idx = (
+        uniform_indices(info, cfg.num_frames)
+        if cfg.strategy == "uniform"
+        else fps_indices(info, cfg.fps, cfg.max_frames)
+    )
     got = list(reader.read(idx))
     if not got:
         raise UnreadableVideoError("no frame could be decoded")
-    return SampledVideo(info, np.stack([f for _, f in got]), info.times[[i for i, _ in got]], [(float(info.times[0]), info.duration)])
+    return SampledVideo(
+        info, np.stack([f for _, f in got]), info.times[[i for i, _ in got]], [(float(info.times[0]), info.duration)]
+    )
 
 
 def sample_video(path: str, cfg: SamplingConfig | None = None) -> SampledVideo:
@@ -280,6 +292,7 @@ def sample_video(path: str, cfg: SamplingConfig | None = None) -> SampledVideo:
 
 def frame_at(path: str, t: float, side: int = DEFAULT_FRAME_SIDE) -> np.ndarray:
     """The frame shown at t seconds (uint8 HxWx3, shorter side <= side)."""
+
     def first(reader):
         for _, frame in reader.read(nearest_indices(reader.info.times, np.asarray([t]))):
             return frame

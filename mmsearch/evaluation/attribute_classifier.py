@@ -50,10 +50,19 @@ class AttributeClassifier(nn.Module):
         w = cfg.width
 
         def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                                 nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            )
 
-        self.features = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            block(3, w), block(w, 2 * w), block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.shape_names = SHAPES + [NONE] if cfg.non_shapes else list(SHAPES)
         self.shape_head = nn.Linear(4 * w, len(self.shape_names))
         self.color_head = nn.Linear(4 * w, len(COLOR_NAMES))
@@ -84,7 +93,9 @@ def single_object_items(data_dir: Path) -> list[dict]:
     return [i for i in load_manifest(data_dir)["items"] if i["kind"] == "image" and len(i["objects"]) == 1]
 
 
-def labelled_images(data_dir: Path, size: int, cache: Path | None = None) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+def labelled_images(
+    data_dir: Path, size: int, cache: Path | None = None
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     items = single_object_items(data_dir)
     pixels = image_array([data_dir / i["file"] for i in items], size, cache)
     shapes = torch.tensor([SHAPES.index(i["objects"][0]["shape"]) for i in items])
@@ -97,17 +108,29 @@ def _non_shape_count(images: int) -> int:
     return max(1, images // len(SHAPES))
 
 
-def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 4000, batch_size: int = 128,
-                     lr: float = 2e-3, cfg: ClassifierConfig | None = None, heldout_dir: str | Path | None = None, seed: int = 0) -> dict:
+def train_classifier(
+    train_dir: str | Path,
+    out_dir: str | Path,
+    steps: int = 4000,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    cfg: ClassifierConfig | None = None,
+    heldout_dir: str | Path | None = None,
+    seed: int = 0,
+) -> dict:
     """Train on the one-object images of a train split (flips and the CLIP trainer's
     augmentations, which keep colour names true), plus one non-shape per six images when the
     config has the NONE class (the default); report accuracy on a heldout split when given."""
     cfg = cfg or ClassifierConfig(non_shapes=True)
     train_dir = Path(train_dir)
     torch.manual_seed(seed)
-    pixels, shapes, colors = labelled_images(train_dir, cfg.image_size, train_dir / f".classifier-{cfg.image_size}px.npy")
+    pixels, shapes, colors = labelled_images(
+        train_dir, cfg.image_size, train_dir / f".classifier-{cfg.image_size}px.npy"
+    )
     if cfg.non_shapes:
-        negatives, negative_colors = non_shape_array(_non_shape_count(len(pixels)), cfg.image_size, TRAIN_NON_SHAPE_SEED)
+        negatives, negative_colors = non_shape_array(
+            _non_shape_count(len(pixels)), cfg.image_size, TRAIN_NON_SHAPE_SEED
+        )
         pixels = np.concatenate([pixels, negatives])
         shapes = torch.cat([shapes, torch.full((len(negatives),), NONE_INDEX)])
         colors = torch.cat([colors, torch.tensor([COLOR_NAMES.index(c) for c in negative_colors])])
@@ -130,10 +153,17 @@ def train_classifier(train_dir: str | Path, out_dir: str | Path, steps: int = 40
         opt.step()
     model.eval()
     model.save(out_dir)
-    report = {"steps": steps, "seconds": round(time.time() - t0, 1), "train_images": len(pixels), "final_loss": loss.item()}
+    report = {
+        "steps": steps,
+        "seconds": round(time.time() - t0, 1),
+        "train_images": len(pixels),
+        "final_loss": loss.item(),
+    }
     if heldout_dir is not None:
         report["heldout"] = classifier_accuracy(model, Path(heldout_dir))
-    (Path(out_dir) / "attribute_classifier_report.json").write_text(json.dumps(report | {"config": asdict(cfg)}, indent=2) + "\n")
+    (Path(out_dir) / "attribute_classifier_report.json").write_text(
+        json.dumps(report | {"config": asdict(cfg)}, indent=2) + "\n"
+    )
     return report
 
 

@@ -32,7 +32,17 @@ def attribute_queries() -> dict[str, list[tuple[str, dict]]]:
         "color+shape": [(f"{c} {s}", one(color=c, shape=s)) for c in COLOR_NAMES for s in SHAPES],
         "size+shape": [(f"{z} {s}", one(size=z, shape=s)) for z in SIZE_NAMES for s in SHAPES],
         "size": [(f"a {z} shape", one(size=z)) for z in SIZE_NAMES],
-        "position": [(f"a shape in the {p}" if " " in p or p == "center" else f"a shape on the {p}" if p in ("left", "right") else f"a shape at the {p}", one(position=p)) for p in POSITIONS],
+        "position": [
+            (
+                f"a shape in the {p}"
+                if " " in p or p == "center"
+                else f"a shape on the {p}"
+                if p in ("left", "right")
+                else f"a shape at the {p}",
+                one(position=p),
+            )
+            for p in POSITIONS
+        ],
     }
 
 
@@ -60,10 +70,16 @@ def evaluate_encoder(encoder: Encoder, data_dir: str | Path, k: int = 10) -> dic
     correct = sims[np.arange(len(gallery)), np.arange(len(gallery))]
     ranks = (sims > correct[:, None]).sum(1) + 1
     report: dict = {
-        "model": encoder.name, "space": encoder.space, "data": str(data_dir), "images": len(items),
+        "model": encoder.name,
+        "space": encoder.space,
+        "data": str(data_dir),
+        "images": len(items),
         "unique_caption_gallery": {
-            "size": len(gallery), "meets_min_size": len(gallery) >= MIN_GALLERY,
-            "R@1": float((ranks <= 1).mean()), "R@5": float((ranks <= 5).mean()), "R@10": float((ranks <= 10).mean()),
+            "size": len(gallery),
+            "meets_min_size": len(gallery) >= MIN_GALLERY,
+            "R@1": float((ranks <= 1).mean()),
+            "R@5": float((ranks <= 5).mean()),
+            "R@10": float((ranks <= 10).mean()),
             "median_rank": float(np.median(ranks)),
         },
     }
@@ -85,8 +101,11 @@ def evaluate_encoder(encoder: Encoder, data_dir: str | Path, k: int = 10) -> dic
             if (obj.get("color"), obj.get("shape")) in HELDOUT_PAIRS:
                 novel.append(p)
     report["attribute_queries"] = {
-        group: {"P@10": mean(ps.values()) if ps else None, "queries": len(ps),
-                "worst": sorted(ps.items(), key=lambda kv: kv[1])[:3]}
+        group: {
+            "P@10": mean(ps.values()) if ps else None,
+            "queries": len(ps),
+            "worst": sorted(ps.items(), key=lambda kv: kv[1])[:3],
+        }
         for group, ps in precisions.items()
     }
     for name, members in HEADLINE.items():

@@ -40,14 +40,19 @@ def evaluate_prior(generator, encoder, data_dir: str | Path, max_captions: int =
     images = encoder.embed_images([data_dir / i["file"] for i in gallery])
     texts = encoder.embed_texts(captions)
     batches = range(0, len(captions), 256)
-    expected = np.concatenate([generator.query_embeddings(captions[k:k + 256]) for k in batches])
-    sampled = np.concatenate([generator.prior_embeddings(captions[k:k + 256], seed=seed + k) for k in batches])
+    expected = np.concatenate([generator.query_embeddings(captions[k : k + 256]) for k in batches])
+    sampled = np.concatenate([generator.prior_embeddings(captions[k : k + 256], seed=seed + k) for k in batches])
     cosine = lambda e: float(np.mean(np.sum(e * images, 1)))  # noqa: E731
     # The headline figures are for what search uses: the prior's expected embedding.
-    return {"captions": len(captions), "cosine_to_true_image_embedding": cosine(expected),
-            "cosine_of_sampled_embedding": cosine(sampled), "cosine_of_raw_text_embedding": cosine(texts),
-            "R@1_prior": _recall_at_1(expected, images), "R@1_prior_sampled": _recall_at_1(sampled, images),
-            "R@1_text": _recall_at_1(texts, images)}
+    return {
+        "captions": len(captions),
+        "cosine_to_true_image_embedding": cosine(expected),
+        "cosine_of_sampled_embedding": cosine(sampled),
+        "cosine_of_raw_text_embedding": cosine(texts),
+        "R@1_prior": _recall_at_1(expected, images),
+        "R@1_prior_sampled": _recall_at_1(sampled, images),
+        "R@1_text": _recall_at_1(texts, images),
+    }
 
 
 def decoder_prompts(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
@@ -57,8 +62,15 @@ def decoder_prompts(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return [(f"a {pairs[k][0]} {pairs[k][1]}", pairs[k][0], pairs[k][1]) for k in sorted(picked)]
 
 
-def evaluate_decoder(generator, classifier: AttributeClassifier, prompts: int = 48, seed: int = 0,
-                     settings=SAMPLER_SETTINGS, guidance: float | None = None, draws: int = 1) -> dict:
+def evaluate_decoder(
+    generator,
+    classifier: AttributeClassifier,
+    prompts: int = 48,
+    seed: int = 0,
+    settings=SAMPLER_SETTINGS,
+    guidance: float | None = None,
+    draws: int = 1,
+) -> dict:
     """`draws` images per prompt (each from its own prior sample and noise): with few
     prompts one image moves accuracy by several points, so more draws steady the figures."""
     distinct = decoder_prompts(prompts, seed)
@@ -73,8 +85,15 @@ def evaluate_decoder(generator, classifier: AttributeClassifier, prompts: int = 
         shapes, colors = classifier.predict(images)
         shape_ok = np.array([s == want for s, (_, _, want) in zip(shapes, chosen)])
         color_ok = np.array([c == want for c, (_, want, _) in zip(colors, chosen)])
-        report["rows"].append({"sampler": sampler, "steps": steps, "seconds_per_image": seconds / len(images),
-                               "color_accuracy": float(color_ok.mean()), "shape_accuracy": float(shape_ok.mean()),
-                               "both_accuracy": float((shape_ok & color_ok).mean()),
-                               "none_rate": float(np.mean([s == NONE for s in shapes]))})  # judged no shape at all
+        report["rows"].append(
+            {
+                "sampler": sampler,
+                "steps": steps,
+                "seconds_per_image": seconds / len(images),
+                "color_accuracy": float(color_ok.mean()),
+                "shape_accuracy": float(shape_ok.mean()),
+                "both_accuracy": float((shape_ok & color_ok).mean()),
+                "none_rate": float(np.mean([s == NONE for s in shapes])),
+            }
+        )  # judged no shape at all
     return report

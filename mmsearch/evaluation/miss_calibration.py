@@ -17,6 +17,7 @@ from ..datasets.captions import spec_matches
 from ..datasets.synth import load_manifest
 from .encoder_eval import attribute_queries
 
+
 def best_split(present: np.ndarray, absent: np.ndarray) -> tuple[float, float]:
     """(threshold, balanced accuracy): scores >= threshold count as "the library has it"."""
     candidates = np.unique(np.concatenate([present, absent]))
@@ -48,7 +49,10 @@ def calibrate(encoder, data_dir: str | Path, prior_embeddings=None) -> dict:
         present = np.array([scores[j].max() for j in range(len(keep))])
         absent = np.array([scores[j][~relevant[k]].max() for j, k in enumerate(keep)])
         threshold, accuracy = best_split(present, absent)
-        report[name] = {"threshold": round(threshold, 4), "balanced_accuracy": round(accuracy, 4),
-                        "median_best_when_present": round(float(np.median(present)), 4),
-                        "median_best_when_absent": round(float(np.median(absent)), 4)}
+        report[name] = {
+            "threshold": round(threshold, 4),
+            "balanced_accuracy": round(accuracy, 4),
+            "median_best_when_present": round(float(np.median(present)), 4),
+            "median_best_when_absent": round(float(np.median(absent)), 4),
+        }
     return report

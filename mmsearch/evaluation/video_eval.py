@@ -21,7 +21,16 @@ from ..encoders.temporal import TemporalPooler
 from ..indexer.video_vectors import segment_vectors
 from ..search.moments import find_moment
 
-DIRECTIONAL = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "appearing", "disappearing")
+DIRECTIONAL = (
+    "moving left",
+    "moving right",
+    "moving up",
+    "moving down",
+    "growing",
+    "shrinking",
+    "appearing",
+    "disappearing",
+)
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -34,8 +43,12 @@ def _recall(scores: np.ndarray, relevant: np.ndarray) -> dict:
     """scores, relevant: (queries, videos); rank of the best relevant video per query."""
     best_relevant = np.where(relevant, scores, -np.inf).max(1)
     ranks = (scores > best_relevant[:, None]).sum(1) + 1
-    return {"R@1": float((ranks <= 1).mean()), "R@5": float((ranks <= 5).mean()), "R@10": float((ranks <= 10).mean()),
-            "median_rank": float(median(ranks.tolist()))}
+    return {
+        "R@1": float((ranks <= 1).mean()),
+        "R@5": float((ranks <= 5).mean()),
+        "R@10": float((ranks <= 10).mean()),
+        "median_rank": float(median(ranks.tolist())),
+    }
 
 
 def evaluate_video(videos: list[VideoFeatures], encoder, pooler: TemporalPooler) -> dict:
@@ -47,7 +60,9 @@ def evaluate_video(videos: list[VideoFeatures], encoder, pooler: TemporalPooler)
     pooled_scores = pooler.adapt_query(q) @ pooled.T
     segment_scores = np.stack([(q @ s.T).max(1) for s, _ in segs], axis=1)
     report = {
-        "pooling": pooler.name, "videos": len(videos), "queries": len(captions),
+        "pooling": pooler.name,
+        "videos": len(videos),
+        "queries": len(captions),
         "retrieval_pooled": _recall(pooled_scores, relevant),
         "retrieval_engine": _recall(np.maximum(pooled_scores, segment_scores), relevant),
     }
@@ -62,8 +77,11 @@ def evaluate_video(videos: list[VideoFeatures], encoder, pooler: TemporalPooler)
             backward = float(pooler.pool(v.frames[::-1].copy(), v.times) @ qi)
             wins.append(1.0 if forward > backward + 1e-6 else 0.5 if abs(forward - backward) <= 1e-6 else 0.0)
             by_motion.setdefault(v.item["shots"][0]["motion"], []).append(wins[-1])
-        report["motion_direction"] = {"accuracy": float(np.mean(wins)), "pairs": len(wins),
-                                      "by_motion": {m: round(float(np.mean(w)), 3) for m, w in sorted(by_motion.items())}}
+        report["motion_direction"] = {
+            "accuracy": float(np.mean(wins)),
+            "pairs": len(wins),
+            "by_motion": {m: round(float(np.mean(w)), 3) for m, w in sorted(by_motion.items())},
+        }
 
     # Moments of shot captions in multi-shot videos.
     hits, total = 0, 0

@@ -15,7 +15,9 @@ def save_pretrained(model: torch.nn.Module, out_dir: str | Path, config_name: st
     atomically: a reader never sees half a model."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {
+        k: (v.half() if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()
+    }
     tmp = out_dir / (weights_name + ".tmp")
     save_file(state, str(tmp))
     tmp.replace(out_dir / weights_name)
@@ -26,7 +28,9 @@ def load_pretrained(cls, config_cls, model_dir: str | Path, config_name: str, we
     model_dir = Path(model_dir)
     for name in (config_name, weights_name):
         if not (model_dir / name).is_file():
-            raise FileNotFoundError(f"{model_dir / name} is missing: train one with `mmsearch train` or pass another model folder")
+            raise FileNotFoundError(
+                f"{model_dir / name} is missing: train one with `mmsearch train` or pass another model folder"
+            )
     cfg = config_cls(**json.loads((model_dir / config_name).read_text()))
     model = cls(cfg)
     model.load_state_dict(load_file(str(model_dir / weights_name)))

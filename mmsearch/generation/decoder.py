@@ -32,7 +32,9 @@ class DecoderConfig:
     image_size: int = 32
     channels: int = 32
     channel_mults: list[int] = field(default_factory=lambda: [1, 2, 2])
-    attention_levels: list[int] = field(default_factory=lambda: [2])  # levels (0 = full size) with attention: 8x8 at 32 px
+    attention_levels: list[int] = field(
+        default_factory=lambda: [2]
+    )  # levels (0 = full size) with attention: 8x8 at 32 px
     context_tokens: int = 4
     timesteps: int = 1000
     schedule: str = "cosine"
@@ -136,8 +138,11 @@ class Decoder(nn.Module):
                 blocks.append(self._stage(cur + skips.pop(), width, emb, level))
                 cur = width
             self.up.append(blocks)
-            self.upsample.append(nn.Identity() if level == 0 else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                                                               nn.Conv2d(cur, cur, 3, padding=1)))
+            self.upsample.append(
+                nn.Identity()
+                if level == 0
+                else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1))
+            )
         self.out = nn.Sequential(_norm(cur), nn.SiLU(), nn.Conv2d(cur, 3, 3, padding=1))
         self.diffusion = GaussianDiffusion.make(cfg.schedule, cfg.timesteps, cfg.prediction)
 
@@ -171,21 +176,36 @@ class Decoder(nn.Module):
             h = up(h)
         return self.out(h)
 
-    def loss(self, images: torch.Tensor, embeddings: torch.Tensor, generator: torch.Generator | None = None,
-             image_features: ImageFeatures | None = None, consistency_weight: float = 0.0) -> torch.Tensor:
+    def loss(
+        self,
+        images: torch.Tensor,
+        embeddings: torch.Tensor,
+        generator: torch.Generator | None = None,
+        image_features: ImageFeatures | None = None,
+        consistency_weight: float = 0.0,
+    ) -> torch.Tensor:
         """images in [-1, 1] (B, 3, S, S) with their unit image embeddings (B, dim). With an
         image encoder and a weight, the embedding-consistency loss is added."""
         drop = torch.rand(images.shape[0], generator=generator).to(images.device) < self.cfg.cond_drop
         cond = torch.where(drop[:, None], self.null_embedding.expand_as(embeddings), embeddings)
-        mse, x0, t = self.diffusion.training_outputs(lambda x, tt: self(x, tt, cond), images, generator,
-                                                     self.cfg.timestep_sampling)
+        mse, x0, t = self.diffusion.training_outputs(
+            lambda x, tt: self(x, tt, cond), images, generator, self.cfg.timestep_sampling
+        )
         if image_features is None or consistency_weight == 0:
             return mse
         keep = ~drop
-        return mse + consistency_weight * self.consistency_loss(x0[keep], embeddings[keep], t[keep], image_features, generator)
+        return mse + consistency_weight * self.consistency_loss(
+            x0[keep], embeddings[keep], t[keep], image_features, generator
+        )
 
-    def consistency_loss(self, x0: torch.Tensor, embeddings: torch.Tensor, t: torch.Tensor, image_features: ImageFeatures,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
+    def consistency_loss(
+        self,
+        x0: torch.Tensor,
+        embeddings: torch.Tensor,
+        t: torch.Tensor,
+        image_features: ImageFeatures,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """1 - cosine between the encoder's embedding of each predicted clean image and the
         embedding it was drawn for, weighted by alpha_bar(t) (how much of the image a prediction
         at that noise level can know). The squared error teaches outlines slowly (a blob and a
@@ -200,8 +220,15 @@ class Decoder(nn.Module):
         return torch.mean(weight * (1 - (features * embeddings).sum(-1)))
 
     @torch.inference_mode()
-    def sample(self, embeddings: torch.Tensor, steps: int = 25, sampler: str = "ddim", guidance: float | None = None,
-               generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
+    def sample(
+        self,
+        embeddings: torch.Tensor,
+        steps: int = 25,
+        sampler: str = "ddim",
+        guidance: float | None = None,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+    ) -> torch.Tensor:
         """Images in [0, 1], (B, 3, S, S), drawn for unit image embeddings (B, dim); guidance
         None means the config's."""
         size = self.cfg.image_size

@@ -52,8 +52,10 @@ KARLO_DEFAULT = "kakaobrain/karlo-v1-alpha"
 KANDINSKY22_DEFAULT_PRIOR = "kandinsky-community/kandinsky-2-2-prior"
 KANDINSKY22_DEFAULT_DECODER = "kandinsky-community/kandinsky-2-2-decoder"
 KARLO_INSTEAD = "a local directory, karlo:/path/to/DIR (an UnCLIPPipeline saved with save_pretrained(DIR))"
-KANDINSKY22_INSTEAD = ("a local directory, kandinsky22:/path/to/DIR with prior/ and decoder/ subfolders "
-                       "(each a pipeline saved with save_pretrained())")
+KANDINSKY22_INSTEAD = (
+    "a local directory, kandinsky22:/path/to/DIR with prior/ and decoder/ subfolders "
+    "(each a pipeline saved with save_pretrained())"
+)
 KARLO_SUPER_RES_STEPS = 7  # UnCLIPPipeline's default for the super-resolution stage
 UNCLIP_MIN_STEPS = 2  # UnCLIPScheduler.set_timesteps divides by (steps - 1)
 DEFAULT_HUB_TIMEOUT_S = 5.0
@@ -123,15 +125,23 @@ def _karlo_components(where: str, local: bool, source: str) -> dict[str, Any]:
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
     classes = {
-        "prior": PriorTransformer, "decoder": UNet2DConditionModel, "text_proj": UnCLIPTextProjModel,
-        "super_res_first": UNet2DModel, "super_res_last": UNet2DModel, "text_encoder": CLIPTextModelWithProjection,
-        "tokenizer": CLIPTokenizer, "prior_scheduler": UnCLIPScheduler, "decoder_scheduler": UnCLIPScheduler,
+        "prior": PriorTransformer,
+        "decoder": UNet2DConditionModel,
+        "text_proj": UnCLIPTextProjModel,
+        "super_res_first": UNet2DModel,
+        "super_res_last": UNet2DModel,
+        "text_encoder": CLIPTextModelWithProjection,
+        "tokenizer": CLIPTokenizer,
+        "prior_scheduler": UnCLIPScheduler,
+        "decoder_scheduler": UnCLIPScheduler,
         "super_res_scheduler": UnCLIPScheduler,
     }
     if local:
         missing = [name for name in classes if not (Path(where) / name).is_dir()]
         if missing:
-            raise CheckpointNotFoundError(f"{source} is not a saved UnCLIPPipeline: it has no {', '.join(missing)} subfolder(s)")
+            raise CheckpointNotFoundError(
+                f"{source} is not a saved UnCLIPPipeline: it has no {', '.join(missing)} subfolder(s)"
+            )
     components = {}
     for name, cls in classes.items():
         try:
@@ -163,10 +173,15 @@ def _call_default(pipeline, parameter: str) -> float:
 
 def _check_request(backend: str, supported: tuple[str, ...], n: int, steps: int, sampler: str, max_steps: int) -> None:
     if sampler not in supported:
-        why = (" (UnCLIPPipeline can only step its UnCLIPScheduler, an ancestral DDPM sampler)"
-               if backend == "karlo" and sampler == "ddim" else "")
-        raise ValueError(f"sampler {sampler!r} is not supported by the {backend} backend{why}: "
-                         f"it supports {', '.join(repr(s) for s in supported)}")
+        why = (
+            " (UnCLIPPipeline can only step its UnCLIPScheduler, an ancestral DDPM sampler)"
+            if backend == "karlo" and sampler == "ddim"
+            else ""
+        )
+        raise ValueError(
+            f"sampler {sampler!r} is not supported by the {backend} backend{why}: "
+            f"it supports {', '.join(repr(s) for s in supported)}"
+        )
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= max_steps:
         raise ValueError(f"steps must be an integer between 1 and {max_steps}, got {steps!r}")
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
@@ -188,14 +203,24 @@ class KarloGenerator:
         self.name = f"karlo:{spec}"
         self.space = f"karlo:{spec}"  # Karlo's own CLIP space, not the search encoder's
         # The pipeline always runs its super-res stage, whose unet fixes the output side.
-        self.image_size = _side(self.pipe.super_res_first.config.sample_size,
-                                _side(self.pipe.decoder.config.sample_size, 256))
-        self.max_steps = min(int(s.config.num_train_timesteps) for s in
-                             (self.pipe.prior_scheduler, self.pipe.decoder_scheduler, self.pipe.super_res_scheduler))
+        self.image_size = _side(
+            self.pipe.super_res_first.config.sample_size, _side(self.pipe.decoder.config.sample_size, 256)
+        )
+        self.max_steps = min(
+            int(s.config.num_train_timesteps)
+            for s in (self.pipe.prior_scheduler, self.pipe.decoder_scheduler, self.pipe.super_res_scheduler)
+        )
         self.default_guidance = _call_default(self.pipe, "decoder_guidance_scale")
 
-    def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
-                 sampler: str = "ddpm") -> list[Image.Image]:
+    def generate(
+        self,
+        prompt: str,
+        n: int = 1,
+        seed: int | None = None,
+        steps: int = 25,
+        guidance: float | None = None,
+        sampler: str = "ddpm",
+    ) -> list[Image.Image]:
         """n images for the prompt. `steps` drives the prior and decoder (at least 2 each) and the
         super-res stage (between 2 and 7); `guidance` is the decoder's guidance scale (None: the
         pipeline default, 8.0); the prior keeps its default guidance (4.0)."""
@@ -222,7 +247,11 @@ def _kandinsky_sources(spec: str) -> tuple[str, str, str]:
     """(prior source, decoder source, normalised spec) from a kandinsky22 spec."""
     spec = spec.strip()
     if not spec:
-        return KANDINSKY22_DEFAULT_PRIOR, KANDINSKY22_DEFAULT_DECODER, f"{KANDINSKY22_DEFAULT_PRIOR},{KANDINSKY22_DEFAULT_DECODER}"
+        return (
+            KANDINSKY22_DEFAULT_PRIOR,
+            KANDINSKY22_DEFAULT_DECODER,
+            f"{KANDINSKY22_DEFAULT_PRIOR},{KANDINSKY22_DEFAULT_DECODER}",
+        )
     if "," in spec:
         parts = [p.strip() for p in spec.split(",")]
         if len(parts) != 2 or not all(parts):
@@ -239,8 +268,10 @@ def _kandinsky_sources(spec: str) -> tuple[str, str, str]:
         return str(path / "prior"), str(path / "decoder"), spec
     if _looks_like_path(spec):
         raise CheckpointNotFoundError(f"Kandinsky 2.2 folder {spec} does not exist")
-    raise ValueError(f"kandinsky22 spec {spec!r} names one hub repo: give prior_id,decoder_id "
-                     f"(e.g. {KANDINSKY22_DEFAULT_PRIOR},{KANDINSKY22_DEFAULT_DECODER}) or a local directory")
+    raise ValueError(
+        f"kandinsky22 spec {spec!r} names one hub repo: give prior_id,decoder_id "
+        f"(e.g. {KANDINSKY22_DEFAULT_PRIOR},{KANDINSKY22_DEFAULT_DECODER}) or a local directory"
+    )
 
 
 class Kandinsky22Generator:
@@ -254,13 +285,28 @@ class Kandinsky22Generator:
         diffusers = _require_diffusers()
         prior_src, decoder_src, spec = _kandinsky_sources(spec or "")
         self.device = resolve_device(device)
-        prior_where, prior_local = _resolve_pipeline(prior_src, "Kandinsky 2.2 prior", hub_timeout_s, KANDINSKY22_INSTEAD)
-        decoder_where, decoder_local = _resolve_pipeline(decoder_src, "Kandinsky 2.2 decoder", hub_timeout_s,
-                                                         KANDINSKY22_INSTEAD)
-        self.prior = _load_pipeline(diffusers.KandinskyV22PriorPipeline, prior_where, prior_local,
-                                    "Kandinsky 2.2 prior pipeline", prior_src, self.device)
-        self.decoder = _load_pipeline(diffusers.KandinskyV22Pipeline, decoder_where, decoder_local,
-                                      "Kandinsky 2.2 decoder pipeline", decoder_src, self.device)
+        prior_where, prior_local = _resolve_pipeline(
+            prior_src, "Kandinsky 2.2 prior", hub_timeout_s, KANDINSKY22_INSTEAD
+        )
+        decoder_where, decoder_local = _resolve_pipeline(
+            decoder_src, "Kandinsky 2.2 decoder", hub_timeout_s, KANDINSKY22_INSTEAD
+        )
+        self.prior = _load_pipeline(
+            diffusers.KandinskyV22PriorPipeline,
+            prior_where,
+            prior_local,
+            "Kandinsky 2.2 prior pipeline",
+            prior_src,
+            self.device,
+        )
+        self.decoder = _load_pipeline(
+            diffusers.KandinskyV22Pipeline,
+            decoder_where,
+            decoder_local,
+            "Kandinsky 2.2 decoder pipeline",
+            decoder_src,
+            self.device,
+        )
         # Both samplers from the saved scheduler's config. A DDPM config may say
         # variance_type="learned_range" (the unet predicts its variance too); DDIM keeps unknown
         # config keys, and KandinskyV22Pipeline would then pass it the unsplit mean+variance
@@ -279,8 +325,15 @@ class Kandinsky22Generator:
         self.max_steps = min(int(self.prior.scheduler.config.num_train_timesteps), int(config["num_train_timesteps"]))
         self.default_guidance = _call_default(self.decoder, "guidance_scale")
 
-    def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
-                 sampler: str = "ddim") -> list[Image.Image]:
+    def generate(
+        self,
+        prompt: str,
+        n: int = 1,
+        seed: int | None = None,
+        steps: int = 25,
+        guidance: float | None = None,
+        sampler: str = "ddim",
+    ) -> list[Image.Image]:
         """n images for the prompt. `steps` drives the prior (at least 2) and the decoder;
         `guidance` is the decoder's guidance scale (None: the pipeline default, 4.0); the prior
         keeps its default guidance (4.0); `sampler` picks the decoder's scheduler."""
@@ -322,8 +375,10 @@ def load_diffusers_generator(spec: str, device: str = "cpu", *, hub_timeout_s: f
         return KarloGenerator(rest, device, hub_timeout_s=hub_timeout_s)
     if prefix == "kandinsky22":
         return Kandinsky22Generator(rest, device, hub_timeout_s=hub_timeout_s)
-    raise ValueError(f"unknown generator spec {spec!r}: use karlo:<dir or hub id> or "
-                     "kandinsky22:<dir with prior/ and decoder/, or prior_id,decoder_id>")
+    raise ValueError(
+        f"unknown generator spec {spec!r}: use karlo:<dir or hub id> or "
+        "kandinsky22:<dir with prior/ and decoder/, or prior_id,decoder_id>"
+    )
 
 
 __all__ = ["KarloGenerator", "Kandinsky22Generator", "load_diffusers_generator", "PREFIXES"]

@@ -28,11 +28,14 @@ def linear_betas(steps: int, start: float = 1e-4, end: float = 0.02) -> torch.Te
 
 def cosine_betas(steps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """Nichol & Dhariwal's schedule: alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) * pi/2)."""
+
     def alpha_bar(t: float) -> float:
         return math.cos((t + s) / (1 + s) * math.pi / 2) ** 2
 
-    return torch.tensor([min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), max_beta) for i in range(steps)],
-                        dtype=torch.float64)
+    return torch.tensor(
+        [min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), max_beta) for i in range(steps)],
+        dtype=torch.float64,
+    )
 
 
 def make_betas(schedule: str, steps: int) -> torch.Tensor:
@@ -43,8 +46,12 @@ def make_betas(schedule: str, steps: int) -> torch.Tensor:
     raise ValueError(f"unknown beta schedule {schedule!r}: use 'linear' or 'cosine'")
 
 
-def classifier_free_guidance(forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-                             cond: torch.Tensor, null_cond: torch.Tensor, scale: float) -> ModelFn:
+def classifier_free_guidance(
+    forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    cond: torch.Tensor,
+    null_cond: torch.Tensor,
+    scale: float,
+) -> ModelFn:
     """A model_fn giving uncond + scale * (cond - uncond), both halves in one batched call.
     `forward(x, t, c)` is the conditional denoiser; `null_cond` is its "no condition" input
     (broadcast to cond's shape). Scale 1 is the plain conditional model, skipped as such."""
@@ -99,7 +106,9 @@ class GaussianDiffusion:
         noise = torch.randn_like(x0) if noise is None else noise
         return self._at(self.sqrt_ab, t, x0) * x0 + self._at(self.sqrt_one_minus_ab, t, x0) * noise
 
-    def q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def q_posterior(
+        self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, variance and log-variance of q(x_{t-1} | x_t, x_0)."""
         mean = self._at(self.posterior_mean_coef_x0, t, xt) * x0 + self._at(self.posterior_mean_coef_xt, t, xt) * xt
         return mean, self._at(self.posterior_variance, t, xt), self._at(self.posterior_log_variance, t, xt)
@@ -123,8 +132,9 @@ class GaussianDiffusion:
             return noise
         return self._at(self.sqrt_ab, t, x0) * noise - self._at(self.sqrt_one_minus_ab, t, x0) * x0
 
-    def training_timesteps(self, n: int, generator: torch.Generator | None = None,
-                           sampling: str = "uniform") -> torch.Tensor:
+    def training_timesteps(
+        self, n: int, generator: torch.Generator | None = None, sampling: str = "uniform"
+    ) -> torch.Tensor:
         """n training steps: uniform, or logit-normal (t/T = sigmoid(z), z ~ N(0, 1)), which puts
         most samples at the middle noise levels (SNR near 1 on the cosine schedule), where an
         image's layout and outlines are decided, and few at the ends."""
@@ -135,13 +145,15 @@ class GaussianDiffusion:
             return (u * self.num_steps).long().clamp(0, self.num_steps - 1)
         raise ValueError(f"unknown timestep sampling {sampling!r}: use one of {TIMESTEP_SAMPLINGS}")
 
-    def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None,
-                      sampling: str = "uniform") -> torch.Tensor:
+    def training_loss(
+        self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None, sampling: str = "uniform"
+    ) -> torch.Tensor:
         """Mean squared error of the model's prediction at one drawn step per sample."""
         return self.training_outputs(model_fn, x0, generator, sampling)[0]
 
-    def training_outputs(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None,
-                         sampling: str = "uniform") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def training_outputs(
+        self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None, sampling: str = "uniform"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The squared-error loss, the clean sample the model predicts (for extra losses on
         it) and the steps drawn."""
         t = self.training_timesteps(x0.shape[0], generator, sampling).to(x0.device)
@@ -162,8 +174,9 @@ class GaussianDiffusion:
         return torch.randn(shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
 
     @torch.inference_mode()
-    def ddpm_sample(self, model_fn: ModelFn, x_T: torch.Tensor, generator: torch.Generator | None = None,
-                    clip: float | None = None) -> torch.Tensor:
+    def ddpm_sample(
+        self, model_fn: ModelFn, x_T: torch.Tensor, generator: torch.Generator | None = None, clip: float | None = None
+    ) -> torch.Tensor:
         """Ancestral sampling through every step, from x_T (pass standard normal noise)."""
         x = x_T
         for step in reversed(range(self.num_steps)):
@@ -180,8 +193,15 @@ class GaussianDiffusion:
         return sorted({round(v) for v in torch.linspace(0, self.num_steps - 1, steps).tolist()}, reverse=True)
 
     @torch.inference_mode()
-    def ddim_sample(self, model_fn: ModelFn, x_T: torch.Tensor, steps: int, eta: float = 0.0,
-                    generator: torch.Generator | None = None, clip: float | None = None) -> torch.Tensor:
+    def ddim_sample(
+        self,
+        model_fn: ModelFn,
+        x_T: torch.Tensor,
+        steps: int,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        clip: float | None = None,
+    ) -> torch.Tensor:
         """DDIM over a subset of steps; eta = 0 is deterministic, eta = 1 matches DDPM's noise."""
         x = x_T
         timesteps = self.ddim_timesteps(steps)
@@ -196,8 +216,16 @@ class GaussianDiffusion:
                 x = x + sigma * self._noise(x.shape, generator, x)
         return x
 
-    def sample(self, model_fn: ModelFn, x_T: torch.Tensor, sampler: str = "ddim", steps: int | None = None,
-               eta: float = 0.0, generator: torch.Generator | None = None, clip: float | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        model_fn: ModelFn,
+        x_T: torch.Tensor,
+        sampler: str = "ddim",
+        steps: int | None = None,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        clip: float | None = None,
+    ) -> torch.Tensor:
         if sampler == "ddpm":
             return self.ddpm_sample(model_fn, x_T, generator, clip)
         if sampler == "ddim":

@@ -48,7 +48,9 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
-def own_image_choice_loss(predicted: torch.Tensor, own: torch.Tensor, candidates: torch.Tensor, scale: float = 30.0) -> torch.Tensor:
+def own_image_choice_loss(
+    predicted: torch.Tensor, own: torch.Tensor, candidates: torch.Tensor, scale: float = 30.0
+) -> torch.Tensor:
     """Cross-entropy of picking, by cosine, each prediction's own image (row `own` of the
     unit `candidates`) out of all of them."""
     return F.cross_entropy(scale * F.normalize(predicted, dim=-1) @ candidates.T, own)
@@ -67,10 +69,14 @@ class DiffusionPrior(torch.nn.Module):
         self.null_text = torch.nn.Parameter(torch.zeros(cfg.dim))
         self.query = torch.nn.Parameter(torch.randn(w) * 0.02)
         self.positions = torch.nn.Parameter(torch.randn(self.TOKENS, w) * 0.02)
-        layer = torch.nn.TransformerEncoderLayer(w, cfg.heads, 4 * w, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        layer = torch.nn.TransformerEncoderLayer(
+            w, cfg.heads, 4 * w, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.transformer = torch.nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.out = torch.nn.Sequential(torch.nn.LayerNorm(w), torch.nn.Linear(w, cfg.dim))
-        self.register_buffer("causal_mask", torch.triu(torch.full((self.TOKENS, self.TOKENS), float("-inf")), 1), persistent=False)
+        self.register_buffer(
+            "causal_mask", torch.triu(torch.full((self.TOKENS, self.TOKENS), float("-inf")), 1), persistent=False
+        )
         self.diffusion = GaussianDiffusion.make(cfg.schedule, cfg.timesteps, "x0")
 
     @property
@@ -80,17 +86,29 @@ class DiffusionPrior(torch.nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """x_t: noised scaled image embeddings (B, dim); text: unit text embeddings (B, dim)
         (or the null token). Returns the predicted clean scaled image embedding."""
-        tokens = torch.stack([
-            self.text_in(text * self.scale),
-            self.time_in(timestep_embedding(t, self.cfg.width)),
-            self.image_in(x_t),
-            self.query.expand(x_t.shape[0], -1),
-        ], dim=1) + self.positions
+        tokens = (
+            torch.stack(
+                [
+                    self.text_in(text * self.scale),
+                    self.time_in(timestep_embedding(t, self.cfg.width)),
+                    self.image_in(x_t),
+                    self.query.expand(x_t.shape[0], -1),
+                ],
+                dim=1,
+            )
+            + self.positions
+        )
         hidden = self.transformer(tokens, mask=self.causal_mask, is_causal=True)
         return self.out(hidden[:, -1])
 
-    def loss(self, text: torch.Tensor, image: torch.Tensor, generator: torch.Generator | None = None,
-             candidates: torch.Tensor | None = None, own: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        text: torch.Tensor,
+        image: torch.Tensor,
+        generator: torch.Generator | None = None,
+        candidates: torch.Tensor | None = None,
+        own: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Training loss on a batch of (unit text embedding, unit image embedding) pairs; the
         choice loss (when weighted) picks from `candidates` (N, dim) unit image embeddings, of
         which row own[i] is pair i's image."""
@@ -110,8 +128,15 @@ class DiffusionPrior(torch.nn.Module):
         return mse + last_mse + self.cfg.choice_weight * own_image_choice_loss(x0, own[keep], candidates)
 
     @torch.inference_mode()
-    def sample(self, text: torch.Tensor, candidates: int = 2, steps: int = 64, sampler: str = "ddim",
-               guidance: float = 4.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        text: torch.Tensor,
+        candidates: int = 2,
+        steps: int = 64,
+        sampler: str = "ddim",
+        guidance: float = 4.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Unit image embeddings (B, dim) for unit text embeddings (B, dim): `candidates`
         draws per text, keeping the one closest to the text (DALL-E 2's rejection step)."""
         b = text.shape[0]
@@ -124,7 +149,9 @@ class DiffusionPrior(torch.nn.Module):
         return draws[torch.arange(b), best]
 
     @torch.inference_mode()
-    def expected(self, text: torch.Tensor, draws: int = 4, guidance: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def expected(
+        self, text: torch.Tensor, draws: int = 4, guidance: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Unit estimates of E[image embedding | text], for search: the x0 prediction from pure
         noise at the last timestep, where an x0-predicting model learns the conditional mean,
         averaged over a few noise draws. One model call per draw instead of a whole sampling
@@ -144,4 +171,3 @@ class DiffusionPrior(torch.nn.Module):
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> "DiffusionPrior":
         return load_pretrained(cls, PriorConfig, model_dir, CONFIG_NAME, WEIGHTS_NAME, device)
-

@@ -32,8 +32,15 @@ class Generator(Protocol):
     image_size: int  # side of the images it returns
     default_guidance: float  # the guidance scale a request without one gets
 
-    def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
-                 sampler: str = "ddim") -> list[Image.Image]: ...
+    def generate(
+        self,
+        prompt: str,
+        n: int = 1,
+        seed: int | None = None,
+        steps: int = 25,
+        guidance: float | None = None,
+        sampler: str = "ddim",
+    ) -> list[Image.Image]: ...
 
 
 class EmbeddingGenerator(Generator, Protocol):
@@ -45,8 +52,14 @@ class EmbeddingGenerator(Generator, Protocol):
         """The image embedding to search with for each prompt (deterministic)."""
         ...
 
-    def decode(self, embeddings: np.ndarray, seed: int | None = None, steps: int = 25, guidance: float | None = None,
-               sampler: str = "ddim") -> list[Image.Image]: ...
+    def decode(
+        self,
+        embeddings: np.ndarray,
+        seed: int | None = None,
+        steps: int = 25,
+        guidance: float | None = None,
+        sampler: str = "ddim",
+    ) -> list[Image.Image]: ...
 
 
 def check_sampling(steps: int, sampler: str, max_steps: int) -> None:
@@ -88,16 +101,25 @@ class MiniGenerator:
 
     SAMPLERS = SAMPLERS
 
-    def __init__(self, encoder, model_dir: str | Path = BUILTIN_DIR, device: str = "cpu", output_size: int = 128,
-                 prior_guidance: float = 4.0, candidates: int = 2):
+    def __init__(
+        self,
+        encoder,
+        model_dir: str | Path = BUILTIN_DIR,
+        device: str = "cpu",
+        output_size: int = 128,
+        prior_guidance: float = 4.0,
+        candidates: int = 2,
+    ):
         self.encoder = encoder
         self.device = device
         self.prior = DiffusionPrior.load(model_dir, device)
         self.decoder = Decoder.load(model_dir, device)
         for part, space in (("prior", self.prior.cfg.space), ("decoder", self.decoder.cfg.space)):
             if space != encoder.space:
-                raise ValueError(f"the {part} in {model_dir} was trained in space {space!r}, not the encoder's {encoder.space!r}: "
-                                 "train it on this library with `mmsearch train prior/decoder`")
+                raise ValueError(
+                    f"the {part} in {model_dir} was trained in space {space!r}, not the encoder's {encoder.space!r}: "
+                    "train it on this library with `mmsearch train prior/decoder`"
+                )
         self.name = f"mini:{model_dir}" if Path(model_dir) != BUILTIN_DIR else "mini"
         self.space = encoder.space
         self.image_size = output_size
@@ -110,23 +132,39 @@ class MiniGenerator:
 
     def prior_embeddings(self, prompts: list[str], seed: int | None = None) -> np.ndarray:
         text = torch.from_numpy(self.encoder.embed_texts(prompts)).to(self.device)
-        out = self.prior.sample(text, candidates=self.candidates, guidance=self.prior_guidance, generator=self._generator(seed))
+        out = self.prior.sample(
+            text, candidates=self.candidates, guidance=self.prior_guidance, generator=self._generator(seed)
+        )
         return out.cpu().numpy().astype(np.float32)
 
     def query_embeddings(self, prompts: list[str]) -> np.ndarray:
         text = torch.from_numpy(self.encoder.embed_texts(prompts)).to(self.device)
         return self.prior.expected(text, generator=self._generator(0)).cpu().numpy().astype(np.float32)
 
-    def decode(self, embeddings: np.ndarray, seed: int | None = None, steps: int = 25, guidance: float | None = None,
-               sampler: str = "ddim") -> list[Image.Image]:
+    def decode(
+        self,
+        embeddings: np.ndarray,
+        seed: int | None = None,
+        steps: int = 25,
+        guidance: float | None = None,
+        sampler: str = "ddim",
+    ) -> list[Image.Image]:
         check_sampling(steps, sampler, self.decoder.diffusion.num_steps)
         e = F.normalize(torch.as_tensor(np.asarray(embeddings, np.float32)).to(self.device), dim=-1)
-        images = self.decoder.sample(e, steps=steps, sampler=sampler, guidance=guidance,
-                                     generator=self._generator(seed))
+        images = self.decoder.sample(
+            e, steps=steps, sampler=sampler, guidance=guidance, generator=self._generator(seed)
+        )
         return to_pil(images, self.image_size)
 
-    def generate(self, prompt: str, n: int = 1, seed: int | None = None, steps: int = 25, guidance: float | None = None,
-                 sampler: str = "ddim") -> list[Image.Image]:
+    def generate(
+        self,
+        prompt: str,
+        n: int = 1,
+        seed: int | None = None,
+        steps: int = 25,
+        guidance: float | None = None,
+        sampler: str = "ddim",
+    ) -> list[Image.Image]:
         check_sampling(steps, sampler, self.decoder.diffusion.num_steps)
         embeddings = self.prior_embeddings([prompt] * n, seed)
         return self.decode(embeddings, seed, steps, guidance, sampler)

@@ -21,7 +21,17 @@ from sqlalchemy import select, update
 
 from ..encoders.temporal import TemporalPooler, video_space
 from ..encoders.video import SamplingConfig
-from ..storage.store import Job, JobError, Media, Segment, Store, Vector, decode_embeddings, encode_embedding, job_summary
+from ..storage.store import (
+    Job,
+    JobError,
+    Media,
+    Segment,
+    Store,
+    Vector,
+    decode_embeddings,
+    encode_embedding,
+    job_summary,
+)
 from .decode import Decoded
 from .decode_video import DecodedVideo, decode_video
 from .lock import LibraryBusyError, writer_lock
@@ -67,9 +77,18 @@ class JobCancelled(Exception):
 class IndexJobRunner:
     """Runs one job to completion (or failure); progress(summary) is called after each batch."""
 
-    def __init__(self, store: Store, encoder, sink: IndexSink, library_dir: Path, cfg: PipelineConfig,
-                 progress: ProgressFn | None = None, stop: threading.Event | None = None,
-                 sampling: SamplingConfig | None = None, pooler: TemporalPooler | None = None):
+    def __init__(
+        self,
+        store: Store,
+        encoder,
+        sink: IndexSink,
+        library_dir: Path,
+        cfg: PipelineConfig,
+        progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
+        sampling: SamplingConfig | None = None,
+        pooler: TemporalPooler | None = None,
+    ):
         self.store, self.encoder, self.sink = store, encoder, sink
         self.library_dir, self.cfg, self.progress = library_dir, cfg, progress
         self.stop = stop or threading.Event()
@@ -113,7 +132,9 @@ class IndexJobRunner:
             self.progress(self.summary(job_id))
 
     def _run(self, job_id: int, roots: list[Path]) -> None:
-        result = scan(self.store, roots, {self.library_dir}, self.encoder.space, video_space(self.encoder.space, self.pooler))
+        result = scan(
+            self.store, roots, {self.library_dir}, self.encoder.space, video_space(self.encoder.space, self.pooler)
+        )
         images = [c for c in result.todo if c.kind == "image"]
         videos = [c for c in result.todo if c.kind == "video"]
         not_media = [c for c in result.todo if c.kind is None]
@@ -123,15 +144,31 @@ class IndexJobRunner:
                 s.execute(update(Media).where(Media.id == media_id).values(mtime=mtime))
             job = s.get(Job, job_id)
             job.total = len(images) + len(videos) + len(not_media)
-            job.new, job.changed, job.unchanged, job.deleted = result.new, result.changed, result.unchanged, len(result.deleted_media_ids)
+            job.new, job.changed, job.unchanged, job.deleted = (
+                result.new,
+                result.changed,
+                result.unchanged,
+                len(result.deleted_media_ids),
+            )
             job.message = "; ".join(result.warnings)[:4000] or None
             job.updated_at = time.time()
         self.sink.remove(removed)
         if not_media:
-            self._write(job_id, [], np.zeros((0, 0), np.float32), [
-                Decoded(str(c.path), error="empty file" if c.size == 0 else "not an image or video (content matches no supported format)")
-                for c in not_media
-            ], by_path={str(c.path): c for c in not_media})
+            self._write(
+                job_id,
+                [],
+                np.zeros((0, 0), np.float32),
+                [
+                    Decoded(
+                        str(c.path),
+                        error="empty file"
+                        if c.size == 0
+                        else "not an image or video (content matches no supported format)",
+                    )
+                    for c in not_media
+                ],
+                by_path={str(c.path): c for c in not_media},
+            )
         by_path = {str(c.path): c for c in images + videos}
         self._report(job_id)
         run_pipeline(
@@ -142,7 +179,9 @@ class IndexJobRunner:
         )
         # Videos are heavy (hundreds of frames each): only one per worker decodes ahead.
         decode = partial(decode_video, sampling=self.sampling)
-        for video in decoded_in_order([str(c.path) for c in videos], decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1):
+        for video in decoded_in_order(
+            [str(c.path) for c in videos], decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1
+        ):
             if video.error:
                 bad = Decoded(video.path, content_hash=video.content_hash, error=video.error)
                 self._write(job_id, [], np.zeros((0, 0), np.float32), [bad], by_path)
@@ -154,23 +193,44 @@ class IndexJobRunner:
         self.sink.checkpoint(force=True)
         self._report(job_id)
 
-    def _write(self, job_id: int, good: list[Decoded], vectors: np.ndarray, bad: list[Decoded], by_path: dict[str, Candidate]) -> None:
+    def _write(
+        self, job_id: int, good: list[Decoded], vectors: np.ndarray, bad: list[Decoded], by_path: dict[str, Candidate]
+    ) -> None:
         """One transaction: media rows (new or replaced), their vectors, error rows, job counters."""
         if self.stop.is_set():
             raise JobCancelled("stopped before finishing; rerun to resume")
         space, dim = self.encoder.space, self.encoder.dim
         new_vectors: list[Vector] = []
         with self.store.session() as s:
-            replaced = self.store.delete_media(s, [by_path[d.path].media_id for d in good + bad if by_path[d.path].media_id])
+            replaced = self.store.delete_media(
+                s, [by_path[d.path].media_id for d in good + bad if by_path[d.path].media_id]
+            )
             for d in bad:
                 cand = by_path[d.path]
-                s.add(Media(path=d.path, root=str(cand.root), kind=cand.kind or "unknown", size=cand.size, mtime=cand.mtime,
-                            content_hash=d.content_hash, error=d.error))
+                s.add(
+                    Media(
+                        path=d.path,
+                        root=str(cand.root),
+                        kind=cand.kind or "unknown",
+                        size=cand.size,
+                        mtime=cand.mtime,
+                        content_hash=d.content_hash,
+                        error=d.error,
+                    )
+                )
                 s.add(JobError(job_id=job_id, path=d.path, error=d.error))
             for d, vec in zip(good, vectors):
                 cand = by_path[d.path]
-                media = Media(path=d.path, root=str(cand.root), kind="image", size=cand.size, mtime=cand.mtime,
-                              content_hash=d.content_hash, width=d.width, height=d.height)
+                media = Media(
+                    path=d.path,
+                    root=str(cand.root),
+                    kind="image",
+                    size=cand.size,
+                    mtime=cand.mtime,
+                    content_hash=d.content_hash,
+                    width=d.width,
+                    height=d.height,
+                )
                 s.add(media)
                 s.flush()
                 v = Vector(media_id=media.id, kind="image", space=space, dim=dim, embedding=encode_embedding(vec))
@@ -199,22 +259,58 @@ class IndexJobRunner:
         vecs = video_vectors(video, self.encoder, self.pooler)
         # Keyframes are named by content, so a crashed and retried job rewrites the same files.
         keyframe_dir = self.library_dir / "keyframes" / video.content_hash[:2]
-        keyframes = [save_keyframe(video.frames[i], keyframe_dir, f"{video.content_hash[:16]}-{k}") for k, i in enumerate(vecs.keyframe_index)]
+        keyframes = [
+            save_keyframe(video.frames[i], keyframe_dir, f"{video.content_hash[:16]}-{k}")
+            for k, i in enumerate(vecs.keyframe_index)
+        ]
         space, dim, pooled_space = self.encoder.space, self.encoder.dim, video_space(self.encoder.space, self.pooler)
         with self.store.session() as s:
             replaced = self.store.delete_media(s, [cand.media_id] if cand.media_id else [])
-            media = Media(path=video.path, root=str(cand.root), kind="video", size=cand.size, mtime=cand.mtime,
-                          content_hash=video.content_hash, width=video.width, height=video.height, duration=video.duration)
+            media = Media(
+                path=video.path,
+                root=str(cand.root),
+                kind="video",
+                size=cand.size,
+                mtime=cand.mtime,
+                content_hash=video.content_hash,
+                width=video.width,
+                height=video.height,
+                duration=video.duration,
+            )
             s.add(media)
             s.flush()
-            segments = [Segment(media_id=media.id, t_start=a, t_end=b, keyframe=str(kf)) for (a, b), kf in zip(video.segments, keyframes)]
+            segments = [
+                Segment(media_id=media.id, t_start=a, t_end=b, keyframe=str(kf))
+                for (a, b), kf in zip(video.segments, keyframes)
+            ]
             s.add_all(segments)
             s.flush()
-            rows = [Vector(media_id=media.id, segment_id=segments[seg].id, kind="frame", space=space, t=float(t), dim=dim,
-                           embedding=encode_embedding(v)) for v, t, seg in zip(vecs.frames, video.times, vecs.frame_segment)]
-            segment_rows = [Vector(media_id=media.id, segment_id=seg.id, kind="segment", space=space, dim=dim, embedding=encode_embedding(v))
-                            for seg, v in zip(segments, vecs.segments)]
-            video_row = Vector(media_id=media.id, kind="video", space=pooled_space, dim=dim, embedding=encode_embedding(vecs.video))
+            rows = [
+                Vector(
+                    media_id=media.id,
+                    segment_id=segments[seg].id,
+                    kind="frame",
+                    space=space,
+                    t=float(t),
+                    dim=dim,
+                    embedding=encode_embedding(v),
+                )
+                for v, t, seg in zip(vecs.frames, video.times, vecs.frame_segment)
+            ]
+            segment_rows = [
+                Vector(
+                    media_id=media.id,
+                    segment_id=seg.id,
+                    kind="segment",
+                    space=space,
+                    dim=dim,
+                    embedding=encode_embedding(v),
+                )
+                for seg, v in zip(segments, vecs.segments)
+            ]
+            video_row = Vector(
+                media_id=media.id, kind="video", space=pooled_space, dim=dim, embedding=encode_embedding(vecs.video)
+            )
             s.add_all(rows + segment_rows + [video_row])
             s.flush()
             job = s.get(Job, job_id)
@@ -222,6 +318,10 @@ class IndexJobRunner:
             job.updated_at = time.time()
         self.sink.remove(replaced)
         for kind, written in (("segment", segment_rows), ("video", [video_row])):
-            self.sink.add(kind, np.asarray([v.id for v in written], np.int64), decode_embeddings([v.embedding for v in written], dim))
+            self.sink.add(
+                kind,
+                np.asarray([v.id for v in written], np.int64),
+                decode_embeddings([v.embedding for v in written], dim),
+            )
         self.sink.checkpoint()
         self._report(job_id)

@@ -23,7 +23,9 @@ def writer_lock(library_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise LibraryBusyError(f"an index job is already running on {library_dir} (pid {holder}); wait for it to finish") from None
+            raise LibraryBusyError(
+                f"an index job is already running on {library_dir} (pid {holder}); wait for it to finish"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -20,7 +20,7 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 
 
 def sniff(path: Path) -> str | None:
-    """"image", "video", or None, from the file's first bytes (never its name)."""
+    """ "image", "video", or None, from the file's first bytes (never its name)."""
     try:
         with path.open("rb") as f:
             head = f.read(32)
@@ -86,15 +86,23 @@ def walk(root: Path, skip: set[Path]) -> tuple[list[Path], list[Path]]:
     return found, unreadable
 
 
-def _known_media(store: Store, root: Path, space: str, video_space: str | None = None) -> tuple[dict[str, tuple], set[int]]:
+def _known_media(
+    store: Store, root: Path, space: str, video_space: str | None = None
+) -> tuple[dict[str, tuple], set[int]]:
     """Stored files under root (whatever root they were indexed from), and which of them
     have a vector in `space` (videos: and a pooled vector in `video_space`)."""
     prefix = str(root).rstrip(os.sep) + os.sep
     under_root = Media.path.startswith(prefix, autoescape=True) & Media.generated.is_(False)
     with store.session() as s:
-        known = {p: (mid, size, mtime, digest, err) for mid, p, size, mtime, digest, err in s.execute(
-            select(Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error).where(under_root))}
-        embedded = set(s.scalars(select(Vector.media_id).join(Media).where(Vector.space == space, under_root).distinct()))
+        known = {
+            p: (mid, size, mtime, digest, err)
+            for mid, p, size, mtime, digest, err in s.execute(
+                select(Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error).where(under_root)
+            )
+        }
+        embedded = set(
+            s.scalars(select(Vector.media_id).join(Media).where(Vector.space == space, under_root).distinct())
+        )
         if video_space is not None:
             pooled = set(s.scalars(select(Vector.media_id).join(Media).where(Vector.space == video_space, under_root)))
             videos = set(s.scalars(select(Media.id).where(Media.kind == "video", under_root)))
@@ -143,7 +151,9 @@ def scan(store: Store, roots: list[Path], skip: set[Path], space: str, video_spa
     return result
 
 
-def _deleted(known: dict[str, tuple], seen: set[str], unreadable: list[Path], root: Path, result: ScanResult) -> list[int]:
+def _deleted(
+    known: dict[str, tuple], seen: set[str], unreadable: list[Path], root: Path, result: ScanResult
+) -> list[int]:
     """Stored files that are gone, except where the disk could not be read: an unmounted or
     unreadable folder must not wipe its part of the index."""
     if known and not seen:
@@ -152,4 +162,8 @@ def _deleted(known: dict[str, tuple], seen: set[str], unreadable: list[Path], ro
     blocked = [str(p).rstrip(os.sep) + os.sep for p in unreadable]
     for p in unreadable:
         result.warnings.append(f"cannot read {p}; its indexed files are kept")
-    return [mid for p, (mid, *_rest) in known.items() if p not in seen and not any(p.startswith(b) or p + os.sep == b for b in blocked)]
+    return [
+        mid
+        for p, (mid, *_rest) in known.items()
+        if p not in seen and not any(p.startswith(b) or p + os.sep == b for b in blocked)
+    ]

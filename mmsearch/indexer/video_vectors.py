@@ -24,7 +24,9 @@ class VideoVectors:
     video: np.ndarray  # (d,)
 
 
-def segment_vectors(frames: np.ndarray, times: np.ndarray, segments: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def segment_vectors(
+    frames: np.ndarray, times: np.ndarray, segments: list[tuple[float, float]]
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Per segment the mean of its frames' vectors; per frame the segment its time falls in;
     and each segment's member frames."""
     members = segment_members(times, segments)

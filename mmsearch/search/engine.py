@@ -10,9 +10,9 @@ import numpy as np
 from sqlalchemy import select
 
 from ..storage.index_set import IndexSet
+from ..storage.store import Media, Store, Vector, decode_embeddings
 from .moments import best_moment
 from .query import MediaNotFoundError, QueryError, SearchRequest, Term, combine
-from ..storage.store import Media, Store, Vector, decode_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class Hit:
 class QueryVectors:
     """A query as unit vectors: `main` for image, segment and frame vectors; `video` for
     pooled video vectors, whose text queries pass through the temporal head's query map."""
+
     main: np.ndarray
     video: np.ndarray
     via: str  # text | image
@@ -50,7 +51,9 @@ class QueryVectors:
 
 
 class SearchEngine:
-    def __init__(self, store: Store, encoder, indexes: IndexSet, video_text_map: Callable[[np.ndarray], np.ndarray] | None = None):
+    def __init__(
+        self, store: Store, encoder, indexes: IndexSet, video_text_map: Callable[[np.ndarray], np.ndarray] | None = None
+    ):
         self.store, self.encoder, self.indexes = store, encoder, indexes
         self.video_text_map = video_text_map  # None: video queries are the plain ones
 
@@ -62,10 +65,17 @@ class SearchEngine:
             if media is None:
                 raise MediaNotFoundError(f"no media with id {media_id}")
             kind = "video" if media.kind == "video" else "image"
-            row = s.scalars(select(Vector).where(Vector.media_id == media_id, Vector.kind == kind, Vector.space == self.indexes.space_of(kind))
-                            .order_by(Vector.id).limit(1)).first()
+            row = s.scalars(
+                select(Vector)
+                .where(Vector.media_id == media_id, Vector.kind == kind, Vector.space == self.indexes.space_of(kind))
+                .order_by(Vector.id)
+                .limit(1)
+            ).first()
             if row is None:
-                raise QueryError(f"media {media_id} has no embedding in this model's space" + (f" ({media.error})" if media.error else ""))
+                raise QueryError(
+                    f"media {media_id} has no embedding in this model's space"
+                    + (f" ({media.error})" if media.error else "")
+                )
             return decode_embeddings([row.embedding], row.dim)[0]
 
     def query_vectors(self, terms: list[Term], kind: str) -> QueryVectors:
@@ -77,7 +87,9 @@ class SearchEngine:
             raise QueryError("nothing to search with: give text, an image, a media id or a vector")
         vectors, weights, via = [], [], "text"
         texts = [t for t in terms if t.text is not None]
-        text_vectors = self.encoder.embed_texts([t.text for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+        text_vectors = (
+            self.encoder.embed_texts([t.text for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+        )
         weights.extend(t.weight for t in texts)
         for t in terms:
             if t.image is not None:
@@ -94,8 +106,11 @@ class SearchEngine:
             weights.append(t.weight)
             if not texts:
                 via = "image"
-        return QueryVectors(combine([*text_vectors, *vectors], weights),
-                            combine([*self._video_texts(text_vectors, kind), *vectors], weights), via)
+        return QueryVectors(
+            combine([*text_vectors, *vectors], weights),
+            combine([*self._video_texts(text_vectors, kind), *vectors], weights),
+            via,
+        )
 
     def _video_texts(self, text_vectors: np.ndarray, kind: str) -> np.ndarray:
         mapped = self.video_text_map is not None and kind == "video"
@@ -122,13 +137,15 @@ class SearchEngine:
             # fills, the index is exhausted, the scores fall below min_score, or the cap.
             exhausted = fetch >= total or (req.min_score is not None and lowest < req.min_score)
             if len(hits) >= wanted or exhausted or fetch >= MAX_FETCH:
-                page = hits[req.offset:wanted]
+                page = hits[req.offset : wanted]
                 self.add_moments(q.main, page)
                 return page
             fetch = min(fetch * 4, total, MAX_FETCH)
         return []
 
-    def _collect(self, q: QueryVectors, kinds: tuple[str, ...], fetch: int, req: SearchRequest) -> tuple[list[Hit], float]:
+    def _collect(
+        self, q: QueryVectors, kinds: tuple[str, ...], fetch: int, req: SearchRequest
+    ) -> tuple[list[Hit], float]:
         """Hits from the top `fetch` vectors, best per media; and the lowest score fetched."""
         best: dict[int, float] = {}
         lowest = float("inf")
@@ -148,8 +165,16 @@ class SearchEngine:
             m = media.get(media_id)
             if m is None or not self._passes(m, score, req):
                 continue
-            hits.append(Hit(id=m.id, path=m.path, kind=m.kind, score=round(score, 6), generated=m.generated,
-                            via="generated" if m.generated else q.via))
+            hits.append(
+                Hit(
+                    id=m.id,
+                    path=m.path,
+                    kind=m.kind,
+                    score=round(score, 6),
+                    generated=m.generated,
+                    via="generated" if m.generated else q.via,
+                )
+            )
         return hits, lowest
 
     def add_moments(self, q: np.ndarray, hits: list[Hit]) -> None:
@@ -164,12 +189,17 @@ class SearchEngine:
         """Hits for given images (e.g. just generated), scored against the query vector."""
         space = self.indexes.space_of("image")
         with self.store.session() as s:
-            rows = s.execute(select(Vector.media_id, Vector.dim, Vector.embedding)
-                             .where(Vector.media_id.in_(media_ids), Vector.kind == "image", Vector.space == space)).all()
+            rows = s.execute(
+                select(Vector.media_id, Vector.dim, Vector.embedding).where(
+                    Vector.media_id.in_(media_ids), Vector.kind == "image", Vector.space == space
+                )
+            ).all()
         scores = {mid: float(decode_embeddings([emb], dim)[0] @ q) for mid, dim, emb in rows}
         media = self.store.media_by_id(list(scores))
-        return [Hit(id=m.id, path=m.path, kind=m.kind, score=round(scores[m.id], 6), generated=m.generated, via=via)
-                for m in (media[i] for i in media_ids if i in media)]
+        return [
+            Hit(id=m.id, path=m.path, kind=m.kind, score=round(scores[m.id], 6), generated=m.generated, via=via)
+            for m in (media[i] for i in media_ids if i in media)
+        ]
 
     @staticmethod
     def _passes(m: Media, score: float, req: SearchRequest) -> bool:

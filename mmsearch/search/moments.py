@@ -16,9 +16,16 @@ from ..storage.store import Segment, Store, Vector, decode_embeddings
 def best_moment(store: Store, space: str, media_id: int, q: np.ndarray) -> tuple[float, float] | None:
     """The moment of an indexed video (from its stored segment and frame vectors)."""
     with store.session() as s:
-        segments = s.execute(select(Segment.id, Segment.t_start, Segment.t_end).where(Segment.media_id == media_id).order_by(Segment.t_start)).all()
-        rows = s.execute(select(Vector.kind, Vector.segment_id, Vector.t.label("time"), Vector.dim, Vector.embedding)
-                         .where(Vector.media_id == media_id, Vector.space == space, Vector.kind.in_(("frame", "segment")))).all()
+        segments = s.execute(
+            select(Segment.id, Segment.t_start, Segment.t_end)
+            .where(Segment.media_id == media_id)
+            .order_by(Segment.t_start)
+        ).all()
+        rows = s.execute(
+            select(Vector.kind, Vector.segment_id, Vector.t.label("time"), Vector.dim, Vector.embedding).where(
+                Vector.media_id == media_id, Vector.space == space, Vector.kind.in_(("frame", "segment"))
+            )
+        ).all()
     if not segments or not rows:
         return None
     dim = rows[0].dim
@@ -27,13 +34,24 @@ def best_moment(store: Store, space: str, media_id: int, q: np.ndarray) -> tuple
     seg_vecs = np.full((len(segments), dim), np.nan, np.float32)  # nan: a segment without a vector never wins
     seg_vecs[[position[r.segment_id] for r in seg_rows]] = decode_embeddings([r.embedding for r in seg_rows], dim)
     frames = sorted((r for r in rows if r.kind == "frame"), key=lambda r: r.time)
-    return find_moment(q, [(sg.t_start, sg.t_end) for sg in segments], np.nan_to_num(seg_vecs, nan=-1.0),
-                       np.asarray([r.time for r in frames]), np.asarray([position[r.segment_id] for r in frames], np.int64),
-                       decode_embeddings([r.embedding for r in frames], dim))
+    return find_moment(
+        q,
+        [(sg.t_start, sg.t_end) for sg in segments],
+        np.nan_to_num(seg_vecs, nan=-1.0),
+        np.asarray([r.time for r in frames]),
+        np.asarray([position[r.segment_id] for r in frames], np.int64),
+        decode_embeddings([r.embedding for r in frames], dim),
+    )
 
 
-def find_moment(q: np.ndarray, segments: list[tuple[float, float]], segment_vectors: np.ndarray,
-                frame_times: np.ndarray, frame_segments: np.ndarray, frame_vectors: np.ndarray) -> tuple[float, float]:
+def find_moment(
+    q: np.ndarray,
+    segments: list[tuple[float, float]],
+    segment_vectors: np.ndarray,
+    frame_times: np.ndarray,
+    frame_segments: np.ndarray,
+    frame_vectors: np.ndarray,
+) -> tuple[float, float]:
     """The best-scoring segment, trimmed at either end to the frames that score nearer its
     best frame than the best frame elsewhere in the video."""
     best = int(np.argmax(segment_vectors @ q))

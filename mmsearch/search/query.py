@@ -50,7 +50,7 @@ _OPERATOR = re.compile(r"\s+[+-](?:\s+|$)|\s*[+-]\s*(?=[\d.]*\s*\*?\s*\")|(?<=\"
 def _is_operator(s: str, pos: int) -> bool:
     """A + or - at pos is an operator when a space, a quote or a weight ("2*") follows it;
     "-5 degrees" is text."""
-    rest = s[pos + 1:]
+    rest = s[pos + 1 :]
     return rest == "" or rest[0].isspace() or rest[0] == '"' or _WEIGHT.match(rest) is not None
 
 
@@ -65,7 +65,7 @@ def parse_text(query: str) -> list[Term]:
         while pos < len(s) and s[pos].isspace():
             pos += 1
         if pos < len(s) and s[pos] in "+-" and _is_operator(s, pos):
-            if s[pos + 1:].strip() == "":
+            if s[pos + 1 :].strip() == "":
                 raise QueryError(f"query ends with a dangling {s[pos]!r}: {query!r}")
             sign *= -1.0 if s[pos] == "-" else 1.0
             pos += 1
@@ -78,7 +78,7 @@ def parse_text(query: str) -> list[Term]:
             end = s.find('"', pos + 1)
             if end < 0:
                 raise QueryError(f"unclosed quote in query: {query!r}")
-            text, pos = s[pos + 1:end], end + 1
+            text, pos = s[pos + 1 : end], end + 1
         else:
             m = _OPERATOR.search(s, pos)
             end = m.start() if m else len(s)
@@ -91,8 +91,13 @@ def parse_text(query: str) -> list[Term]:
     return terms
 
 
-def build_terms(text: str | None = None, image: Image.Image | None = None, media_id: int | None = None,
-                vector: list[float] | np.ndarray | None = None, weights: dict[str, float] | None = None) -> list[Term]:
+def build_terms(
+    text: str | None = None,
+    image: Image.Image | None = None,
+    media_id: int | None = None,
+    vector: list[float] | np.ndarray | None = None,
+    weights: dict[str, float] | None = None,
+) -> list[Term]:
     """Terms from the usual query parts; `weights` scales each part ("text", "image", "vector")."""
     w = weights or {}
     terms = []

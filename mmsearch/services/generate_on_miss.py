@@ -14,9 +14,9 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from ..storage.generated import GenerationParams, find_generated
 from ..search.engine import Hit, QueryVectors, SearchEngine
 from ..search.query import SearchRequest
+from ..storage.generated import GenerationParams, find_generated
 
 GENERATE_MODES = ("auto", "never", "always")
 
@@ -54,8 +54,15 @@ def _best_score(engine: SearchEngine, q: QueryVectors, req: SearchRequest, page:
     return top[0].score if top else None
 
 
-def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | None, generator, opts: GenerateOptions,
-                       thresholds: MissThresholds, save: Callable[[list, GenerationParams], list[int]]) -> Outcome:
+def search_or_generate(
+    engine: SearchEngine,
+    req: SearchRequest,
+    prompt: str | None,
+    generator,
+    opts: GenerateOptions,
+    thresholds: MissThresholds,
+    save: Callable[[list, GenerationParams], list[int]],
+) -> Outcome:
     if opts.mode not in GENERATE_MODES:
         raise ValueError(f"generate must be one of {GENERATE_MODES}")
     q = engine.query_vectors(req.terms, req.kind)
@@ -76,14 +83,29 @@ def search_or_generate(engine: SearchEngine, req: SearchRequest, prompt: str | N
             return Outcome(prior_hits, miss, "prior", steps)
     if opts.mode == "never" or not can_generate or req.offset > 0:
         return Outcome(hits, miss, q.via, steps)
-    stored = find_generated(engine.store, prompt, generator.name, engine.indexes.space_of("image")) if opts.mode == "auto" else []
+    stored = (
+        find_generated(engine.store, prompt, generator.name, engine.indexes.space_of("image"))
+        if opts.mode == "auto"
+        else []
+    )
     if stored:
         steps.append({"stage": "stored", "media": stored})
-        return Outcome(engine.hits_for_media(q.main, stored[:req.k], "generated"), miss, "generated", steps)
+        return Outcome(engine.hits_for_media(q.main, stored[: req.k], "generated"), miss, "generated", steps)
     seed = opts.seed if opts.seed is not None else random.randrange(2**31)
-    images = generator.generate(prompt, n=opts.n, seed=seed, steps=opts.steps, guidance=opts.guidance, sampler=opts.sampler)
-    ids = save(images, GenerationParams(prompt=prompt, backend=generator.name, seed=seed, steps=opts.steps,
-                                        guidance=opts.guidance, sampler=opts.sampler))
+    images = generator.generate(
+        prompt, n=opts.n, seed=seed, steps=opts.steps, guidance=opts.guidance, sampler=opts.sampler
+    )
+    ids = save(
+        images,
+        GenerationParams(
+            prompt=prompt,
+            backend=generator.name,
+            seed=seed,
+            steps=opts.steps,
+            guidance=opts.guidance,
+            sampler=opts.sampler,
+        ),
+    )
     steps.append({"stage": "generated", "media": ids})
     return Outcome(engine.hits_for_media(q.main, ids, "generated"), miss, "generated", steps)
 
@@ -95,4 +117,3 @@ def _shares_space(generator, engine: SearchEngine) -> bool:
 def prompt_of(text: str | None, has_other_terms: bool) -> str | None:
     """The prompt to draw: the query text, when the query is text alone."""
     return text.strip() if text and text.strip() and not has_other_terms else None
-

@@ -33,5 +33,7 @@ def save_thresholds(report: dict, path: Path = THRESHOLDS_FILE) -> None:
 def miss_thresholds(space: str, text: float | None = None, prior: float | None = None) -> MissThresholds:
     """Thresholds for a space: the given ones win over calibrated ones, which win over the default."""
     calibrated = load_thresholds(space)
-    return MissThresholds(text=text if text is not None else calibrated.get("text", DEFAULT_TEXT_MISS_THRESHOLD),
-                          prior=prior if prior is not None else calibrated.get("prior"))
+    return MissThresholds(
+        text=text if text is not None else calibrated.get("text", DEFAULT_TEXT_MISS_THRESHOLD),
+        prior=prior if prior is not None else calibrated.get("prior"),
+    )

@@ -66,8 +66,9 @@ def digest(data: bytes | str, algorithm: str = "sha256", length: int | None = No
     return h.hexdigest()[:length]
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256", length: int | None = None,
-                ends_only: int | None = None) -> str:
+def file_digest(
+    path: str | os.PathLike, algorithm: str = "sha256", length: int | None = None, ends_only: int | None = None
+) -> str:
     """Hex digest of a file's content, read in chunks. With `ends_only=N`, only its size and
     its first and last N bytes are hashed: cheap on multi-GB weights, still a fingerprint."""
     h = hashlib.new(algorithm)

@@ -31,8 +31,9 @@ class GenerationParams:
     source: dict | None = None  # variations and edits: the media ids and texts they came from
 
 
-def save_generated(store: Store, indexes: IndexSet, encoder, library_dir: Path, images: list[Image.Image],
-                   params: GenerationParams) -> list[int]:
+def save_generated(
+    store: Store, indexes: IndexSet, encoder, library_dir: Path, images: list[Image.Image], params: GenerationParams
+) -> list[int]:
     """Write, record and index the images; returns their media ids (in order)."""
     folder = library_dir / GENERATED_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,23 +57,43 @@ def save_generated(store: Store, indexes: IndexSet, encoder, library_dir: Path, 
             media = s.scalars(select(Media).where(Media.path == str(path))).first()
             if media is None:
                 stat = path.stat()
-                media = Media(path=str(path), root=str(folder), kind="image", size=stat.st_size, mtime=stat.st_mtime,
-                              content_hash=digest, width=image.width, height=image.height, generated=True,
-                              generation=asdict(params) | {"created_at": time.time()})
+                media = Media(
+                    path=str(path),
+                    root=str(folder),
+                    kind="image",
+                    size=stat.st_size,
+                    mtime=stat.st_mtime,
+                    content_hash=digest,
+                    width=image.width,
+                    height=image.height,
+                    generated=True,
+                    generation=asdict(params) | {"created_at": time.time()},
+                )
                 s.add(media)
                 s.flush()
             # A drawing stored under another model has no vector in this one's space yet.
-            has_vector = s.scalars(select(Vector.id).where(Vector.media_id == media.id, Vector.kind == "image",
-                                                           Vector.space == encoder.space)).first()
+            has_vector = s.scalars(
+                select(Vector.id).where(
+                    Vector.media_id == media.id, Vector.kind == "image", Vector.space == encoder.space
+                )
+            ).first()
             if has_vector is None:
-                row = Vector(media_id=media.id, kind="image", space=encoder.space, dim=encoder.dim, embedding=encode_embedding(vec))
+                row = Vector(
+                    media_id=media.id,
+                    kind="image",
+                    space=encoder.space,
+                    dim=encoder.dim,
+                    embedding=encode_embedding(vec),
+                )
                 s.add(row)
                 s.flush()
                 new_vectors.append(row)
             ids.append(media.id)
         added = [(r.id, r.embedding) for r in new_vectors]
     if added:
-        indexes.add("image", np.asarray([i for i, _ in added], np.int64), decode_embeddings([e for _, e in added], encoder.dim))
+        indexes.add(
+            "image", np.asarray([i for i, _ in added], np.int64), decode_embeddings([e for _, e in added], encoder.dim)
+        )
         indexes.checkpoint()
     return ids
 
@@ -82,10 +103,20 @@ def find_generated(store: Store, prompt: str, backend: str, space: str) -> list[
     embedded in `space` (after a model switch, older drawings are not found until drawn again)."""
     record = Media.generation
     with store.session() as s:
-        rows = s.execute(select(Media.id, Media.path).join(Vector, Vector.media_id == Media.id).where(
-            Media.generated.is_(True), Media.error.is_(None), record["prompt"].as_string() == prompt,
-            record["backend"].as_string() == backend, record["source"].as_string().is_(None),
-            Vector.kind == "image", Vector.space == space).order_by(Media.id)).all()
+        rows = s.execute(
+            select(Media.id, Media.path)
+            .join(Vector, Vector.media_id == Media.id)
+            .where(
+                Media.generated.is_(True),
+                Media.error.is_(None),
+                record["prompt"].as_string() == prompt,
+                record["backend"].as_string() == backend,
+                record["source"].as_string().is_(None),
+                Vector.kind == "image",
+                Vector.space == space,
+            )
+            .order_by(Media.id)
+        ).all()
     return [media_id for media_id, path in rows if Path(path).is_file()]
 
 
@@ -101,8 +132,10 @@ def delete_generated(store: Store, indexes: IndexSet, library_dir: Path, media_i
     media = store.media_by_id(media_ids)
     indexed = sorted(i for i, m in media.items() if not m.generated)
     if indexed:
-        raise NotGeneratedError(f"media {', '.join(map(str, indexed))} came from your folders, not from generation: "
-                                "they leave the library when their files are deleted and the folder is indexed again")
+        raise NotGeneratedError(
+            f"media {', '.join(map(str, indexed))} came from your folders, not from generation: "
+            "they leave the library when their files are deleted and the folder is indexed again"
+        )
     ids = sorted(media)
     with store.session() as s:
         removed = store.delete_media(s, ids)

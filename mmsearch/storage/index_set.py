@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .vector_index import VectorIndex
 from .store import Store
+from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,16 @@ def space_slug(space: str) -> str:
 
 
 class IndexSet:
-    def __init__(self, store: Store, directory: Path, space: str, dim: int, save_every_s: float = 30.0, use_gpu: str | bool = "auto",
-                 kind_spaces: dict[str, str] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        directory: Path,
+        space: str,
+        dim: int,
+        save_every_s: float = 30.0,
+        use_gpu: str | bool = "auto",
+        kind_spaces: dict[str, str] | None = None,
+    ):
         self.store, self.directory, self.space, self.dim = store, Path(directory), space, dim
         self.kind_spaces = dict(kind_spaces or {})  # kinds whose vectors live in a derived space (pooled video vectors)
         self.save_every_s, self.use_gpu = save_every_s, use_gpu
@@ -70,7 +78,12 @@ class IndexSet:
         live = self.store.vector_ids(self.space_of(kind), (kind,))
         counts = index.catch_up(live, self.store.iter_vectors(self.space_of(kind), (kind,), after_id=index.watermark))
         if index.ntotal != len(live):
-            log.warning("%s disagrees with SQL after catch-up (%d vs %d vectors); rebuilding", self.path(kind).name, index.ntotal, len(live))
+            log.warning(
+                "%s disagrees with SQL after catch-up (%d vs %d vectors); rebuilding",
+                self.path(kind).name,
+                index.ntotal,
+                len(live),
+            )
             return self.rebuild(kind)
         if counts["added"] or counts["removed"]:
             log.info("%s caught up from SQL: %s", self.path(kind).name, counts)
@@ -155,5 +168,10 @@ class IndexSet:
         its size calls for (e.g. Flat -> HNSW at 100k vectors)."""
         for kind, index in list(self._indexes.items()):
             if VectorIndex.choose_factory(index.ntotal, self.dim) != index.factory:
-                log.info("rebuilding the %s index as %s for %d vectors", kind, VectorIndex.choose_factory(index.ntotal, self.dim), index.ntotal)
+                log.info(
+                    "rebuilding the %s index as %s for %d vectors",
+                    kind,
+                    VectorIndex.choose_factory(index.ntotal, self.dim),
+                    index.ntotal,
+                )
                 self.rebuild(kind)

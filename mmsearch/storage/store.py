@@ -14,7 +14,20 @@ from typing import Iterator
 
 import numpy as np
 from sqlalchemy import (
-    JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, create_engine, delete, event, func, select,
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -56,7 +69,9 @@ class Media(Base):
     generation: Mapped[dict | None] = mapped_column(JSON)  # prompt, seed, backend, steps, guidance
     error: Mapped[str | None] = mapped_column(Text)
     indexed_at: Mapped[float] = mapped_column(Float, default=time.time)
-    segments: Mapped[list["Segment"]] = relationship(back_populates="media", cascade="all, delete-orphan", passive_deletes=True)
+    segments: Mapped[list["Segment"]] = relationship(
+        back_populates="media", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class Segment(Base):
@@ -155,7 +170,9 @@ class Store:
                 self._create_or_check_schema()
                 return
             except (OperationalError, IntegrityError) as e:
-                lost_race = isinstance(e, IntegrityError) or "already exists" in str(e) or "database is locked" in str(e)
+                lost_race = (
+                    isinstance(e, IntegrityError) or "already exists" in str(e) or "database is locked" in str(e)
+                )
                 if not lost_race or attempt == 4:
                     raise
                 time.sleep(0.05 * (attempt + 1))
@@ -167,7 +184,9 @@ class Store:
             if row is None:
                 s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
             elif int(row.value) > SCHEMA_VERSION:
-                raise RuntimeError(f"database schema v{row.value} is newer than this mmsearch (v{SCHEMA_VERSION}); upgrade mmsearch")
+                raise RuntimeError(
+                    f"database schema v{row.value} is newer than this mmsearch (v{SCHEMA_VERSION}); upgrade mmsearch"
+                )
             # Future versions: apply migrations for int(row.value) < SCHEMA_VERSION here, in order.
 
     @contextmanager
@@ -189,16 +208,22 @@ class Store:
     # -- vectors ------------------------------------------------------------------------
     def vector_ids(self, space: str, kinds: tuple[str, ...]) -> np.ndarray:
         with self.session() as s:
-            ids = s.scalars(select(Vector.id).where(Vector.space == space, Vector.kind.in_(kinds)).order_by(Vector.id)).all()
+            ids = s.scalars(
+                select(Vector.id).where(Vector.space == space, Vector.kind.in_(kinds)).order_by(Vector.id)
+            ).all()
         return np.asarray(ids, dtype=np.int64)
 
     def vector_stats(self, space: str, kind: str) -> tuple[int, int]:
         """(highest id, count) of a space's vectors of one kind; (0, 0) when there are none."""
         with self.session() as s:
-            max_id, count = s.execute(select(func.max(Vector.id), func.count()).where(Vector.space == space, Vector.kind == kind)).one()
+            max_id, count = s.execute(
+                select(func.max(Vector.id), func.count()).where(Vector.space == space, Vector.kind == kind)
+            ).one()
         return int(max_id or 0), int(count)
 
-    def iter_vectors(self, space: str, kinds: tuple[str, ...], after_id: int = 0, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, space: str, kinds: tuple[str, ...], after_id: int = 0, batch: int = 8192
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) batches of a space's rows with id > after_id, in id order."""
         last = after_id
         while True:
@@ -206,7 +231,8 @@ class Store:
                 rows = s.execute(
                     select(Vector.id, Vector.dim, Vector.embedding)
                     .where(Vector.space == space, Vector.kind.in_(kinds), Vector.id > last)
-                    .order_by(Vector.id).limit(batch)
+                    .order_by(Vector.id)
+                    .limit(batch)
                 ).all()
             if not rows:
                 return
@@ -218,14 +244,19 @@ class Store:
         out: dict[int, int] = {}
         with self.session() as s:
             for start in range(0, len(ids), chunk):
-                out.update((vid, mid) for vid, mid in s.execute(select(Vector.id, Vector.media_id).where(Vector.id.in_(ids[start:start + chunk]))))
+                out.update(
+                    (vid, mid)
+                    for vid, mid in s.execute(
+                        select(Vector.id, Vector.media_id).where(Vector.id.in_(ids[start : start + chunk]))
+                    )
+                )
         return out
 
     def media_by_id(self, ids: list[int], chunk: int = 900) -> dict[int, Media]:
         out: dict[int, Media] = {}
         with self.session() as s:
             for start in range(0, len(ids), chunk):
-                out.update((m.id, m) for m in s.scalars(select(Media).where(Media.id.in_(ids[start:start + chunk]))))
+                out.update((m.id, m) for m in s.scalars(select(Media).where(Media.id.in_(ids[start : start + chunk]))))
         return out
 
     def count(self, model, *conditions) -> int:
@@ -237,11 +268,17 @@ class Store:
         """Media per (kind, generated), jobs per state, and the progress (0-1) of pending and
         running jobs: what a monitoring scrape reports."""
         with self.session() as s:
-            media = [(kind, bool(generated), n) for kind, generated, n in
-                     s.execute(select(Media.kind, Media.generated, func.count()).group_by(Media.kind, Media.generated))]
+            media = [
+                (kind, bool(generated), n)
+                for kind, generated, n in s.execute(
+                    select(Media.kind, Media.generated, func.count()).group_by(Media.kind, Media.generated)
+                )
+            ]
             jobs = [(state, n) for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state))]
-            progress = [(job.id, (job.done / job.total) if job.total else 0.0)
-                        for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE_JOB_STATES)))]
+            progress = [
+                (job.id, (job.done / job.total) if job.total else 0.0)
+                for job in s.scalars(select(Job).where(Job.state.in_(ACTIVE_JOB_STATES)))
+            ]
         return {"media": media, "jobs": jobs, "job_progress": progress}
 
     def delete_media(self, s: Session, media_ids: list[int]) -> list[int]:
@@ -257,12 +294,33 @@ class Store:
 
 def job_summary(job: Job) -> dict:
     return {
-        "id": job.id, "roots": job.roots, "state": job.state, "space": job.space,
-        "total": job.total, "done": job.done, "new": job.new, "changed": job.changed, "deleted": job.deleted,
-        "unchanged": job.unchanged, "errors": job.errors, "message": job.message,
+        "id": job.id,
+        "roots": job.roots,
+        "state": job.state,
+        "space": job.space,
+        "total": job.total,
+        "done": job.done,
+        "new": job.new,
+        "changed": job.changed,
+        "deleted": job.deleted,
+        "unchanged": job.unchanged,
+        "errors": job.errors,
+        "message": job.message,
         "progress": (job.done / job.total) if job.total else (1.0 if job.state == "done" else 0.0),
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
     }
 
 
-__all__ = ["Store", "Media", "Segment", "Vector", "Job", "JobError", "encode_embedding", "decode_embeddings", "job_summary"]
+__all__ = [
+    "Store",
+    "Media",
+    "Segment",
+    "Vector",
+    "Job",
+    "JobError",
+    "encode_embedding",
+    "decode_embeddings",
+    "job_summary",
+]

@@ -230,7 +230,9 @@ class VectorIndex:
             if fits(factory):
                 return factory
         smallest = estimate_memory_bytes(candidates[-1], n_vectors, dim)
-        raise ValueError(f"no index fits {n_vectors} vectors of dim {dim} in {memory_budget_bytes} bytes; the smallest ({candidates[-1]}) needs ~{smallest}")
+        raise ValueError(
+            f"no index fits {n_vectors} vectors of dim {dim} in {memory_budget_bytes} bytes; the smallest ({candidates[-1]}) needs ~{smallest}"
+        )
 
     @classmethod
     def build(
@@ -317,7 +319,9 @@ class VectorIndex:
         x = _as_vectors(vectors, self._dim)
         needed = TRAIN_POINTS_PER_CENTROID * clusters
         if len(x) < needed:
-            raise ValueError(f"{self._factory} needs at least {needed} training vectors, got {len(x)}; pass more or choose a smaller nlist")
+            raise ValueError(
+                f"{self._factory} needs at least {needed} training vectors, got {len(x)}; pass more or choose a smaller nlist"
+            )
         log.info("training %s on %d vectors", self._factory, len(x))
         self._index.train(x)
         self._drop_gpu_mirror()

@@ -31,7 +31,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..datasets.captions import colorless_caption, flip_scene, mentions_color, perturb_spec, render_spec, sample_caption, spec_matches
+from ..datasets.captions import (
+    colorless_caption,
+    flip_scene,
+    mentions_color,
+    perturb_spec,
+    render_spec,
+    sample_caption,
+    spec_matches,
+)
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
 from .augment import augment_batch, rotate_hue
@@ -78,8 +86,16 @@ class Batch:
     colorless: torch.Tensor  # (B,) images shown in greyscale or with turned hues: their colour names do not hold
 
 
-def build_batch(images: np.ndarray, scenes: list[dict], idx: np.ndarray, rng: np.random.Generator, gen: torch.Generator,
-                hard_negatives: bool = False, gray_prob: float = 0.0, recolor_prob: float = 0.0) -> Batch:
+def build_batch(
+    images: np.ndarray,
+    scenes: list[dict],
+    idx: np.ndarray,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+    hard_negatives: bool = False,
+    gray_prob: float = 0.0,
+    recolor_prob: float = 0.0,
+) -> Batch:
     """Images (augmented, flipped), captions, and the image-fits-caption matrix (B x B).
 
     With hard_negatives, B more captions follow, each one of the first B with one attribute
@@ -136,7 +152,9 @@ def attribute_targets(scenes: list[dict]) -> torch.Tensor:
     return out
 
 
-def multi_positive_clip_loss(logits: torch.Tensor, fits: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
+def multi_positive_clip_loss(
+    logits: torch.Tensor, fits: torch.Tensor, ignore: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric InfoNCE where image i's target is uniform over the captions that fit it, and
     caption j's over the images it fits (captions that fit no image, hard negatives, only
     serve as negatives). With a square diagonal `fits` this is CLIP's loss. Pairs in
@@ -221,7 +239,9 @@ def model_config(out_dir: Path, image_size: int | None) -> Path:
     return path
 
 
-def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, resume: bool = True, progress=None) -> dict:
+def train_clip(
+    data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, resume: bool = True, progress=None
+) -> dict:
     """Train and export; returns a summary. `progress(step, total, loss)` is called per step."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if cfg.threads:
@@ -242,8 +262,12 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
     model = open_clip.create_model(f"local-dir:{config_path.parent}", load_weights=False)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{config_path.parent}")
     attribute_head = torch.nn.Linear(model_cfg["model_cfg"]["embed_dim"], len(ATTRIBUTE_NAMES))
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay) + [{"params": attribute_head.parameters(), "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        _param_groups(model, cfg.weight_decay) + [{"params": attribute_head.parameters(), "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     state_path = out_dir / "train-state.pt"
     step, rng, gen = 0, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     if resume and state_path.exists():
@@ -262,17 +286,35 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
 
     def save_state() -> None:
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "attribute_head": attribute_head.state_dict(),
-                    "optimizer": opt.state_dict(), "step": step,
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "config": asdict(cfg)}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "attribute_head": attribute_head.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": gen.get_state(),
+                "config": asdict(cfg),
+            },
+            tmp,
+        )
         tmp.replace(state_path)
 
     model.train()
     t0, losses = time.time(), []
+
     def make_batch():
         idx = rng.choice(len(items), size=cfg.batch_size, replace=False)
-        batch = build_batch(images, items, idx, rng, gen, hard_negatives=cfg.hard_negatives,
-                            gray_prob=cfg.gray_prob, recolor_prob=cfg.recolor_prob)
+        batch = build_batch(
+            images,
+            items,
+            idx,
+            rng,
+            gen,
+            hard_negatives=cfg.hard_negatives,
+            gray_prob=cfg.gray_prob,
+            recolor_prob=cfg.recolor_prob,
+        )
         return batch, attribute_targets([items[i] for i in idx])
 
     batches = _prefetch(make_batch)
@@ -288,8 +330,13 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
         if cfg.attribute_weight:
             # Colour targets of colourless images are unknowable: left out.
             known = torch.ones_like(attributes)
-            known[batch.colorless, len(SHAPES):] = 0
-            bce = F.binary_cross_entropy_with_logits(attribute_head(img_features), attributes, weight=known, reduction="sum") / known.sum()
+            known[batch.colorless, len(SHAPES) :] = 0
+            bce = (
+                F.binary_cross_entropy_with_logits(
+                    attribute_head(img_features), attributes, weight=known, reduction="sum"
+                )
+                / known.sum()
+            )
             loss = loss + cfg.attribute_weight * bce
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -304,5 +351,10 @@ def train_clip(data_dir: str | Path, out_dir: str | Path, cfg: ClipTrainConfig, 
             save_state()
             export_weights(model, out_dir, config_path)
     export_weights(model, out_dir, config_path)
-    return {"steps": step, "final_loss": float(np.mean(losses[-50:])) if losses else None,
-            "seconds": time.time() - t0, "out": str(out_dir), "images": len(items)}
+    return {
+        "steps": step,
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "seconds": time.time() - t0,
+        "out": str(out_dir),
+        "images": len(items),
+    }

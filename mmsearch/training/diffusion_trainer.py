@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from ..generation.decoder import Decoder, DecoderConfig, ImageFeatures
-from ..training.pairs import LibraryPairs
 from ..generation.prior import DiffusionPrior, PriorConfig
 from ..pixels import unit_pixels
+from ..training.pairs import LibraryPairs
 from .image_cache import image_array
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,19 @@ class DiffusionTrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     threads: int = 0  # 0: torch's default
-    init: str | None = None  # a fresh run starts from this exported model folder (fine-tuning, e.g. after the encoder changed)
+    init: str | None = (
+        None  # a fresh run starts from this exported model folder (fine-tuning, e.g. after the encoder changed)
+    )
 
 
-def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator, torch.Generator], torch.Tensor],
-               out_dir: Path, state_path: Path, cfg: DiffusionTrainConfig, progress=None) -> dict:
+def train_loop(
+    model,
+    batch_loss: Callable[[torch.nn.Module, np.random.Generator, torch.Generator], torch.Tensor],
+    out_dir: Path,
+    state_path: Path,
+    cfg: DiffusionTrainConfig,
+    progress=None,
+) -> dict:
     """Optimise model on batch_loss(model, rng, gen); saves the EMA weights with model.save
     into out_dir, and the state to resume from at state_path."""
     if cfg.threads:
@@ -75,15 +83,26 @@ def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator
     def checkpoint() -> None:
         ema.save(out_dir)
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state()}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": gen.get_state(),
+            },
+            tmp,
+        )
         tmp.replace(state_path)
 
     t0, losses = time.time(), []
     model.train()
     while step < cfg.steps:
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.steps)))
+            g["lr"] = (
+                cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.steps)))
+            )
         loss = batch_loss(model, rng, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -101,17 +120,30 @@ def train_loop(model, batch_loss: Callable[[torch.nn.Module, np.random.Generator
             checkpoint()
     if not losses:
         ema.save(out_dir)
-    return {"steps": step, "final_loss": float(np.mean(losses[-50:])) if losses else None,
-            "seconds": round(time.time() - t0, 1), "out": str(out_dir)}
+    return {
+        "steps": step,
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "seconds": round(time.time() - t0, 1),
+        "out": str(out_dir),
+    }
 
 
-def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarray], out_dir: str | Path, work_dir: str | Path,
-                cfg: DiffusionTrainConfig, prior_cfg: PriorConfig, progress=None) -> dict:
+def train_prior(
+    pairs: LibraryPairs,
+    embed_texts: Callable[[list[str]], np.ndarray],
+    out_dir: str | Path,
+    work_dir: str | Path,
+    cfg: DiffusionTrainConfig,
+    prior_cfg: PriorConfig,
+    progress=None,
+) -> dict:
     """Fit the prior on (caption, image) embedding pairs; every caption of an image is used.
     work_dir keeps the state a killed run resumes from."""
     pairs = pairs.captioned()
     if len(pairs) == 0:
-        raise ValueError("the library has no captioned images: add sidecar .txt captions or index a `mmsearch synth` corpus")
+        raise ValueError(
+            "the library has no captioned images: add sidecar .txt captions or index a `mmsearch synth` corpus"
+        )
     flat = [c for caps in pairs.captions for c in caps]
     owner = torch.tensor([k for k, caps in enumerate(pairs.captions) for _ in caps])
     texts = F.normalize(torch.from_numpy(np.asarray(embed_texts(flat), np.float32)), dim=-1)
@@ -127,9 +159,17 @@ def train_prior(pairs: LibraryPairs, embed_texts: Callable[[list[str]], np.ndarr
     return summary | {"images": len(pairs), "captions": len(flat)}
 
 
-def train_decoder(pairs: LibraryPairs, out_dir: str | Path, work_dir: str | Path, cfg: DiffusionTrainConfig,
-                  decoder_cfg: DecoderConfig, cond_noise: float = 0.02, progress=None,
-                  image_features: ImageFeatures | None = None, consistency_weight: float = 0.0) -> dict:
+def train_decoder(
+    pairs: LibraryPairs,
+    out_dir: str | Path,
+    work_dir: str | Path,
+    cfg: DiffusionTrainConfig,
+    decoder_cfg: DecoderConfig,
+    cond_noise: float = 0.02,
+    progress=None,
+    image_features: ImageFeatures | None = None,
+    consistency_weight: float = 0.0,
+) -> dict:
     """Fit the decoder on the library's images and their image embeddings. A little noise on
     the conditioning embedding makes it forgiving of the prior's slightly-off predictions.
     With the library's image encoder (`image_features`) and a weight, the embedding-consistency
@@ -139,7 +179,9 @@ def train_decoder(pairs: LibraryPairs, out_dir: str | Path, work_dir: str | Path
         raise ValueError("the library has no indexed images to train the decoder on")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    pixels = image_array(pairs.paths, decoder_cfg.image_size, work_dir / f"decoder-images-{decoder_cfg.image_size}px.npy")
+    pixels = image_array(
+        pairs.paths, decoder_cfg.image_size, work_dir / f"decoder-images-{decoder_cfg.image_size}px.npy"
+    )
     embeddings = torch.from_numpy(pairs.image_embeddings)
     torch.manual_seed(cfg.seed)
     # Channels-last convolutions train about 20% faster on CPU (measured on the mini decoder).

@@ -28,7 +28,9 @@ class LibraryPairs:
 
     def captioned(self) -> "LibraryPairs":
         keep = [k for k, c in enumerate(self.captions) if c]
-        return LibraryPairs([self.paths[k] for k in keep], self.image_embeddings[keep], [self.captions[k] for k in keep])
+        return LibraryPairs(
+            [self.paths[k] for k in keep], self.image_embeddings[keep], [self.captions[k] for k in keep]
+        )
 
 
 def library_pairs(store: Store, space: str) -> LibraryPairs:

@@ -82,8 +82,8 @@ def _examples(videos: list[VideoFeatures], captions: dict[str, int]) -> _Example
         picked = torch.from_numpy(v.frames[pick_frames(v.times)])
         shots, back = v.item["shots"], [reversed_shot(s) for s in reversed(v.item["shots"])]
         for j, (seq, a, b) in enumerate(((picked, shots, back), (picked.flip(0), back, shots))):
-            frames[2 * k + j, :len(seq)] = seq
-            valid[2 * k + j, :len(seq)] = True
+            frames[2 * k + j, : len(seq)] = seq
+            valid[2 * k + j, : len(seq)] = True
             if len(shots) == 1:
                 pairs = list(zip(phrasings(a[0]), phrasings(b[0])))
                 codes.append(coder.encode(shot_attributes(a[0])))
@@ -95,23 +95,35 @@ def _examples(videos: list[VideoFeatures], captions: dict[str, int]) -> _Example
                 for p in (own, rev):
                     cid = captions.setdefault(p.text, len(captions))
                     # a multi-shot caption says nothing checkable: it fits by being the video's own
-                    caption_codes.setdefault(cid, coder.encode(p.said) if p.said else [NOT_ONE_SHOT - 1] * len(ATTRIBUTES))
+                    caption_codes.setdefault(
+                        cid, coder.encode(p.said) if p.said else [NOT_ONE_SHOT - 1] * len(ATTRIBUTES)
+                    )
                 ids.append((captions[own.text], captions[rev.text]))
             wordings.append(ids)
     width = max(len(w) for w in wordings)
     phrasing = torch.full((n, width), -1, dtype=torch.long)
     reversed_phrasing = torch.full((n, width), -1, dtype=torch.long)
     for i, ids in enumerate(wordings):
-        phrasing[i, :len(ids)] = torch.tensor([a for a, _ in ids])
-        reversed_phrasing[i, :len(ids)] = torch.tensor([b for _, b in ids])
-    return _Examples(frames, valid, phrasing, reversed_phrasing, torch.tensor([len(w) for w in wordings]),
-                     torch.tensor(codes), torch.tensor([caption_codes[c] for c in range(len(captions))]), one_shot)
+        phrasing[i, : len(ids)] = torch.tensor([a for a, _ in ids])
+        reversed_phrasing[i, : len(ids)] = torch.tensor([b for _, b in ids])
+    return _Examples(
+        frames,
+        valid,
+        phrasing,
+        reversed_phrasing,
+        torch.tensor([len(w) for w in wordings]),
+        torch.tensor(codes),
+        torch.tensor([caption_codes[c] for c in range(len(captions))]),
+        one_shot,
+    )
 
 
 def _pick_wordings(data: _Examples, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One wording per example, and the same wording of it played backwards."""
     others = (torch.rand(len(idx), generator=gen) * (data.phrasings[idx] - 1)).long() + 1
-    pick = torch.where((torch.rand(len(idx), generator=gen) < FULL_CAPTION_SHARE) | (data.phrasings[idx] == 1), 0, others)
+    pick = torch.where(
+        (torch.rand(len(idx), generator=gen) < FULL_CAPTION_SHARE) | (data.phrasings[idx] == 1), 0, others
+    )
     return data.phrasing[idx, pick], data.reversed_phrasing[idx, pick]
 
 
@@ -122,11 +134,17 @@ def _fits(data: _Examples, idx: torch.Tensor, own: torch.Tensor, columns: torch.
     return (by_attributes | (own[:, None] == columns[None])).float()
 
 
-def _augment(data: _Examples, idx: torch.Tensor, cfg: TemporalTrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _augment(
+    data: _Examples, idx: torch.Tensor, cfg: TemporalTrainConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Frames (noised, renormalised) and the mask of frames kept (crops, then dropout)."""
     valid = data.valid[idx]
     lengths = valid.sum(1)
-    crop_len = torch.ceil(lengths * (cfg.min_crop + (1 - cfg.min_crop) * torch.rand(len(idx), generator=gen))).long().clamp(min=1)
+    crop_len = (
+        torch.ceil(lengths * (cfg.min_crop + (1 - cfg.min_crop) * torch.rand(len(idx), generator=gen)))
+        .long()
+        .clamp(min=1)
+    )
     crop_len = torch.where(data.one_shot[idx], torch.minimum(crop_len, lengths), lengths)
     start = (torch.rand(len(idx), generator=gen) * (lengths - crop_len + 1)).long()
     slot = torch.arange(valid.shape[1])[None, :]
@@ -138,7 +156,9 @@ def _augment(data: _Examples, idx: torch.Tensor, cfg: TemporalTrainConfig, gen: 
     return frames, keep
 
 
-def _reversal_loss(logits: torch.Tensor, columns: torch.Tensor, caption: torch.Tensor, reversed_caption: torch.Tensor) -> torch.Tensor:
+def _reversal_loss(
+    logits: torch.Tensor, columns: torch.Tensor, caption: torch.Tensor, reversed_caption: torch.Tensor
+) -> torch.Tensor:
     """Each video's own caption against the caption of itself played backwards, alone: the
     contrastive loss spreads its push over the whole batch, this one aims at direction."""
     directed = caption != reversed_caption
@@ -156,8 +176,14 @@ def all_captions(videos: list[VideoFeatures]) -> list[str]:
     return list(captions)
 
 
-def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captions: list[str], out_dir: str | Path,
-                   cfg: TemporalTrainConfig, progress=None) -> dict:
+def train_temporal(
+    videos: list[VideoFeatures],
+    text_vectors: np.ndarray,
+    captions: list[str],
+    out_dir: str | Path,
+    cfg: TemporalTrainConfig,
+    progress=None,
+) -> dict:
     """text_vectors[i] embeds captions[i] (all_captions order). Writes the head into out_dir."""
     torch.manual_seed(cfg.seed)
     ids = {c: i for i, c in enumerate(captions)}
@@ -170,16 +196,23 @@ def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captio
     query_params = list(model.query_map.parameters()) if model.query_map is not None else []
     query_ids = {id(p) for p in query_params}
     pooling_params = [p for p in model.parameters() if id(p) not in query_ids]
-    opt = torch.optim.AdamW([{"params": [*pooling_params, logit_scale], "lr_scale": 1.0},
-                             {"params": query_params, "lr_scale": cfg.query_lr_scale, "weight_decay": 0.0}],
-                            lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [
+            {"params": [*pooling_params, logit_scale], "lr_scale": 1.0},
+            {"params": query_params, "lr_scale": cfg.query_lr_scale, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     t0, losses = time.time(), []
     model.train()
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = g["lr_scale"] * cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        idx = torch.randperm(len(data.one_shot), generator=gen)[:cfg.batch_size]
+            g["lr"] = (
+                g["lr_scale"] * cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+            )
+        idx = torch.randperm(len(data.one_shot), generator=gen)[: cfg.batch_size]
         frames, keep = _augment(data, idx, cfg, gen)
         own, backwards = _pick_wordings(data, idx, gen)
         columns = torch.unique(torch.cat([own, backwards]))
@@ -187,7 +220,9 @@ def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captio
         video = model(frames, keep)
         queries = model.adapt_query(texts[columns])
         logits = logit_scale.exp().clamp(max=100) * video @ queries.t()
-        loss = multi_positive_clip_loss(logits, fits) + cfg.reversal_weight * _reversal_loss(logits, columns, own, backwards)
+        loss = multi_positive_clip_loss(logits, fits) + cfg.reversal_weight * _reversal_loss(
+            logits, columns, own, backwards
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -196,5 +231,10 @@ def train_temporal(videos: list[VideoFeatures], text_vectors: np.ndarray, captio
             progress(step + 1, cfg.steps, loss.item())
     model.eval()
     model.save(Path(out_dir))
-    return {"steps": cfg.steps, "final_loss": float(np.mean(losses[-50:])), "seconds": round(time.time() - t0, 1),
-            "videos": len(videos), "out": str(out_dir)}
+    return {
+        "steps": cfg.steps,
+        "final_loss": float(np.mean(losses[-50:])),
+        "seconds": round(time.time() - t0, 1),
+        "videos": len(videos),
+        "out": str(out_dir),
+    }

@@ -27,8 +27,14 @@ class Phrasing:
 
 def shot_attributes(shot: dict) -> dict:
     o = shot["object"]
-    return {"color": o["color"], "shape": o["shape"], "size": o.get("size"), "motion": shot["motion"],
-            "background": shot["background"], "color_to": shot.get("color_to")}
+    return {
+        "color": o["color"],
+        "shape": o["shape"],
+        "size": o.get("size"),
+        "motion": shot["motion"],
+        "background": shot["background"],
+        "color_to": shot.get("color_to"),
+    }
 
 
 def phrasings(shot: dict) -> list[Phrasing]:
@@ -39,18 +45,28 @@ def phrasings(shot: dict) -> list[Phrasing]:
     full_said = {k: v for k, v in a.items() if v is not None and (k != "size" or a["motion"] not in SIZELESS_MOTIONS)}
     if a["motion"] == "changing color":
         change = f"changing color from {a['color']} to {a['color_to']}"
-        return [Phrasing(full, full_said),
-                Phrasing(f"a {a['shape']} {change}", {k: a[k] for k in ("shape", "motion", "color", "color_to")}),
-                Phrasing(f"something {change}", {k: a[k] for k in ("motion", "color", "color_to")})]
+        return [
+            Phrasing(full, full_said),
+            Phrasing(f"a {a['shape']} {change}", {k: a[k] for k in ("shape", "motion", "color", "color_to")}),
+            Phrasing(f"something {change}", {k: a[k] for k in ("motion", "color", "color_to")}),
+        ]
     subject = f"{a['color']} {a['shape']}"
-    out = [Phrasing(full, full_said),
-           Phrasing(f"{indefinite_article(subject)} {subject} {a['motion']}", {k: a[k] for k in ("color", "shape", "motion")}),
-           Phrasing(f"a {a['shape']} {a['motion']}", {k: a[k] for k in ("shape", "motion")}),
-           Phrasing(f"{subject} {a['motion']}", {k: a[k] for k in ("color", "shape", "motion")}),
-           Phrasing(f"{indefinite_article(subject)} {subject} {a['motion']} on a {a['background']} background",
-                    {k: a[k] for k in ("color", "shape", "motion", "background")})]
+    out = [
+        Phrasing(full, full_said),
+        Phrasing(
+            f"{indefinite_article(subject)} {subject} {a['motion']}", {k: a[k] for k in ("color", "shape", "motion")}
+        ),
+        Phrasing(f"a {a['shape']} {a['motion']}", {k: a[k] for k in ("shape", "motion")}),
+        Phrasing(f"{subject} {a['motion']}", {k: a[k] for k in ("color", "shape", "motion")}),
+        Phrasing(
+            f"{indefinite_article(subject)} {subject} {a['motion']} on a {a['background']} background",
+            {k: a[k] for k in ("color", "shape", "motion", "background")},
+        ),
+    ]
     if "size" in full_said:
-        out.append(Phrasing(f"a {a['size']} {subject} {a['motion']}", {k: a[k] for k in ("size", "color", "shape", "motion")}))
+        out.append(
+            Phrasing(f"a {a['size']} {subject} {a['motion']}", {k: a[k] for k in ("size", "color", "shape", "motion")})
+        )
     return out
 
 
@@ -61,5 +77,7 @@ class AttributeCodes:
         self._ids: dict[str, int] = {}
 
     def encode(self, values: dict) -> list[int]:
-        return [self._ids.setdefault(str(values[k]), len(self._ids)) if values.get(k) is not None else UNSAID
-                for k in ATTRIBUTES]
+        return [
+            self._ids.setdefault(str(values[k]), len(self._ids)) if values.get(k) is not None else UNSAID
+            for k in ATTRIBUTES
+        ]

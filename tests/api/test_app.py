@@ -40,8 +40,21 @@ def test_search_red_circle_over_http(served):
     hits = body["results"]
     assert len(hits) == 3 and {h["path"] for h in hits} <= paths_with(root, color="red", shape="circle")
     first = hits[0]
-    assert set(first) == {"id", "path", "kind", "score", "t_start", "t_end", "generated", "via", "file_url", "thumbnail_url"}
-    assert first["kind"] == "image" and first["via"] == "text" and first["generated"] is False and first["t_start"] is None
+    assert set(first) == {
+        "id",
+        "path",
+        "kind",
+        "score",
+        "t_start",
+        "t_end",
+        "generated",
+        "via",
+        "file_url",
+        "thumbnail_url",
+    }
+    assert (
+        first["kind"] == "image" and first["via"] == "text" and first["generated"] is False and first["t_start"] is None
+    )
     assert client.get(first["file_url"]).content == open(first["path"], "rb").read()
     thumb = Image.open(io.BytesIO(client.get(first["thumbnail_url"]).content))
     assert thumb.format == "JPEG" and max(thumb.size) <= 256
@@ -53,7 +66,9 @@ def test_paging_and_filters(served):
     page2 = client.post("/search", json={"text": "a shape", "k": 5, "offset": 5}).json()["results"]
     both = client.post("/search", json={"text": "a shape", "k": 10}).json()["results"]
     assert [h["id"] for h in page1 + page2] == [h["id"] for h in both]
-    only_jpg_dir = client.post("/search", json={"text": "a shape", "k": 50, "path_prefix": str(root / "images" / "train-00001")}).json()["results"]
+    only_jpg_dir = client.post(
+        "/search", json={"text": "a shape", "k": 50, "path_prefix": str(root / "images" / "train-00001")}
+    ).json()["results"]
     assert only_jpg_dir and all(h["path"].startswith(str(root / "images" / "train-00001")) for h in only_jpg_dir)
     videos = client.post("/search", json={"text": "a shape", "kind": "video"}).json()
     assert videos["results"] == [] and videos["miss"] is True
@@ -77,7 +92,9 @@ def test_selective_filter_with_offset_widens_the_search(served):
     prefix = str(root / "images" / "train-00008")  # 10 of the 90 images
     expected = [h["id"] for h in everything if h["path"].startswith(prefix)]
     assert len(expected) == 10
-    page = client.post("/search", json={"text": "a large shape", "k": 4, "offset": 5, "path_prefix": prefix}).json()["results"]
+    page = client.post("/search", json={"text": "a large shape", "k": 4, "offset": 5, "path_prefix": prefix}).json()[
+        "results"
+    ]
     assert [h["id"] for h in page] == expected[5:9]
 
 
@@ -86,7 +103,10 @@ def test_search_by_media_and_weighted_terms(served):
     top = client.post("/search", json={"text": "red circle", "k": 1}).json()["results"][0]
     same = client.post("/search", json={"image_media_id": top["id"], "k": 1}).json()["results"][0]
     assert same["id"] == top["id"] and same["score"] == pytest.approx(1.0, abs=2e-3) and same["via"] == "image"
-    r = client.post("/search", json={"text": '"red circle" - "white background"', "terms": [{"text": "large", "weight": 0.5}], "k": 3})
+    r = client.post(
+        "/search",
+        json={"text": '"red circle" - "white background"', "terms": [{"text": "large", "weight": 0.5}], "k": 3},
+    )
     assert r.status_code == 200 and len(r.json()["results"]) == 3
 
 
@@ -96,25 +116,30 @@ def test_image_upload_search_and_limits(served):
     r = client.post("/search/image", files={"file": ("q.png", path.read_bytes(), "image/png")}, data={"k": "1"})
     assert r.status_code == 200
     assert r.json()["results"][0]["path"] == str(path)
-    assert client.post("/search/image", files={"file": ("big.png", os.urandom(70 * 1024), "image/png")}).status_code == 413
+    assert (
+        client.post("/search/image", files={"file": ("big.png", os.urandom(70 * 1024), "image/png")}).status_code == 413
+    )
     bad = client.post("/search/image", files={"file": ("x.png", b"not an image", "image/png")})
     assert bad.status_code == 400 and "not a readable image" in bad.json()["detail"]
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"text": "red", "k": 0}, 422),
-    ({"text": "red", "k": 100000}, 422),
-    ({"text": "red", "kind": "audio"}, 422),
-    ({"vector": [0.1, 0.2]}, 400),
-    ({}, 400),
-    ({"text": '"unclosed'}, 400),
-    ({"image_media_id": 999999}, 404),
-    ({"image_media_id": 10**20}, 422),
-    ({"vector": [1e39] * 256}, 422),
-    ({"text": "red", "weights": {"text": 1e9}}, 422),
-    ({"text": "a +"}, 400),
-    ({"terms": [{"text": "a", "media_id": 1}]}, 422),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"text": "red", "k": 0}, 422),
+        ({"text": "red", "k": 100000}, 422),
+        ({"text": "red", "kind": "audio"}, 422),
+        ({"vector": [0.1, 0.2]}, 400),
+        ({}, 400),
+        ({"text": '"unclosed'}, 400),
+        ({"image_media_id": 999999}, 404),
+        ({"image_media_id": 10**20}, 422),
+        ({"vector": [1e39] * 256}, 422),
+        ({"text": "red", "weights": {"text": 1e9}}, 422),
+        ({"text": "a +"}, 400),
+        ({"terms": [{"text": "a", "media_id": 1}]}, 422),
+    ],
+)
 def test_bad_requests_answer_4xx_with_a_reason(served, body, status):
     client, *_ = served
     r = client.post("/search", json=body)
@@ -137,8 +162,13 @@ def test_file_serving_never_leaves_the_roots(served, tmp_path):
     outside = tmp_path / "secret.png"
     Image.new("RGB", (8, 8)).save(outside)
     (root / "link.png").symlink_to(outside)
-    sneaky = [str(root / os.path.relpath(outside, root)), str(root / "images" / os.path.relpath(outside, root / "images")),
-              "/etc/passwd", str(outside), str(root / "link.png")]
+    sneaky = [
+        str(root / os.path.relpath(outside, root)),
+        str(root / "images" / os.path.relpath(outside, root / "images")),
+        "/etc/passwd",
+        str(outside),
+        str(root / "link.png"),
+    ]
     assert all(".." in p for p in sneaky[:2])
     ids = []
     with lib.store.session() as s:

@@ -20,9 +20,22 @@ METADATA_KEYS = {"id", "similarity", "image_path", "url", "caption"}
 
 def clip_client_body(**query) -> str:
     """What clip_retrieval.clip_client.ClipClient posts: every key, unused inputs null."""
-    body = {"text": None, "image": None, "image_url": None, "embedding_input": None, "deduplicate": True,
-            "use_safety_model": True, "use_violence_detector": True, "indice_name": "image", "use_mclip": False,
-            "aesthetic_score": 9, "aesthetic_weight": 0.5, "modality": "image", "num_images": 40, "num_result_ids": 40}
+    body = {
+        "text": None,
+        "image": None,
+        "image_url": None,
+        "embedding_input": None,
+        "deduplicate": True,
+        "use_safety_model": True,
+        "use_violence_detector": True,
+        "indice_name": "image",
+        "use_mclip": False,
+        "aesthetic_score": 9,
+        "aesthetic_weight": 0.5,
+        "modality": "image",
+        "num_images": 40,
+        "num_result_ids": 40,
+    }
     return json.dumps(body | query)
 
 
@@ -53,7 +66,11 @@ def test_indices_list(served):
 
 def test_clip_client_text_query(served):
     client, lib, root, manifest = served
-    r = _post(client, "/knn-service", clip_client_body(text="something red", num_images=3, num_result_ids=10, deduplicate=False))
+    r = _post(
+        client,
+        "/knn-service",
+        clip_client_body(text="something red", num_images=3, num_result_ids=10, deduplicate=False),
+    )
     assert r.status_code == 200
     results = r.json()
     assert len(results) == 10
@@ -71,9 +88,24 @@ def test_clip_client_text_query(served):
 def test_front_end_request_shape(served):
     """clip front posts text/plain JSON with string aesthetic fields."""
     client, *_ = served
-    body = json.dumps({"text": "something red", "image": None, "image_url": None, "embedding_input": None, "modality": "image",
-                       "num_images": 5, "indice_name": "image", "num_result_ids": 5, "use_mclip": False, "deduplicate": False,
-                       "use_safety_model": False, "use_violence_detector": False, "aesthetic_score": "", "aesthetic_weight": "0.5"})
+    body = json.dumps(
+        {
+            "text": "something red",
+            "image": None,
+            "image_url": None,
+            "embedding_input": None,
+            "modality": "image",
+            "num_images": 5,
+            "indice_name": "image",
+            "num_result_ids": 5,
+            "use_mclip": False,
+            "deduplicate": False,
+            "use_safety_model": False,
+            "use_violence_detector": False,
+            "aesthetic_score": "",
+            "aesthetic_weight": "0.5",
+        }
+    )
     r = _post(client, "/knn-service", body, "text/plain;charset=UTF-8")
     assert r.status_code == 200 and len(r.json()) == 5
 
@@ -82,12 +114,18 @@ def test_image_query_and_deduplicate(served):
     client, lib, root, manifest = served
     first = (root / manifest["items"][0]["file"]).resolve()
     image = base64.b64encode(first.read_bytes()).decode()
-    plain = _post(client, "/knn-service", clip_client_body(image=image, num_images=5, num_result_ids=5, deduplicate=False)).json()
+    plain = _post(
+        client, "/knn-service", clip_client_body(image=image, num_images=5, num_result_ids=5, deduplicate=False)
+    ).json()
     copy = str((root / "copy-of-first.png").resolve())
     assert {plain[0]["image_path"], plain[1]["image_path"]} == {str(first), copy}
     assert plain[0]["similarity"] > 0.99 and plain[1]["similarity"] > 0.99
-    assert next(x["caption"] for x in plain if x["image_path"] == copy) == "a copy with its own caption"  # the sidecar .txt
-    deduped = _post(client, "/knn-service", clip_client_body(image=image, num_images=5, num_result_ids=5, deduplicate=True)).json()
+    assert (
+        next(x["caption"] for x in plain if x["image_path"] == copy) == "a copy with its own caption"
+    )  # the sidecar .txt
+    deduped = _post(
+        client, "/knn-service", clip_client_body(image=image, num_images=5, num_result_ids=5, deduplicate=True)
+    ).json()
     paths = [x["image_path"] for x in deduped]
     assert len(deduped) == len(plain) - 1
     assert paths[0] == plain[0]["image_path"] and plain[1]["image_path"] not in paths
@@ -122,15 +160,18 @@ def test_video_index_of_an_image_library_is_empty(served):
     assert _post(client, "/knn-service", clip_client_body(text="red", indice_name="video")).json() == []
 
 
-@pytest.mark.parametrize("query, status, reason", [
-    ({"text": "red", "modality": "text"}, 400, "not served"),
-    ({"text": "red", "indice_name": "laion5B"}, 400, "no index named"),
-    ({}, 400, "give one of"),
-    ({"image": "%%% not base64 %%%"}, 400, "not base64"),
-    ({"image": base64.b64encode(b"GIF89a but not really").decode()}, 400, "not readable"),
-    ({"text": "red", "num_images": 0}, 422, "num_images"),
-    ({"image_url": "http://127.0.0.1:9/x.png"}, 400, "disabled"),
-])
+@pytest.mark.parametrize(
+    "query, status, reason",
+    [
+        ({"text": "red", "modality": "text"}, 400, "not served"),
+        ({"text": "red", "indice_name": "laion5B"}, 400, "no index named"),
+        ({}, 400, "give one of"),
+        ({"image": "%%% not base64 %%%"}, 400, "not base64"),
+        ({"image": base64.b64encode(b"GIF89a but not really").decode()}, 400, "not readable"),
+        ({"text": "red", "num_images": 0}, 422, "num_images"),
+        ({"image_url": "http://127.0.0.1:9/x.png"}, 400, "disabled"),
+    ],
+)
 def test_bad_requests_answer_4xx_with_a_reason(served, query, status, reason):
     client, *_ = served
     r = _post(client, "/knn-service", clip_client_body(**query))

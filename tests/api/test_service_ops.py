@@ -35,8 +35,14 @@ def keyed(tmp_path_factory, mini_encoder):
     base = tmp_path_factory.mktemp("keyed")
     root = base / "photos"
     make_corpus(root, n=24, seed=3)
-    lib = open_library(base / "lib", encoder=mini_encoder, api_keys=[KEY], generator="mini", generate_steps=2,
-                       cors_origins=["http://allowed.example"])
+    lib = open_library(
+        base / "lib",
+        encoder=mini_encoder,
+        api_keys=[KEY],
+        generator="mini",
+        generate_steps=2,
+        cors_origins=["http://allowed.example"],
+    )
     lib.index([root])
     with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         yield client, lib, base
@@ -136,14 +142,20 @@ def test_metrics(keyed, tmp_path):
     assert r.status_code == 200
     after = _samples(client)
     assert after[search_key] - before.get(search_key, 0) == 3
-    assert after[("mmsearch_http_requests_total", (("method", "GET"), ("route", "/media/{media_id}"), ("status", "404")))] >= 1
+    assert (
+        after[("mmsearch_http_requests_total", (("method", "GET"), ("route", "/media/{media_id}"), ("status", "404")))]
+        >= 1
+    )
     latency = ("mmsearch_http_request_duration_seconds_count", (("method", "POST"), ("route", "/search")))
     assert after[latency] - before.get(latency, 0) == 3
     generated = ("mmsearch_generated_images_total", (("endpoint", "generate"),))
     assert after[generated] - before.get(generated, 0) == 2
     media = {labels: v for (name, labels), v in after.items() if name == "mmsearch_media"}
     images = media[(("generated", "false"), ("kind", "image"))]
-    assert after[("mmsearch_index_vectors", (("kind", "image"),))] == images + media[(("generated", "true"), ("kind", "image"))]
+    assert (
+        after[("mmsearch_index_vectors", (("kind", "image"),))]
+        == images + media[(("generated", "true"), ("kind", "image"))]
+    )
     assert images >= 24
     assert after[("mmsearch_jobs", (("state", "done"),))] >= 1
 
@@ -155,6 +167,8 @@ def test_request_ids_in_headers_and_logs(keyed, caplog):
         fresh = client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
     assert r.headers["X-Request-ID"] == "trace-42"
     assert len(fresh.headers["X-Request-ID"]) == 32 and fresh.headers["X-Request-ID"] != "bad id with spaces"
-    records = [rec for rec in caplog.records if rec.name == "mmsearch.access" and getattr(rec, "route", None) == "/health"]
+    records = [
+        rec for rec in caplog.records if rec.name == "mmsearch.access" and getattr(rec, "route", None) == "/health"
+    ]
     line = json.loads(JsonFormatter().format(records[-2]))
     assert line["request_id"] == "trace-42" and line["status"] == 200 and line["method"] == "GET" and line["ms"] >= 0

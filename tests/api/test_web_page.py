@@ -24,13 +24,17 @@ from mmsearch.evaluation.video_eval import iou
 from ..helpers import make_corpus, open_library, paths_with
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="browser tests need Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="browser tests need Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+)
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402  (after the skip: a clear reason first)
 
-ARTIFACTS = Path(os.environ["MMSEARCH_TEST_ARTIFACTS"]) / "web" if os.environ.get("MMSEARCH_TEST_ARTIFACTS") \
+ARTIFACTS = (
+    Path(os.environ["MMSEARCH_TEST_ARTIFACTS"]) / "web"
+    if os.environ.get("MMSEARCH_TEST_ARTIFACTS")
     else Path(__file__).resolve().parents[1] / "artifacts" / "web"
+)
 VIDEO_SEED = 21  # three clips; the third has two shots, the second starting at ~1.1 s
 SLOW = 60_000  # ms: for steps that run models (search, generation, indexing) on a busy CPU
 
@@ -50,8 +54,10 @@ def _one_torch_thread():
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield browser
         browser.close()
 
@@ -77,8 +83,14 @@ def miss_site(tmp_path_factory, mini_encoder):
     generator draws in 3 steps: the library of the generation and index-job tests."""
     base = tmp_path_factory.mktemp("webgen")
     make_corpus(base / "photos", n=12, seed=5)
-    lib = open_library(base / "lib", encoder=mini_encoder, generator="mini", miss_threshold=0.99,
-                       prior_miss_threshold=1.0, generate_steps=3)
+    lib = open_library(
+        base / "lib",
+        encoder=mini_encoder,
+        generator="mini",
+        miss_threshold=0.99,
+        prior_miss_threshold=1.0,
+        generate_steps=3,
+    )
     lib.index([base / "photos"])
     with BackgroundServer(create_app(lib)) as server:
         yield server.url, base
@@ -140,8 +152,10 @@ def test_text_search_shows_the_matching_thumbnails_and_pages(page, site):
         expect(card.get_by_test_id("path")).to_have_text(path)
         expect(card.get_by_test_id("thumbnail")).to_have_attribute("alt", path)
         expect(card.get_by_test_id("score")).to_have_text(f"{float(card.get_attribute('data-score')):.3f}")
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=result] img')].slice(0, 3)"
-                           ".every(img => img.complete && img.naturalWidth > 0)")  # the thumbnails really loaded
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=result] img')].slice(0, 3)"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )  # the thumbnails really loaded
     expect(page.get_by_test_id("search-summary")).to_contain_text("12 results for “something red” · via text")
 
     page.get_by_test_id("load-more").click()
@@ -208,18 +222,23 @@ def test_image_queries_upload_drop_and_more_like_this(page, site):
     page.get_by_label("Search by image").set_input_files(str(upload))
     expect(results.first).to_have_attribute("data-path", str(upload.resolve()), timeout=SLOW)
     assert float(results.first.get_attribute("data-score")) == pytest.approx(1.0, abs=2e-3)
-    expect(page.get_by_test_id("query-preview").get_by_role("img")).to_have_attribute("alt", f"query image {upload.name}")
+    expect(page.get_by_test_id("query-preview").get_by_role("img")).to_have_attribute(
+        "alt", f"query image {upload.name}"
+    )
     expect(page.get_by_test_id("search-summary")).to_contain_text(f"for the image {upload.name} · via image")
     _screenshot(page, "3-image-upload")
 
     # Drop a file on the drop zone, as a file manager would.
-    page.get_by_test_id("drop-zone").evaluate("""(zone, [b64, name]) => {
+    page.get_by_test_id("drop-zone").evaluate(
+        """(zone, [b64, name]) => {
         const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
         const dt = new DataTransfer();
         dt.items.add(new File([bytes], name, {type: "image/png"}));
         for (const type of ["dragenter", "dragover", "drop"])
             zone.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
-    }""", [base64.b64encode(dropped.read_bytes()).decode(), dropped.name])
+    }""",
+        [base64.b64encode(dropped.read_bytes()).decode(), dropped.name],
+    )
     expect(results.first).to_have_attribute("data-path", str(dropped.resolve()), timeout=SLOW)
     assert float(results.first.get_attribute("data-score")) == pytest.approx(1.0, abs=2e-3)
 
@@ -255,8 +274,10 @@ def test_generate_on_miss_shows_the_generated_badge_and_prompt_and_deletes(miss_
     expect(first.get_by_test_id("thumbnail")).to_have_attribute("alt", "generated: a green star")
     expect(page.get_by_test_id("miss-note")).to_contain_text("generated a new image")
     expect(page.get_by_test_id("miss-note")).to_have_attribute("data-via", "generated")
-    page.wait_for_function("() => { const i = document.querySelector('[data-testid=result] img');"
-                           " return i && i.complete && i.naturalWidth > 0; }")  # the generated image is served
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=result] img');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )  # the generated image is served
     expect(page.get_by_test_id("load-more")).to_be_hidden()
     _screenshot(page, "4-generated")
 
@@ -265,7 +286,8 @@ def test_generate_on_miss_shows_the_generated_badge_and_prompt_and_deletes(miss_
     expect(page.get_by_test_id("delete-generated")).to_have_count(1)  # generated cards only
     first.get_by_test_id("delete-generated").click()
     expect(page.get_by_test_id("status")).to_have_text(
-        "Deleted the generated image: the next search for its prompt that misses draws a new one.", timeout=SLOW)
+        "Deleted the generated image: the next search for its prompt that misses draws a new one.", timeout=SLOW
+    )
     expect(results).to_have_count(0)
     assert httpx.get(f"{miss_url}/media/{drawn}").status_code == 404
     page.get_by_role("button", name="Search", exact=True).click()
@@ -299,12 +321,16 @@ def test_index_job_progress_and_errors(miss_page, miss_site):
     after = httpx.get(f"{url}/health").json()
     assert (after["media"], after["vectors"]) == (before["media"] + 7, before["vectors"] + 6)
     assert after["unreadable"] == before["unreadable"] + 1
-    expect(page.get_by_test_id("health")).to_contain_text(f"{after['media'] - after['unreadable']} items indexed · {after['unreadable']} unreadable")
+    expect(page.get_by_test_id("health")).to_contain_text(
+        f"{after['media'] - after['unreadable']} items indexed · {after['unreadable']} unreadable"
+    )
     _screenshot(page, "5-index-job")
 
     page.get_by_label("Folder path on the server").fill(str(base / "no-such-folder"))
     page.get_by_role("button", name="Index", exact=True).click()
-    expect(page.get_by_test_id("error")).to_have_text(f"Cannot start indexing: {base / 'no-such-folder'} is not a folder")
+    expect(page.get_by_test_id("error")).to_have_text(
+        f"Cannot start indexing: {base / 'no-such-folder'} is not a folder"
+    )
 
 
 KEY = "web-test-key-0123456789"
@@ -343,7 +369,9 @@ def test_api_key_travels_as_header_and_cookie_and_401_asks_for_it(browser, keyed
         page.get_by_role("button", name="Search", exact=True).click()
         expect(page.get_by_test_id("result")).to_have_count(12, timeout=SLOW)
         # Thumbnails are protected reads too: they load only because the cookie carries the key.
-        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=result] img')].every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=result] img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
         assert seen["/search"]["x-api-key"] == KEY
         thumb = next(v for k, v in seen.items() if k.endswith("/thumbnail"))
         assert f"mmsearch_api_key={KEY}" in thumb["cookie"]

@@ -11,8 +11,10 @@ def test_a_shape_drawn_from_its_polygon_as_parts_is_the_named_shape(shape):
     named = ObjectGeom(shape, (220, 30, 30), 40, 36, 22, angle=17)
     parts = ObjectGeom("none", (220, 30, 30), 40, 36, 22, angle=17, parts=[unit_shape(shape)])
     style = Style(fill="gradient", shadow=True, background="stripes", background_strength=0.1)
-    assert np.array_equal(np.asarray(draw_scene(80, 72, (240, 240, 240), [named], style)),
-                          np.asarray(draw_scene(80, 72, (240, 240, 240), [parts], style)))
+    assert np.array_equal(
+        np.asarray(draw_scene(80, 72, (240, 240, 240), [named], style)),
+        np.asarray(draw_scene(80, 72, (240, 240, 240), [parts], style)),
+    )
 
 
 def test_non_shapes_are_reproducible_and_cover_every_kind():

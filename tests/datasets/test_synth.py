@@ -18,7 +18,11 @@ runner = CliRunner()
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_synth_cli_is_deterministic(tmp_path):
@@ -64,8 +68,10 @@ def test_manifest_attributes_match_the_pixels(tmp_path):
         img = np.asarray(Image.open(tmp_path / item["file"]).convert("RGB"), dtype=float)
         for obj in item["objects"]:
             x, y = (int(round(v)) for v in obj["center"])
-            centre = np.median(img[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3), axis=0)
-            assert _nearest_shade_distance(centre, obj["color"]) < _nearest_shade_distance(centre, item["background"]), item["id"]
+            centre = np.median(img[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3), axis=0)
+            assert _nearest_shade_distance(centre, obj["color"]) < _nearest_shade_distance(
+                centre, item["background"]
+            ), item["id"]
             h, w = img.shape[:2]
             row, col = int(y // (h / 3)), int(x // (w / 3))
             assert obj["position"] == synth.position_name(row, col)
@@ -74,36 +80,59 @@ def test_manifest_attributes_match_the_pixels(tmp_path):
 
 
 def test_captions_follow_the_templates():
-    scene = {"background": "white", "relation": None,
-             "objects": [{"shape": "circle", "color": "red", "size": "small", "position": "top left"}]}
+    scene = {
+        "background": "white",
+        "relation": None,
+        "objects": [{"shape": "circle", "color": "red", "size": "small", "position": "top left"}],
+    }
     assert canonical_caption(scene) == "a small red circle in the top left on a white background"
-    two = {"background": "gray", "relation": "to the left of",
-           "objects": [{"shape": "circle", "color": "red", "size": "small", "position": "left"},
-                       {"shape": "square", "color": "blue", "size": "medium", "position": "right"}]}
+    two = {
+        "background": "gray",
+        "relation": "to the left of",
+        "objects": [
+            {"shape": "circle", "color": "red", "size": "small", "position": "left"},
+            {"shape": "square", "color": "blue", "size": "medium", "position": "right"},
+        ],
+    }
     assert canonical_caption(two) == "a red circle to the left of a blue square on a gray background"
 
 
 def test_a_bare_colour_shape_caption_names_only_an_object_big_enough_to_see():
-    scene = lambda size: {"background": "white", "relation": None,  # noqa: E731
-                          "objects": [{"shape": "star", "color": "orange", "size": size, "position": "top left"}]}
-    assert manifest_captions(scene("large")) == ["a large orange star in the top left on a white background",
-                                                 "orange star, top left", "a large orange star", "an orange star"]
+    scene = lambda size: {
+        "background": "white",
+        "relation": None,  # noqa: E731
+        "objects": [{"shape": "star", "color": "orange", "size": size, "position": "top left"}],
+    }
+    assert manifest_captions(scene("large")) == [
+        "a large orange star in the top left on a white background",
+        "orange star, top left",
+        "a large orange star",
+        "an orange star",
+    ]
     assert manifest_captions(scene("medium"))[-1] == "an orange star"
     assert "an orange star" not in manifest_captions(scene("small")) and len(manifest_captions(scene("small"))) == 3
 
 
 def test_video_shot_captions_take_the_right_article():
-    shot = lambda color, motion: {"object": {"shape": "star", "color": color, "size": "small"},  # noqa: E731
-                                  "background": "gray", "motion": motion}
+    shot = lambda color, motion: {
+        "object": {"shape": "star", "color": color, "size": "small"},  # noqa: E731
+        "background": "gray",
+        "motion": motion,
+    }
     assert shot_caption(shot("orange", "shrinking")) == "an orange star shrinking on a gray background"
     assert shot_caption(shot("red", "growing")) == "a red star growing on a gray background"
     assert shot_caption(shot("orange", "moving left")) == "a small orange star moving left on a gray background"
 
 
 def test_spec_matches_and_flips():
-    two = {"background": "gray", "relation": "to the left of",
-           "objects": [{"shape": "circle", "color": "red", "size": "small", "position": "left"},
-                       {"shape": "square", "color": "blue", "size": "medium", "position": "top right"}]}
+    two = {
+        "background": "gray",
+        "relation": "to the left of",
+        "objects": [
+            {"shape": "circle", "color": "red", "size": "small", "position": "left"},
+            {"shape": "square", "color": "blue", "size": "medium", "position": "top right"},
+        ],
+    }
     one = lambda **kv: {"objects": [kv], "relation": None, "background": None}  # noqa: E731
     assert spec_matches(one(color="red"), two)
     assert spec_matches(one(color="blue", shape="square"), two)
@@ -119,16 +148,27 @@ def test_spec_matches_and_flips():
 
 
 def test_hard_negatives_never_describe_the_scene_and_include_binding_swaps():
-    scene = {"background": "gray", "relation": "to the left of",
-             "objects": [{"shape": "circle", "color": "red", "size": "small", "position": "left"},
-                         {"shape": "square", "color": "blue", "size": "medium", "position": "right"}]}
-    spec = {"objects": [{"shape": "circle", "color": "red"}, {"shape": "square", "color": "blue"}],
-            "relation": None, "background": None}
+    scene = {
+        "background": "gray",
+        "relation": "to the left of",
+        "objects": [
+            {"shape": "circle", "color": "red", "size": "small", "position": "left"},
+            {"shape": "square", "color": "blue", "size": "medium", "position": "right"},
+        ],
+    }
+    spec = {
+        "objects": [{"shape": "circle", "color": "red"}, {"shape": "square", "color": "blue"}],
+        "relation": None,
+        "background": None,
+    }
     rng = np.random.default_rng(0)
     negatives = [perturb_spec(spec, rng) for _ in range(200)]
     assert not any(spec_matches(n, scene) for n in negatives)
-    swapped = {"objects": [{"shape": "square", "color": "red"}, {"shape": "circle", "color": "blue"}],
-               "relation": None, "background": None}
+    swapped = {
+        "objects": [{"shape": "square", "color": "red"}, {"shape": "circle", "color": "blue"}],
+        "relation": None,
+        "background": None,
+    }
     assert swapped in negatives  # the colours trade places: same words, other binding
 
 

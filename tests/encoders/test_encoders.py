@@ -47,7 +47,9 @@ def test_mini_names_the_shape_in_pictures_much_wider_or_taller_than_its_training
             for width, height in ((384, 96), (96, 320)):
                 along = 0.2 + 0.2 * k  # the object's place along the long side
                 cx, cy = (along * width, height / 2) if width > height else (width / 2, along * height)
-                pictures.append(draw_scene(width, height, (245, 245, 245), [ObjectGeom(shape, rgb, cx, cy, 34)], Style()))
+                pictures.append(
+                    draw_scene(width, height, (245, 245, 245), [ObjectGeom(shape, rgb, cx, cy, 34)], Style())
+                )
                 truth.append((name, shape))
     vectors = mini_encoder.embed_images(pictures)
     texts = {name: mini_encoder.embed_texts([f"a {name} {shape}" for shape in SHAPES]) for name in colours}
@@ -65,8 +67,10 @@ def test_synonyms_rewrite_whole_words_longest_first_in_any_case():
 
 def test_mini_reads_words_it_never_learnt_as_the_ones_it_knows(mini_encoder):
     assert mini_encoder.synonyms is not None  # shipped beside the weights: synonyms.json
-    said, known = mini_encoder.embed_texts(["a violet circle", "crimson rectangle, top left", "two red stars"]), \
-        mini_encoder.embed_texts(["a purple circle", "red square, top left", "two red star"])
+    said, known = (
+        mini_encoder.embed_texts(["a violet circle", "crimson rectangle, top left", "two red stars"]),
+        mini_encoder.embed_texts(["a purple circle", "red square, top left", "two red star"]),
+    )
     np.testing.assert_allclose(said, known, atol=1e-6)
     # the words the corpus taught stay as typed
     assert mini_encoder.synonyms("a grey disc and a plus sign") == "a grey disc and a plus sign"
@@ -104,18 +108,31 @@ def _random_vit_b32_folder(tmp_path):
     model = open_clip.create_model("ViT-B-32", pretrained=None)
     folder = tmp_path / "vit-b-32-random"
     folder.mkdir()
-    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    (folder / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": open_clip.get_model_config("ViT-B-32"),
-        "preprocess_cfg": {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)},
-    }))
+    save_file(
+        {k: v.half().contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors")
+    )
+    (folder / "open_clip_config.json").write_text(
+        json.dumps(
+            {
+                "model_cfg": open_clip.get_model_config("ViT-B-32"),
+                "preprocess_cfg": {
+                    "mean": list(open_clip.OPENAI_DATASET_MEAN),
+                    "std": list(open_clip.OPENAI_DATASET_STD),
+                },
+            }
+        )
+    )
     return folder
 
 
 @pytest.mark.slow
 def test_local_checkpoint_of_a_real_architecture(tmp_path):
     folder = _random_vit_b32_folder(tmp_path)
-    for spec in (str(folder), str(folder / "open_clip_model.safetensors"), f"ViT-B-32:{folder / 'open_clip_model.safetensors'}"):
+    for spec in (
+        str(folder),
+        str(folder / "open_clip_model.safetensors"),
+        f"ViT-B-32:{folder / 'open_clip_model.safetensors'}",
+    ):
         enc = load_encoder(spec, device="cpu", batch_size=2)
         assert enc.dim == 512
         t = enc.embed_texts(["a dog", "a cat", "a red circle"])
@@ -134,10 +151,23 @@ def _tiny_blip_folder(tmp_path):
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
     config = BlipConfig(
-        text_config={"vocab_size": len(words), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                     "intermediate_size": 64, "max_position_embeddings": 64, "encoder_hidden_size": 48},
-        vision_config={"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(words),
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+            "encoder_hidden_size": 48,
+        },
+        vision_config={
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         image_text_hidden_size=24,
     )
     torch.manual_seed(0)
@@ -170,14 +200,17 @@ def test_hub_unreachable_fails_fast_with_advice(monkeypatch, tmp_path):
         load_encoder("blip:Salesforce/blip-itm-base-coco", device="cpu")
 
 
-@pytest.mark.parametrize("spec, error", [
-    ("not-a-model", UnknownModelError),
-    ("ViT-B-32", UnknownModelError),
-    ("ViT-B-32/no_such_tag", UnknownModelError),
-    ("/nonexistent/weights.pt", CheckpointNotFoundError),
-    ("ViT-B-32:/nonexistent/weights.pt", CheckpointNotFoundError),
-    ("blip:/nonexistent/blip", CheckpointNotFoundError),
-])
+@pytest.mark.parametrize(
+    "spec, error",
+    [
+        ("not-a-model", UnknownModelError),
+        ("ViT-B-32", UnknownModelError),
+        ("ViT-B-32/no_such_tag", UnknownModelError),
+        ("/nonexistent/weights.pt", CheckpointNotFoundError),
+        ("ViT-B-32:/nonexistent/weights.pt", CheckpointNotFoundError),
+        ("blip:/nonexistent/blip", CheckpointNotFoundError),
+    ],
+)
 def test_bad_specs_raise_typed_errors(spec, error):
     with pytest.raises(error) as err:
         load_encoder(spec, device="cpu")

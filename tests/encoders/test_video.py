@@ -156,7 +156,11 @@ def test_videos_are_indexed_at_three_levels(video_library):
             for seg, shot in zip(segments, item["shots"]):
                 assert iou((seg.t_start, seg.t_end), (shot["t_start"], shot["t_end"])) > 0.9
                 assert Path(seg.keyframe).is_file()
-            kinds = dict(s.execute(select(Vector.kind, func.count()).where(Vector.media_id == media.id).group_by(Vector.kind)).all())
+            kinds = dict(
+                s.execute(
+                    select(Vector.kind, func.count()).where(Vector.media_id == media.id).group_by(Vector.kind)
+                ).all()
+            )
             assert kinds["video"] == 1 and kinds["segment"] == len(segments) and kinds["frame"] >= len(segments)
             pooled_space = s.scalar(select(Vector.space).where(Vector.media_id == media.id, Vector.kind == "video"))
             assert pooled_space.endswith("|pool=mean")
@@ -213,10 +217,14 @@ def test_seqtransf_starts_as_mean_pooling_and_round_trips(tmp_path):
     head.save(tmp_path)
     pooler = TemporalPooler("seqTransf", tmp_path)
     assert pooler.name.startswith("seqTransf@")
-    np.testing.assert_allclose(pooler.pool(frames[0].numpy(), np.arange(5.0)), head.eval()(frames)[0].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        pooler.pool(frames[0].numpy(), np.arange(5.0)), head.eval()(frames)[0].detach().numpy(), atol=1e-5
+    )
 
 
-def _sliding_videos(rng: np.random.Generator, forward: str, backward: str, dim: int = 32) -> tuple[list[VideoFeatures], tuple]:
+def _sliding_videos(
+    rng: np.random.Generator, forward: str, backward: str, dim: int = 32
+) -> tuple[list[VideoFeatures], tuple]:
     """48 one-shot videos of frame vectors sliding between two random points, half each way;
     the caption names the motion. Returns the videos and (the point `forward` moves towards,
     the other point, the shared base vector)."""
@@ -228,9 +236,22 @@ def _sliding_videos(rng: np.random.Generator, forward: str, backward: str, dim: 
         path = (1 - u) * away + u * to if motion == forward else (1 - u) * to + u * away
         frames = path + base + 0.1 * rng.standard_normal((8, dim))
         frames /= np.linalg.norm(frames, axis=1, keepdims=True)
-        shot = {"caption": f"a red circle {motion} on a blue background", "motion": motion, "t_start": 0.0, "t_end": 4.0,
-                "object": {"color": "red", "shape": "circle", "size": "small"}, "background": "blue"}
-        videos.append(VideoFeatures({"caption": shot["caption"], "shots": [shot]}, np.arange(8) * 0.5, frames.astype(np.float32), [(0.0, 4.0)]))
+        shot = {
+            "caption": f"a red circle {motion} on a blue background",
+            "motion": motion,
+            "t_start": 0.0,
+            "t_end": 4.0,
+            "object": {"color": "red", "shape": "circle", "size": "small"},
+            "background": "blue",
+        }
+        videos.append(
+            VideoFeatures(
+                {"caption": shot["caption"], "shots": [shot]},
+                np.arange(8) * 0.5,
+                frames.astype(np.float32),
+                [(0.0, 4.0)],
+            )
+        )
     return videos, (to, away, base)
 
 
@@ -240,10 +261,16 @@ def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
     videos, (left, right, base) = _sliding_videos(np.random.default_rng(0), "moving left", "moving right")
     captions = all_captions(videos)
     # the manifest captions and the shorter ways people word them
-    assert {"a small red circle moving left on a blue background", "a red circle moving right", "a circle moving left",
-            "a small red circle moving right"} <= set(captions)
+    assert {
+        "a small red circle moving left on a blue background",
+        "a red circle moving right",
+        "a circle moving left",
+        "a small red circle moving right",
+    } <= set(captions)
     text_vectors = np.stack([base + (left if "left" in c else right) for c in captions])
-    train_temporal(videos, text_vectors, captions, tmp_path, TemporalTrainConfig(steps=150, batch_size=32, frame_dropout=0.0))
+    train_temporal(
+        videos, text_vectors, captions, tmp_path, TemporalTrainConfig(steps=150, batch_size=32, frame_dropout=0.0)
+    )
     pooler = TemporalPooler("seqTransf", tmp_path)
     t = {c: v / np.linalg.norm(v) for c, v in zip(captions, text_vectors)}
     correct = 0
@@ -265,7 +292,9 @@ def test_query_map_separates_captions_the_text_encoder_barely_tells_apart(tmp_pa
     text_vectors = np.stack([base / np.linalg.norm(base) + nudge[c] for c in captions]).astype(np.float32)
     text_vectors /= np.linalg.norm(text_vectors, axis=1, keepdims=True)
     assert float(text_vectors[0] @ text_vectors[1]) > 0.998
-    train_temporal(videos, text_vectors, captions, tmp_path, TemporalTrainConfig(steps=200, batch_size=32, frame_dropout=0.0))
+    train_temporal(
+        videos, text_vectors, captions, tmp_path, TemporalTrainConfig(steps=200, batch_size=32, frame_dropout=0.0)
+    )
     pooler = TemporalPooler("seqTransf", tmp_path)
     queries = dict(zip(captions, pooler.adapt_query(text_vectors)))
     assert float(queries[captions[0]] @ queries[captions[1]]) < 0.99
@@ -276,12 +305,23 @@ def test_query_map_separates_captions_the_text_encoder_barely_tells_apart(tmp_pa
 
 def test_a_short_wording_fits_every_video_it_describes_and_no_other():
     def video(motion: str, size: str, background: str, shots: int = 1) -> VideoFeatures:
-        shot = {"motion": motion, "object": {"color": "red", "shape": "circle", "size": size}, "background": background,
-                "t_start": 0.0, "t_end": 2.0}
-        return VideoFeatures({"shots": [shot] * shots}, np.arange(4) * 0.5, np.eye(4, 8, dtype=np.float32), [(0.0, 2.0)] * shots)
+        shot = {
+            "motion": motion,
+            "object": {"color": "red", "shape": "circle", "size": size},
+            "background": background,
+            "t_start": 0.0,
+            "t_end": 2.0,
+        }
+        return VideoFeatures(
+            {"shots": [shot] * shots}, np.arange(4) * 0.5, np.eye(4, 8, dtype=np.float32), [(0.0, 2.0)] * shots
+        )
 
-    videos = [video("moving up", "small", "gray"), video("moving up", "large", "white"), video("moving down", "small", "gray"),
-              video("moving up", "small", "gray", shots=2)]
+    videos = [
+        video("moving up", "small", "gray"),
+        video("moving up", "large", "white"),
+        video("moving down", "small", "gray"),
+        video("moving up", "small", "gray", shots=2),
+    ]
     captions: dict[str, int] = {}
     data = _examples(videos, captions)  # each video forwards (even rows) and backwards (odd rows)
     full = "a small red circle moving up on a gray background"
@@ -314,7 +354,9 @@ def test_pooled_videos_are_searched_with_the_mapped_query(video_library):
     with lib.store.session() as s:
         media_id = s.scalar(select(Media.id).where(Media.path == str((root / manifest["items"][3]["file"]).resolve())))
     target = lib.engine.media_vector(media_id)
-    engine = SearchEngine(lib.store, lib.encoder, lib.indexes, video_text_map=lambda t: np.repeat(target[None], len(t), 0))
+    engine = SearchEngine(
+        lib.store, lib.encoder, lib.indexes, video_text_map=lambda t: np.repeat(target[None], len(t), 0)
+    )
     query = manifest["items"][0]["shots"][0]["caption"]
     q = engine.query_vectors(build_terms(query), "video")
     np.testing.assert_allclose(q.video, target, atol=1e-6)

@@ -4,7 +4,12 @@ import numpy as np
 from PIL import Image
 
 from mmsearch.datasets.non_shapes import non_shape_array
-from mmsearch.evaluation.attribute_classifier import HELDOUT_NON_SHAPE_SEED, NONE, AttributeClassifier, single_object_items
+from mmsearch.evaluation.attribute_classifier import (
+    HELDOUT_NON_SHAPE_SEED,
+    NONE,
+    AttributeClassifier,
+    single_object_items,
+)
 
 
 def test_shipped_judge_names_large_heldout_shapes_and_colours(heldout_corpus):

@@ -16,7 +16,10 @@ def test_precision_at_k_counts_relevant_items_in_the_top_k():
 def test_attribute_queries_cover_the_vocabulary():
     groups = attribute_queries()
     assert len(groups["color"]) == 12 and len(groups["shape"]) == 6
-    assert ("red circle", {"objects": [{"color": "red", "shape": "circle"}], "relation": None, "background": None}) in groups["color+shape"]
+    assert (
+        "red circle",
+        {"objects": [{"color": "red", "shape": "circle"}], "relation": None, "background": None},
+    ) in groups["color+shape"]
     assert any(text == "large star" for text, _ in groups["size+shape"])
 
 
@@ -38,6 +41,8 @@ def test_eval_cli_prints_json(heldout_corpus):
 
 def test_eval_cli_offline_hub_model_fails_fast(heldout_corpus, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    result = CliRunner().invoke(app, ["eval-encoder", "--model", "ViT-B-32/laion2b_s34b_b79k", "--data", str(heldout_corpus)])
+    result = CliRunner().invoke(
+        app, ["eval-encoder", "--model", "ViT-B-32/laion2b_s34b_b79k", "--data", str(heldout_corpus)]
+    )
     assert result.exit_code == 2
     assert "--model mini" in result.output

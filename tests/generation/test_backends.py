@@ -62,18 +62,29 @@ def _text_encoder(vocab_size: int):
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
-    return CLIPTextModelWithProjection(CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=EMB, projection_dim=EMB, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=SEQ, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    ))
+    return CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=EMB,
+            projection_dim=EMB,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=SEQ,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
 
 
 def _prior(seed: int):
     from diffusers import PriorTransformer
 
     torch.manual_seed(seed)
-    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, num_layers=1, embedding_dim=EMB,
-                             num_embeddings=SEQ)
+    prior = PriorTransformer(
+        num_attention_heads=2, attention_head_dim=16, num_layers=1, embedding_dim=EMB, num_embeddings=SEQ
+    )
     # clip_std starts at 0, which would make every predicted embedding clip_mean: un-degenerate it.
     with torch.no_grad():
         prior.clip_std.fill_(1.0)
@@ -94,18 +105,30 @@ def _save_karlo(root: Path) -> Path:
     tokenizer = _tokenizer(root / "tok-src")
     time_embed_dim = 4 * 32  # the decoder's block_out_channels[0] * 4
     torch.manual_seed(0)
-    text_proj = UnCLIPTextProjModel(clip_extra_context_tokens=2, clip_embeddings_dim=EMB, time_embed_dim=time_embed_dim,
-                                    cross_attention_dim=EMB)
+    text_proj = UnCLIPTextProjModel(
+        clip_extra_context_tokens=2, clip_embeddings_dim=EMB, time_embed_dim=time_embed_dim, cross_attention_dim=EMB
+    )
     torch.manual_seed(0)
     decoder = UNet2DConditionModel(
-        sample_size=KARLO_DECODER_PX, in_channels=3, out_channels=6,  # mean + learned variance
+        sample_size=KARLO_DECODER_PX,
+        in_channels=3,
+        out_channels=6,  # mean + learned variance
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
-        cross_attention_dim=EMB, attention_head_dim=8, resnet_time_scale_shift="scale_shift", class_embed_type="identity",
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        cross_attention_dim=EMB,
+        attention_head_dim=8,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type="identity",
     )
     super_res = dict(
-        sample_size=KARLO_OUT_PX, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(32, 64),
+        sample_size=KARLO_OUT_PX,
+        in_channels=6,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
         down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
         up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
     )
@@ -114,8 +137,13 @@ def _save_karlo(root: Path) -> Path:
     torch.manual_seed(1)
     super_res_last = UNet2DModel(**super_res)
     pipe = UnCLIPPipeline(
-        prior=_prior(0), decoder=decoder, text_encoder=_text_encoder(len(tokenizer)), tokenizer=tokenizer,
-        text_proj=text_proj, super_res_first=super_res_first, super_res_last=super_res_last,
+        prior=_prior(0),
+        decoder=decoder,
+        text_encoder=_text_encoder(len(tokenizer)),
+        tokenizer=tokenizer,
+        text_proj=text_proj,
+        super_res_first=super_res_first,
+        super_res_last=super_res_last,
         prior_scheduler=_unclip_scheduler("fixed_small_log", "sample", clip_sample_range=5.0),
         decoder_scheduler=_unclip_scheduler("learned_range", "epsilon"),
         super_res_scheduler=_unclip_scheduler("fixed_small_log", "epsilon"),
@@ -126,44 +154,85 @@ def _save_karlo(root: Path) -> Path:
 
 
 def _save_kandinsky(root: Path) -> Path:
-    from diffusers import (DDPMScheduler, KandinskyV22Pipeline, KandinskyV22PriorPipeline, UNet2DConditionModel,
-                           VQModel)
+    from diffusers import DDPMScheduler, KandinskyV22Pipeline, KandinskyV22PriorPipeline, UNet2DConditionModel, VQModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     tokenizer = _tokenizer(root / "tok-src")
     torch.manual_seed(0)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=EMB, projection_dim=EMB, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-        image_size=32, patch_size=8, num_channels=3,
-    ))
-    image_processor = CLIPImageProcessor(size=32, crop_size=32, do_resize=True, do_center_crop=True, do_normalize=True,
-                                         image_mean=[0.48145466, 0.4578275, 0.40821073],
-                                         image_std=[0.26862954, 0.26130258, 0.27577711], resample=3)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=EMB,
+            projection_dim=EMB,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+            num_channels=3,
+        )
+    )
+    image_processor = CLIPImageProcessor(
+        size=32,
+        crop_size=32,
+        do_resize=True,
+        do_center_crop=True,
+        do_normalize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        resample=3,
+    )
     prior = KandinskyV22PriorPipeline(
-        prior=_prior(1), image_encoder=image_encoder, text_encoder=_text_encoder(len(tokenizer)), tokenizer=tokenizer,
+        prior=_prior(1),
+        image_encoder=image_encoder,
+        text_encoder=_text_encoder(len(tokenizer)),
+        tokenizer=tokenizer,
         scheduler=_unclip_scheduler("fixed_small_log", "sample", clip_sample=True, clip_sample_range=10.0),
         image_processor=image_processor,
     )
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=KANDINSKY_LATENT_PX, in_channels=4, out_channels=8,  # mean + learned variance
-        addition_embed_type="image", encoder_hid_dim=EMB, encoder_hid_dim_type="image_proj",
+        sample_size=KANDINSKY_LATENT_PX,
+        in_channels=4,
+        out_channels=8,  # mean + learned variance
+        addition_embed_type="image",
+        encoder_hid_dim=EMB,
+        encoder_hid_dim_type="image_proj",
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
-        cross_attention_dim=EMB, attention_head_dim=8, resnet_time_scale_shift="scale_shift", class_embed_type=None,
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        cross_attention_dim=EMB,
+        attention_head_dim=8,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
     )
     torch.manual_seed(0)
     movq = VQModel(
-        in_channels=3, out_channels=3, latent_channels=4, vq_embed_dim=4, num_vq_embeddings=12, layers_per_block=1,
-        block_out_channels=(32, 64), norm_num_groups=8, norm_type="spatial",
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        vq_embed_dim=4,
+        num_vq_embeddings=12,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        norm_num_groups=8,
+        norm_type="spatial",
         down_block_types=("DownEncoderBlock2D", "AttnDownEncoderBlock2D"),
         up_block_types=("AttnUpDecoderBlock2D", "UpDecoderBlock2D"),
     )
     # learned_range: the saved DDPM config asks for the unet's variance, as a learned-variance
     # decoder would; the backend must still hand DDIM the mean only.
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-                              clip_sample=False, steps_offset=1, prediction_type="epsilon", variance_type="learned_range")
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+        variance_type="learned_range",
+    )
     decoder = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
     out = root / "kandinsky22"
     prior.save_pretrained(out / "prior")
@@ -330,8 +399,10 @@ def test_uncached_hub_ids_fail_fast_offline():
 
 
 def test_import_is_lazy_and_missing_diffusers_is_explained(monkeypatch):
-    code = ("import sys, mmsearch.generation.diffusers_backends; "
-            "assert 'diffusers' not in sys.modules, 'diffusers was imported'")
+    code = (
+        "import sys, mmsearch.generation.diffusers_backends; "
+        "assert 'diffusers' not in sys.modules, 'diffusers was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
     monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` raise ImportError
     with pytest.raises(ImportError, match=r"mmsearch\[diffusers\]"):

@@ -45,8 +45,9 @@ def test_posterior_mean_and_variance_equal_the_formula():
     for step in (1, 50, 99):
         mean, var, _ = d.q_posterior(x0, xt, torch.tensor([step]))
         ab_t, ab_prev = ab[step], ab[step - 1]
-        expected = (math.sqrt(ab_prev) * betas[step] / (1 - ab_t)) * x0.numpy() \
-            + (math.sqrt(alphas[step]) * (1 - ab_prev) / (1 - ab_t)) * xt.numpy()
+        expected = (math.sqrt(ab_prev) * betas[step] / (1 - ab_t)) * x0.numpy() + (
+            math.sqrt(alphas[step]) * (1 - ab_prev) / (1 - ab_t)
+        ) * xt.numpy()
         np.testing.assert_allclose(mean.numpy(), expected, rtol=1e-5)
         assert float(var[0, 0]) == pytest.approx(betas[step] * (1 - ab_prev) / (1 - ab_t), rel=1e-5)
 
@@ -69,9 +70,11 @@ def test_posterior_is_the_distribution_of_x_t_minus_1_given_x_t_and_x0():
 
 def _perfect_model(d: GaussianDiffusion, x0: torch.Tensor):
     """A denoiser that knows x0 and answers in d's prediction type."""
+
     def model_fn(xt, t):
         eps = d.eps_from_x0(xt, t, x0)
         return d.training_target(x0, eps, t)
+
     return model_fn
 
 

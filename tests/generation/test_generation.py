@@ -17,14 +17,14 @@ from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.cli import app
 from mmsearch.generation.decoder import Decoder, DecoderConfig
-from mmsearch.storage.captions import CaptionFinder
-from mmsearch.training.pairs import library_pairs
 from mmsearch.generation.prior import DiffusionPrior, PriorConfig, own_image_choice_loss
 from mmsearch.generation.unclip import MiniGenerator, slerp, text_diff_edit
-from mmsearch.services.generate_on_miss import GenerateOptions
 from mmsearch.search.query import SearchRequest, parse_text
+from mmsearch.services.generate_on_miss import GenerateOptions
+from mmsearch.storage.captions import CaptionFinder
 from mmsearch.storage.store import Media
 from mmsearch.training.diffusion_trainer import DiffusionTrainConfig, train_decoder, train_prior
+from mmsearch.training.pairs import library_pairs
 
 from ..helpers import make_corpus, open_library
 
@@ -42,11 +42,23 @@ def trained(tmp_path_factory, mini_encoder):
         lib.index([base / "photos"])
         pairs = library_pairs(lib.store, mini_encoder.space)
     quick = DiffusionTrainConfig(steps=20, batch_size=16, checkpoint_every=10)
-    train_prior(pairs, mini_encoder.embed_texts, gen_dir, base / "work", quick,
-                PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space, choice_weight=2.0))
-    train_decoder(pairs, gen_dir, base / "work", DiffusionTrainConfig(steps=4, batch_size=8),
-                  DecoderConfig(dim=mini_encoder.dim, channels=16, space=mini_encoder.space, timestep_sampling="logit_normal"),
-                  image_features=mini_encoder.image_features, consistency_weight=0.1)
+    train_prior(
+        pairs,
+        mini_encoder.embed_texts,
+        gen_dir,
+        base / "work",
+        quick,
+        PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space, choice_weight=2.0),
+    )
+    train_decoder(
+        pairs,
+        gen_dir,
+        base / "work",
+        DiffusionTrainConfig(steps=4, batch_size=8),
+        DecoderConfig(dim=mini_encoder.dim, channels=16, space=mini_encoder.space, timestep_sampling="logit_normal"),
+        image_features=mini_encoder.image_features,
+        consistency_weight=0.1,
+    )
     return base, gen_dir
 
 
@@ -114,7 +126,9 @@ def test_the_consistency_loss_reaches_the_decoder_through_the_frozen_encoder(min
 
     def grads(weight: float) -> torch.Tensor:
         decoder.zero_grad()
-        decoder.loss(images, embeddings, torch.Generator().manual_seed(1), mini_encoder.image_features, weight).backward()
+        decoder.loss(
+            images, embeddings, torch.Generator().manual_seed(1), mini_encoder.image_features, weight
+        ).backward()
         return torch.cat([p.grad.flatten() for p in decoder.parameters() if p.grad is not None])
 
     assert not torch.allclose(grads(0.0), grads(1.0))
@@ -195,8 +209,10 @@ def test_generate_never_does_not_generate(served):
     assert _generated_count(lib) == before
 
 
-@pytest.mark.parametrize("generation", [{"steps": 0}, {"steps": 5000}, {"guidance": -1}, {"guidance": 51},
-                                        {"sampler": "euler"}, {"n": 0}, {"seed": -1}])
+@pytest.mark.parametrize(
+    "generation",
+    [{"steps": 0}, {"steps": 5000}, {"guidance": -1}, {"guidance": 51}, {"sampler": "euler"}, {"n": 0}, {"seed": -1}],
+)
 def test_bad_generation_settings_answer_422(served, generation):
     client, lib = served
     before = _generated_count(lib)
@@ -209,17 +225,25 @@ def test_bad_generation_settings_answer_422(served, generation):
 
 def test_generate_endpoint_prompt_variation_edit_and_interpolation(served):
     client, lib = served
-    made = client.post("/generate", json={"prompt": "a blue square", "n": 2, "steps": 2, "seed": 5, "guidance": 2.5}).json()["results"]
+    made = client.post(
+        "/generate", json={"prompt": "a blue square", "n": 2, "steps": 2, "seed": 5, "guidance": 2.5}
+    ).json()["results"]
     assert len(made) == 2 and all(h["generated"] for h in made)
     assert client.get(f"/media/{made[0]['id']}").json()["generation"]["guidance"] == 2.5
     source, other = made[0]["id"], made[1]["id"]
-    edit = client.post("/generate", json={"from_media_id": source, "edit": ["blue square", "red square"], "steps": 2,
-                                          "seed": 6}).json()["results"]
+    edit = client.post(
+        "/generate", json={"from_media_id": source, "edit": ["blue square", "red square"], "steps": 2, "seed": 6}
+    ).json()["results"]
     record = client.get(f"/media/{edit[0]['id']}").json()["generation"]
     assert record["source"] == {"media_id": source, "edit": ["blue square", "red square"]}
-    mixed = client.post("/generate", json={"from_media_id": source, "interpolate": {"media_id": other, "alpha": 0.3},
-                                           "steps": 2}).json()["results"]
-    assert client.get(f"/media/{mixed[0]['id']}").json()["generation"]["source"] == {"media_id": source, "interpolate": other, "alpha": 0.3}
+    mixed = client.post(
+        "/generate", json={"from_media_id": source, "interpolate": {"media_id": other, "alpha": 0.3}, "steps": 2}
+    ).json()["results"]
+    assert client.get(f"/media/{mixed[0]['id']}").json()["generation"]["source"] == {
+        "media_id": source,
+        "interpolate": other,
+        "alpha": 0.3,
+    }
     assert client.post("/generate", json={"prompt": "x", "from_media_id": source}).status_code == 422
     assert client.post("/generate", json={"from_media_id": 10**9, "steps": 2}).status_code == 404
 
@@ -234,7 +258,9 @@ def test_deleting_a_generated_image_lets_the_next_miss_draw_anew(served):
     assert client.get(f"/media/{drawn['id']}").status_code == 404
     assert not Path(path).exists() and not list((lib.dir / "thumbnails").glob(f"{drawn['id']}-*"))
     assert client.delete(f"/media/{drawn['id']}").status_code == 404
-    found = client.post("/search", json={"text": "a pink hexagon", "generated": True, "generate": "never", "k": 50}).json()
+    found = client.post(
+        "/search", json={"text": "a pink hexagon", "generated": True, "generate": "never", "k": 50}
+    ).json()
     assert drawn["id"] not in [h["id"] for h in found["results"]]
     again = client.post("/search", json=body).json()
     assert again["stages"][-1]["stage"] == "generated" and again["results"][0]["id"] != drawn["id"]
@@ -242,7 +268,9 @@ def test_deleting_a_generated_image_lets_the_next_miss_draw_anew(served):
 
 def test_media_from_the_library_folders_are_not_deleted(served):
     client, lib = served
-    indexed = client.post("/search", json={"text": "a red circle", "generated": False, "generate": "never", "k": 1}).json()["results"][0]
+    indexed = client.post(
+        "/search", json={"text": "a red circle", "generated": False, "generate": "never", "k": 1}
+    ).json()["results"][0]
     r = client.delete(f"/media/{indexed['id']}")
     assert r.status_code == 409 and "came from your folders" in r.json()["detail"]
     assert client.get(indexed["file_url"]).status_code == 200 and Path(indexed["path"]).is_file()
@@ -250,7 +278,18 @@ def test_media_from_the_library_folders_are_not_deleted(served):
 
 def test_cli_generate_writes_the_file_and_stores_only_with_save(trained, tmp_path):
     base, gen_dir = trained
-    args = ["generate", "a red star", "--steps", "2", "--seed", "3", "--library", str(base / "lib"), "--generator", f"mini:{gen_dir}"]
+    args = [
+        "generate",
+        "a red star",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "--library",
+        str(base / "lib"),
+        "--generator",
+        f"mini:{gen_dir}",
+    ]
     with open_library(base / "lib") as lib:
         before = _generated_count(lib)
     saved = runner.invoke(app, [*args, "--out", str(tmp_path / "saved.png"), "--save"])
@@ -259,7 +298,9 @@ def test_cli_generate_writes_the_file_and_stores_only_with_save(trained, tmp_pat
     loose = runner.invoke(app, [*args, "--out", str(tmp_path / "loose.png")])  # the same drawing, not stored
     assert loose.exit_code == 0, loose.output
     assert Image.open(tmp_path / "loose.png").size == (128, 128)
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "loose.png")), np.asarray(Image.open(tmp_path / "saved.png")))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "loose.png")), np.asarray(Image.open(tmp_path / "saved.png"))
+    )
     with open_library(base / "lib") as lib:
         assert _generated_count(lib) == before + 1 and lib.media(stored).generated  # the stored twin survives
 
@@ -273,11 +314,15 @@ def test_cli_generate_writes_the_file_and_stores_only_with_save(trained, tmp_pat
 
 def test_the_prior_stage_answers_before_generating(trained, mini_encoder):
     base, gen_dir = trained
-    with open_library(base / "lib", encoder=mini_encoder, generator=f"mini:{gen_dir}", miss_threshold=0.99,
-                      prior_miss_threshold=-1.0) as lib:
+    with open_library(
+        base / "lib", encoder=mini_encoder, generator=f"mini:{gen_dir}", miss_threshold=0.99, prior_miss_threshold=-1.0
+    ) as lib:
         before = _generated_count(lib)
-        outcome = lib.search_or_generate(SearchRequest(terms=parse_text("a green star"), k=3, kind="image"), "a green star",
-                                         GenerateOptions(mode="auto", steps=2))
+        outcome = lib.search_or_generate(
+            SearchRequest(terms=parse_text("a green star"), k=3, kind="image"),
+            "a green star",
+            GenerateOptions(mode="auto", steps=2),
+        )
         assert outcome.via == "prior" and outcome.miss
         assert len(outcome.hits) == 3
         assert all(h.via == ("generated" if h.generated else "prior") for h in outcome.hits)
@@ -286,7 +331,9 @@ def test_the_prior_stage_answers_before_generating(trained, mini_encoder):
 
 def test_without_a_trained_generator_auto_still_answers_and_always_is_503(trained, mini_encoder, tmp_path):
     base, _ = trained
-    lib = open_library(base / "lib", encoder=mini_encoder, generator=f"mini:{tmp_path / 'nothing'}", miss_threshold=0.99)
+    lib = open_library(
+        base / "lib", encoder=mini_encoder, generator=f"mini:{tmp_path / 'nothing'}", miss_threshold=0.99
+    )
     with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         auto = client.post("/search", json={"text": "a green star", "generate": "auto"})
         assert auto.status_code == 200 and auto.json()["miss"] is True
@@ -324,7 +371,9 @@ def test_query_embeddings_are_the_prior_expected_embedding(trained, mini_encoder
     for _ in range(4):
         x = torch.randn((2, mini_encoder.dim), generator=noise)
         with torch.inference_mode():
-            by_hand += torch.nn.functional.normalize(gen.prior(x, last, text), dim=-1)  # x0-prediction: the output is x0
+            by_hand += torch.nn.functional.normalize(
+                gen.prior(x, last, text), dim=-1
+            )  # x0-prediction: the output is x0
     assert np.allclose(q, torch.nn.functional.normalize(by_hand, dim=-1).numpy(), atol=1e-5)
 
 
@@ -335,14 +384,26 @@ def test_training_can_start_from_an_exported_model(trained, mini_encoder, tmp_pa
     with open_library(base / "lib", encoder=mini_encoder) as lib:
         pairs = library_pairs(lib.store, mini_encoder.space)
     cfg = PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space)
-    train_prior(pairs, mini_encoder.embed_texts, tmp_path / "out", tmp_path / "work",
-                DiffusionTrainConfig(steps=2, batch_size=8, lr=0.0, init=str(gen_dir)), cfg)
+    train_prior(
+        pairs,
+        mini_encoder.embed_texts,
+        tmp_path / "out",
+        tmp_path / "work",
+        DiffusionTrainConfig(steps=2, batch_size=8, lr=0.0, init=str(gen_dir)),
+        cfg,
+    )
     before, after = DiffusionPrior.load(gen_dir).state_dict(), DiffusionPrior.load(tmp_path / "out").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     wider = PriorConfig(dim=mini_encoder.dim, width=96, layers=2, heads=2, space=mini_encoder.space)
     with pytest.raises(ValueError, match="cannot fine-tune from"):
-        train_prior(pairs, mini_encoder.embed_texts, tmp_path / "out2", tmp_path / "work2",
-                    DiffusionTrainConfig(steps=1, batch_size=8, init=str(gen_dir)), wider)
+        train_prior(
+            pairs,
+            mini_encoder.embed_texts,
+            tmp_path / "out2",
+            tmp_path / "work2",
+            DiffusionTrainConfig(steps=1, batch_size=8, init=str(gen_dir)),
+            wider,
+        )
 
 
 def test_slerp_and_text_diff_edit():
@@ -363,12 +424,28 @@ def test_eval_generation_reports_prior_and_decoder_figures(trained, mini_encoder
     from mmsearch.evaluation.generation_eval import evaluate_decoder, evaluate_prior
 
     base, gen_dir = trained
-    report = train_classifier(base / "photos", tmp_path / "judge", steps=3, batch_size=8, cfg=ClassifierConfig(width=8, non_shapes=True),
-                              heldout_dir=heldout_corpus)
-    assert report["heldout"]["images"] == sum(1 for i in json.loads((heldout_corpus / "manifest.json").read_text())["items"]
-                                              if len(i.get("objects", [])) == 1)
-    assert set(report["heldout"]) == {"images", "shape_accuracy", "color_accuracy", "shape_accuracy_blurred", "color_accuracy_blurred",
-                                      "none_rate", "none_rate_blurred", "non_shapes", "non_shape_rejection"}
+    report = train_classifier(
+        base / "photos",
+        tmp_path / "judge",
+        steps=3,
+        batch_size=8,
+        cfg=ClassifierConfig(width=8, non_shapes=True),
+        heldout_dir=heldout_corpus,
+    )
+    assert report["heldout"]["images"] == sum(
+        1 for i in json.loads((heldout_corpus / "manifest.json").read_text())["items"] if len(i.get("objects", [])) == 1
+    )
+    assert set(report["heldout"]) == {
+        "images",
+        "shape_accuracy",
+        "color_accuracy",
+        "shape_accuracy_blurred",
+        "color_accuracy_blurred",
+        "none_rate",
+        "none_rate_blurred",
+        "non_shapes",
+        "non_shape_rejection",
+    }
     assert report["heldout"]["non_shapes"] == report["heldout"]["images"] // 6
     judge = AttributeClassifier.load(tmp_path / "judge")
     assert judge.shape_names == ["circle", "square", "triangle", "star", "hexagon", "cross", "none"]
@@ -379,4 +456,7 @@ def test_eval_generation_reports_prior_and_decoder_figures(trained, mini_encoder
     decoder = evaluate_decoder(gen, judge, prompts=3, settings=(("ddim", 2), ("ddim", 1)), draws=2)
     assert decoder["prompts"] == 3 and decoder["images"] == 6
     assert [(r["sampler"], r["steps"]) for r in decoder["rows"]] == [("ddim", 2), ("ddim", 1)]
-    assert all(0 <= r["shape_accuracy"] <= 1 and 0 <= r["none_rate"] <= 1 and r["seconds_per_image"] > 0 for r in decoder["rows"])
+    assert all(
+        0 <= r["shape_accuracy"] <= 1 and 0 <= r["none_rate"] <= 1 and r["seconds_per_image"] > 0
+        for r in decoder["rows"]
+    )

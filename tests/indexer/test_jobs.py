@@ -96,7 +96,9 @@ def test_bad_files_get_error_rows_and_the_job_goes_on(corpus, tmp_path, mini_enc
         assert job["state"] == "done"
         assert job["errors"] == 5
         with lib.store.session() as s:
-            errors = {Path(p).name: e for p, e in s.execute(select(Media.path, Media.error).where(Media.error.is_not(None)))}
+            errors = {
+                Path(p).name: e for p, e in s.execute(select(Media.path, Media.error).where(Media.error.is_not(None)))
+            }
             job_errors = {Path(p).name for p in s.scalars(select(JobError.path))}
             indexed = set(s.scalars(select(Media.path).where(Media.error.is_(None))))
         assert set(errors) == job_errors == {"corrupt.jpg", "truncated.png", "empty.png", "huge.png", "notes.jpg"}
@@ -144,7 +146,14 @@ def test_killed_job_resumes_and_indexes_everything_exactly_once(tmp_path):
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
 
     clean_lib = tmp_path / "clean"
-    assert subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root), "--library", str(clean_lib)], env=env, capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "mmsearch", "index", str(root), "--library", str(clean_lib)],
+            env=env,
+            capture_output=True,
+        ).returncode
+        == 0
+    )
 
     files = sorted(str(p) for p in root.rglob("*") if p.suffix in (".png", ".jpg"))
     with open_library(killed_lib) as lib:
@@ -205,7 +214,9 @@ def test_a_file_that_stops_being_an_image_loses_its_vector(corpus, tmp_path, min
         assert job["changed"] == 1 and job["errors"] == 1
         with lib.store.session() as s:
             row = s.scalars(select(Media).where(Media.path == str(victim))).one()
-            assert row.error and s.scalar(select(func.count()).select_from(Vector).where(Vector.media_id == row.id)) == 0
+            assert (
+                row.error and s.scalar(select(func.count()).select_from(Vector).where(Vector.media_id == row.id)) == 0
+            )
         assert lib.indexes.size("image") == 89
 
 

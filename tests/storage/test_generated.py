@@ -39,7 +39,9 @@ def test_a_drawing_stored_under_another_model_is_found_once_embedded_in_this_one
         with lib.store.session() as s:  # as if drawn under another model: its only vector is in another space
             s.execute(update(Vector).where(Vector.media_id == drawn).values(space="open_clip:other|squash64"))
         assert find_generated(lib.store, "a green star", "mini", lib.encoder.space) == []
-        assert _draw(lib, "green", "a green star") == drawn  # the same picture drawn again: same media, now embedded here
+        assert (
+            _draw(lib, "green", "a green star") == drawn
+        )  # the same picture drawn again: same media, now embedded here
         assert find_generated(lib.store, "a green star", "mini", lib.encoder.space) == [drawn]
         hits = lib.engine.hits_for_media(lib.encoder.embed_texts(["a green star"])[0], [drawn], "generated")
         assert [h.id for h in hits] == [drawn]

@@ -132,7 +132,14 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
 
     assert sorted(p.name for p in path.parent.iterdir()) == ["v.faiss", "v.faiss.meta.json"]
     meta = json.loads((path.parent / "v.faiss.meta.json").read_text())
-    assert meta == {"factory": "Flat", "dim": DIM, "watermark": int(caller_ids(100).max()), "ntotal": 100, "tombstones": [], "format": 1}
+    assert meta == {
+        "factory": "Flat",
+        "dim": DIM,
+        "watermark": int(caller_ids(100).max()),
+        "ntotal": 100,
+        "tombstones": [],
+        "format": 1,
+    }
 
 
 def test_missing_or_corrupt_files_raise_documented_errors(tmp_path):

@@ -10,8 +10,8 @@ from mmsearch.datasets.vocab import COLOR_NAMES
 from mmsearch.encoders import load_encoder
 from mmsearch.training.augment import rotate_hue
 from mmsearch.training.clip_trainer import (
-    ClipTrainConfig,
     WEIGHTS_NAME,
+    ClipTrainConfig,
     build_batch,
     load_image_cache,
     multi_positive_clip_loss,
@@ -75,14 +75,19 @@ def test_training_at_another_image_size_carries_the_weights_over(tmp_path):
     manifest = synth.generate(data, 24, 0, seed=5)
     out = tmp_path / "model64"
     shipped = BUILTIN_CONFIG.parent / WEIGHTS_NAME
-    train_clip(data, out, ClipTrainConfig(steps=1, batch_size=8, lr=0.0, warmup=1, image_size=64, init_weights=str(shipped)))
+    train_clip(
+        data, out, ClipTrainConfig(steps=1, batch_size=8, lr=0.0, warmup=1, image_size=64, init_weights=str(shipped))
+    )
     before, after = load_file(str(shipped)), load_file(str(out / WEIGHTS_NAME))
     key = "visual.attnpool.positional_embedding"
     assert before[key].shape[0] == 3 * 3 + 1 and after[key].shape == (2 * 2 + 1, before[key].shape[1])
     assert torch.equal(after[key][0], before[key][0])
     assert torch.equal(after["visual.conv1.weight"], before["visual.conv1.weight"])
     enc = load_encoder(str(out), device="cpu")
-    assert enc.space.endswith("squash64pad1.6") and enc.embed_images([data / manifest["items"][0]["file"]]).shape == (1, 256)
+    assert enc.space.endswith("squash64pad1.6") and enc.embed_images([data / manifest["items"][0]["file"]]).shape == (
+        1,
+        256,
+    )
 
 
 def test_hard_negatives_fit_no_image_they_were_made_for(tmp_path):
@@ -137,8 +142,9 @@ def test_recoloured_images_keep_luma_and_get_colourless_captions(tmp_path):
     manifest = synth.generate(tmp_path, 16, 0, seed=9)
     items = manifest["items"]
     images = load_image_cache(tmp_path, items, 64)
-    batch = build_batch(images, items, np.arange(16), np.random.default_rng(3), torch.Generator().manual_seed(3),
-                        recolor_prob=1.0)
+    batch = build_batch(
+        images, items, np.arange(16), np.random.default_rng(3), torch.Generator().manual_seed(3), recolor_prob=1.0
+    )
     assert bool(batch.colorless.all())
     colour_words = set(COLOR_NAMES)
     assert not any(colour_words & set(t.replace(",", " ").split()) for t in batch.texts)
