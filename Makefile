@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo demo-batch clean
+.PHONY: venv lint format test test-fast demo demo-batch clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Lint and format check (ruff, configured in pyproject.toml); `make format` rewrites in place.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mmsearch tests benchmarks
+	$(VENV)/bin/ruff format --check mmsearch tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix mmsearch tests benchmarks
+	$(VENV)/bin/ruff format mmsearch tests benchmarks
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -85,7 +85,8 @@ def main() -> int:
         "| endpoint | median ms | p90 ms | median / /search |",
         "| --- | --- | --- | --- |",
         *[
-            f"| {name} | {statistics.median(t):.1f} | {statistics.quantiles(t, n=10)[-1]:.1f} | {statistics.median(t) / base:.2f} |"
+            f"| {name} | {statistics.median(t):.1f} | {statistics.quantiles(t, n=10)[-1]:.1f} "
+            f"| {statistics.median(t) / base:.2f} |"
             for name, t in results.items()
         ],
         "",

@@ -241,6 +241,13 @@ def main() -> None:
             + " |"
         )
     bands = " | ".join(f"{lo:g}-{hi:g}:1" for lo, hi in ASPECT_BANDS)
+
+    def shape_row(guesses: list) -> list[str]:
+        return by_aspect(foreign, [p[1] == t[1] for p, t in zip(guesses, truth)])
+
+    def position_row(prepared: str) -> list[str]:
+        return by_aspect([i for i, _ in placed], position_right[prepared])
+
     lines += [
         "",
         "Accuracy by the picture's aspect ratio (first phrasing for shape; `a red circle in the POSITION` "
@@ -248,12 +255,15 @@ def main() -> None:
         "",
         f"| measure | {bands} |",
         "| --- |" + " --- |" * len(ASPECT_BANDS),
-        f"| shape, as the encoder prepares it | {' | '.join(by_aspect(foreign, [p[1] == t[1] for p, t in zip(predicted, truth)]))} |",
-        f"| shape, squashed to a square first | {' | '.join(by_aspect(foreign, [p[1] == t[1] for p, t in zip(squashed_predicted, truth)]))} |",
-        f"| position, as the encoder prepares it | {' | '.join(by_aspect([i for i, _ in placed], position_right['padded']))} |",
-        f"| position, squashed to a square first | {' | '.join(by_aspect([i for i, _ in placed], position_right['squashed']))} |",
+        f"| shape, as the encoder prepares it | {' | '.join(shape_row(predicted))} |",
+        f"| shape, squashed to a square first | {' | '.join(shape_row(squashed_predicted))} |",
+        f"| position, as the encoder prepares it | {' | '.join(position_row('padded'))} |",
+        f"| position, squashed to a square first | {' | '.join(position_row('squashed'))} |",
     ]
-    misses = lambda i: Counter((t[i], p[i]) for t, p in zip(truth, predicted) if t[i] != p[i]).most_common(5)  # noqa: E731
+
+    def misses(i: int) -> list:
+        return Counter((t[i], p[i]) for t, p in zip(truth, predicted) if t[i] != p[i]).most_common(5)
+
     lines += [
         "",
         "Foreign renderer, most frequent mistakes (truth -> named), first phrasing: colour "

@@ -35,8 +35,10 @@ def main() -> None:
     lines = [
         f"\n### Generation ({time.strftime('%Y-%m-%d')}, {device_description()}, generator {generator.name})\n",
         f"Prior on {prior['captions']} heldout captions: cosine(predicted, true image embedding) "
-        f"{prior['cosine_to_true_image_embedding']:.3f} (raw text embedding: {prior['cosine_of_raw_text_embedding']:.3f}); "
-        f"text->image R@1 searching with the prior's prediction {prior['R@1_prior']:.3f} vs the raw text {prior['R@1_text']:.3f}.\n",
+        f"{prior['cosine_to_true_image_embedding']:.3f} "
+        f"(raw text embedding: {prior['cosine_of_raw_text_embedding']:.3f}); "
+        f"text->image R@1 searching with the prior's prediction {prior['R@1_prior']:.3f} "
+        f"vs the raw text {prior['R@1_text']:.3f}.\n",
         f'Decoder on {decoder["prompts"]} "a <colour> <shape>" prompts (prior embeddings shared by every row), '
         "judged by the attribute classifier:\n",
         "| sampler | steps | colour acc | shape acc | both | s/image | speed-up vs DDPM |",
@@ -45,7 +47,8 @@ def main() -> None:
     for r in decoder["rows"]:
         lines.append(
             f"| {r['sampler']} | {r['steps']} | {r['color_accuracy']:.3f} | {r['shape_accuracy']:.3f} | "
-            f"{r['both_accuracy']:.3f} | {r['seconds_per_image']:.3f} | {ddpm['seconds_per_image'] / r['seconds_per_image']:.1f}x |"
+            f"{r['both_accuracy']:.3f} | {r['seconds_per_image']:.3f} | "
+            f"{ddpm['seconds_per_image'] / r['seconds_per_image']:.1f}x |"
         )
     publish(lines, args.write)
 

@@ -64,7 +64,8 @@ def main() -> None:
 
     device = device_description()
     lines = [
-        f"### Ingest: {args.images} synthetic images, model `{args.model}`, batch {args.batch_size} ({date.today()}, {device})",
+        f"### Ingest: {args.images} synthetic images, model `{args.model}`, batch {args.batch_size} "
+        f"({date.today()}, {device})",
         "",
         "| pipeline | decode workers | images/s | ratio to raw encoder |",
         "| --- | --- | --- | --- |",

@@ -3,7 +3,7 @@
 Database: seeded random unit vectors (dim 512 by default), generated in chunks. Queries: a
 database vector plus gaussian noise, renormalised, so each query has a true neighbourhood.
 Recall@10 is measured against exact inner-product search (Flat). Memory is the estimate
-mmsearch.storage.vector_index uses to choose a factory.
+mmsearch.storage.index_choice uses to choose a factory.
 
     python benchmarks/bench_search.py                      # sizes 100000 1000000, all types
     python benchmarks/bench_search.py --sizes 20000 --types flat hnsw --no-write
@@ -25,7 +25,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from mmsearch.storage.vector_index import VectorIndex, estimate_memory_bytes, ivf_nlist
+from mmsearch.storage.index_choice import estimate_memory_bytes, ivf_nlist
+from mmsearch.storage.vector_index import VectorIndex
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 100_000
@@ -203,7 +204,10 @@ def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
         finally:
             server.terminate()
             server.wait(30)
-    pct = lambda xs, p: float(np.percentile(xs, p))  # noqa: E731
+
+    def pct(xs, p: float) -> float:
+        return float(np.percentile(xs, p))
+
     return [
         {"measure": name, "vectors": n_images, "p50 ms": pct(xs, 50), "p99 ms": pct(xs, 99)}
         for name, xs in (
@@ -253,8 +257,9 @@ def header(args) -> str:
         )
         + f". Queries: {args.queries} database "
         f"vectors plus gaussian noise (norm ~{args.noise}), renormalised. Recall@{args.k} against "
-        f"exact inner-product search (Flat). QPS at k={args.k}: batched over all queries, and one query per call "
-        f"over the first {args.single_queries}. IVF lists capped at {args.max_nlist}; k-means trains on 64 points per list."
+        f"exact inner-product search (Flat). QPS at k={args.k}: batched over all queries, "
+        f"and one query per call over the first {args.single_queries}. "
+        f"IVF lists capped at {args.max_nlist}; k-means trains on 64 points per list."
     )
 
 
@@ -265,8 +270,9 @@ def append_markdown(path: Path, rows: list[dict], args, api_rows: list[dict]) ->
         section += f"\n{header(args)}\n\n{markdown_table(rows)}\n"
     if api_rows:
         section += (
-            f"\nAPI latency: {args.api_requests} sequential POST /search text queries over loopback to a `mmsearch serve` "
-            f"process, k={args.k}, on a synthetic library indexed with mini; its parts measured alone beside it.\n\n{markdown_table(api_rows)}\n"
+            f"\nAPI latency: {args.api_requests} sequential POST /search text queries over loopback "
+            f"to a `mmsearch serve` process, k={args.k}, on a synthetic library indexed with mini; "
+            f"its parts measured alone beside it.\n\n{markdown_table(api_rows)}\n"
         )
     if not path.exists():
         section = "# Benchmarks\n\nResults appended by the scripts in benchmarks/.\n" + section

@@ -116,7 +116,8 @@ def main() -> None:
     ceiling = min(decode_fps, encode_fps)
     device = device_description()
     lines = [
-        f"### Video ingest: {args.videos} synthetic videos ({frames} sampled frames, `{sampling.strategy}` sampling at {sampling.fps} fps), "
+        f"### Video ingest: {args.videos} synthetic videos ({frames} sampled frames, "
+        f"`{sampling.strategy}` sampling at {sampling.fps} fps), "
         f"model `{args.model}` ({date.today()}, {device})",
         "",
         "| stage | decode workers | sampled frames/s | ratio to the slower of decode and encode |",
@@ -128,8 +129,9 @@ def main() -> None:
     ]
     if long:
         lines += [
-            f"Long video: {args.long_minutes:g} min, 320x240 at 10 fps ({long['mp4_mib']:.1f} MiB mp4) indexed in {long['seconds']:.1f} s "
-            f"by a fresh process with 1 decode worker: peak RSS {long['main_mib']:.0f} MiB (main), {long['worker_mib']:.0f} MiB (decode worker); "
+            f"Long video: {args.long_minutes:g} min, 320x240 at 10 fps ({long['mp4_mib']:.1f} MiB mp4) "
+            f"indexed in {long['seconds']:.1f} s by a fresh process with 1 decode worker: "
+            f"peak RSS {long['main_mib']:.0f} MiB (main), {long['worker_mib']:.0f} MiB (decode worker); "
             f"job {long['state']}, {long['errors']} errors.",
             "",
         ]

@@ -89,12 +89,14 @@ def main() -> None:
                     segment.append(score_of_segments(lib, media_id, q.main))
                 pooled, segment = np.array(pooled), np.array(segment)
                 rows.append(
-                    f"| {phrasing} | {np.mean(right):.3f} | {pooled.mean():.3f} | {segment.mean():.3f} | {np.mean(segment > pooled):.3f} |"
+                    f"| {phrasing} | {np.mean(right):.3f} | {pooled.mean():.3f} | {segment.mean():.3f} "
+                    f"| {np.mean(segment > pooled):.3f} |"
                 )
 
     publish(
         [
-            f"\n### Motion in video queries as typed vs as trained ({len(shots)} one-shot videos, {time.strftime('%Y-%m-%d')}, "
+            f"\n### Motion in video queries as typed vs as trained ({len(shots)} one-shot videos, "
+            f"{time.strftime('%Y-%m-%d')}, "
             f"{device_description()})\n",
             "| phrasing | motion named right (of 6) | mean pooled score | mean best segment score | segment wins |",
             "| --- | --- | --- | --- | --- |",

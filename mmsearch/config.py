@@ -10,6 +10,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .imageio import DEFAULT_MAX_PIXELS
 
+# The built-in models' folders (`mini`, ...), shipped inside the package.
+WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
+
+
+def builtin_weights(name: str = "mini") -> Path:
+    """The folder of a built-in model's weights (config JSONs, safetensors, thresholds)."""
+    return WEIGHTS_ROOT / name
+
 
 class Settings(BaseSettings):
     """Everything a Library, the CLI and the API need to know.
@@ -33,20 +41,23 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=64,
-        description="Processes decoding media during index jobs (0: none); default: 0 with 2 CPU cores or fewer, else 2.",
+        description="Processes decoding media during index jobs (0: none); "
+        "default: 0 with 2 CPU cores or fewer, else 2.",
     )
     miss_threshold: float | None = Field(
         None,
         ge=-1,
         le=1,
-        description="Best text-to-image score below which a query counts as a miss; default: calibrated per embedding space.",
+        description="Best text-to-image score below which a query counts as a miss; "
+        "default: calibrated per embedding space.",
     )
     prior_miss_threshold: float | None = Field(
         None, ge=-1, le=1, description="The same for the prior's predicted image embedding; default: calibrated."
     )
     generator: str = Field(
         "mini",
-        description="Image generator for generate-on-miss: mini, mini:DIR, karlo:PATH_OR_ID, kandinsky22:PATH_OR_IDS, or none.",
+        description="Image generator for generate-on-miss: "
+        "mini, mini:DIR, karlo:PATH_OR_ID, kandinsky22:PATH_OR_IDS, or none.",
     )
     generate_default: Literal["auto", "never", "always"] = Field(
         "never", description="generate-on-miss mode of requests that do not say."
@@ -101,7 +112,8 @@ class Settings(BaseSettings):
         short = [k for k in v if len(k) < 16]
         if short:
             raise ValueError(
-                "API keys must be at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+                "API keys must be at least 16 characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
             )
         return v
 

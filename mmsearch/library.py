@@ -1,15 +1,14 @@
 """Library: the one facade over store + indexes + encoder + generator.
 
-The CLI and the API hold a Library; nothing else wires components together.
+The CLI and the API hold a Library; nothing else wires components together. The Library
+builds the components on first use and hands them to services/, where what a request does
+lives: index jobs (jobs), drawing and latent tricks (drawing), generate-on-miss and its
+thresholds, what the library holds (contents).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import random
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -20,38 +19,19 @@ from .config import Settings
 from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from .encoders.video import SamplingConfig
 from .indexer.jobs import IndexJobRunner, create_job
-from .indexer.pipeline import PipelineConfig, default_decode_workers
 from .search.engine import Hit, SearchEngine
-from .search.query import QueryError, SearchRequest
-from .services.generate_on_miss import GenerateOptions, MissThresholds, Outcome, search_or_generate
+from .search.query import SearchRequest
+from .services import contents, drawing, jobs
+from .services.drawing import Edit, GenerateOptions, Towards, generator_errors, with_generator_defaults
+from .services.drawing import GenerationRequestError as GenerationRequestError  # the API and CLI answer these
+from .services.drawing import GenerationUnavailable as GenerationUnavailable
+from .services.generate_on_miss import MissThresholds, Outcome, generator_for, search_or_generate
 from .services.miss_thresholds import miss_thresholds
 from .storage.captions import CaptionFinder
 from .storage.generated import GenerationParams, delete_generated, save_generated
-from .storage.generated import NotGeneratedError as NotGeneratedError  # the API and CLI answer it
+from .storage.generated import NotGeneratedError as NotGeneratedError
 from .storage.index_set import IndexSet
-from .storage.store import Job, JobError, Media, Store, Vector, job_summary
-
-log = logging.getLogger(__name__)
-
-RECENT_JOB_ERRORS = 50  # a job's summary lists its latest errors; the rest stay in SQL
-
-
-class GenerationUnavailable(RuntimeError):
-    """No generator can serve this request (turned off, not trained, or another space)."""
-
-
-class GenerationRequestError(ValueError):
-    """The generator refused the request's settings (e.g. a sampler this backend lacks)."""
-
-
-@contextmanager
-def _generator_errors():
-    try:
-        yield
-    except QueryError:
-        raise
-    except ValueError as e:
-        raise GenerationRequestError(str(e)) from e
+from .storage.store import Media, Store
 
 
 class Library:
@@ -148,50 +128,27 @@ class Library:
                     raise GenerationUnavailable(f"generator {self.settings.generator!r} cannot be used: {e}") from e
             return self._generator
 
-    def _with_defaults(self, options: GenerateOptions, generator) -> GenerateOptions:
-        """Options with the sampler and guidance filled in from the generator when not given,
-        so a generated image's record says how it was actually drawn."""
-        if generator is None:
-            return options
-        return dataclasses.replace(
-            options,
-            sampler=options.sampler if options.sampler is not None else getattr(generator, "SAMPLERS", ("ddim",))[0],
-            guidance=options.guidance if options.guidance is not None else getattr(generator, "default_guidance", None),
-        )
-
     def miss_thresholds(self) -> MissThresholds:
         """Configured thresholds, else the ones calibrated for this encoder's space."""
         return miss_thresholds(self.encoder.space, self.settings.miss_threshold, self.settings.prior_miss_threshold)
 
     # -- the facade -------------------------------------------------------------------------------
     def serving_roots(self, media: Media) -> list[Path]:
-        """Where a media item's file may be served from: the root it was indexed from, and
-        the library folder for media the library made itself (generated images)."""
-        roots = [Path(media.root)] if media.root else []
-        return roots + [self.dir] if media.generated else roots
+        """Where a media item's file may be served from (see services.contents)."""
+        return contents.serving_roots(media, self.dir)
 
     def create_job(self, roots: list[str | Path]) -> int:
-        resolved = []
-        for r in roots:
-            p = Path(r).expanduser().resolve()
-            if not p.is_dir():
-                raise FileNotFoundError(f"{r} is not a folder")
-            resolved.append(p)
-        # A root inside another root of the same job would be walked twice.
-        outermost = sorted({p for p in resolved if not any(p != q and p.is_relative_to(q) for q in resolved)})
-        return create_job(self.store, outermost, self.encoder.space)
+        """A pending job over the roots (checked before the encoder loads, so a typo fails fast)."""
+        return create_job(self.store, jobs.job_roots(roots), self.encoder.space)
 
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
-        s = self.settings
-        if workers is None:
-            workers = s.decode_workers if s.decode_workers is not None else default_decode_workers()
-        cfg = PipelineConfig(workers=workers, batch_size=s.batch_size, max_pixels=s.max_pixels)
+        config = jobs.pipeline_config(self.settings, workers)
         runner = IndexJobRunner(
             self.store,
             self.encoder,
             self.indexes,
             self.dir,
-            cfg,
+            config,
             progress,
             stop=self._stop_jobs,
             sampling=self.sampling,
@@ -211,38 +168,20 @@ class Library:
 
     def recent_jobs(self, limit: int = 20) -> list[dict]:
         """The latest jobs, newest first (without their error lists)."""
-        with self.store.session() as s:
-            return [job_summary(j) for j in s.query(Job).order_by(Job.id.desc()).limit(limit).all()]
+        return jobs.recent_jobs(self.store, limit)
 
     def job(self, job_id: int) -> dict | None:
-        with self.store.session() as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                return None
-            recent = (
-                s.query(JobError)
-                .filter(JobError.job_id == job_id)
-                .order_by(JobError.id.desc())
-                .limit(RECENT_JOB_ERRORS)
-                .all()
-            )
-            return job_summary(job) | {"recent_errors": [{"path": e.path, "error": e.error} for e in reversed(recent)]}
+        """A job's summary with its latest errors; None when there is no such job."""
+        return jobs.job_with_errors(self.store, job_id)
 
     def search(self, request: SearchRequest) -> list[Hit]:
         return self.engine.search(request)
 
     def search_or_generate(self, request: SearchRequest, prompt: str | None, options: GenerateOptions) -> Outcome:
         """Search; on a miss, per options.mode, search with the prior or generate (see generate_on_miss)."""
-        generator, unavailable = None, None
-        if options.mode != "never" and prompt is not None:
-            try:
-                generator = self.generator
-            except GenerationUnavailable as e:
-                if options.mode == "always":
-                    raise
-                unavailable = str(e)  # auto: a search still answers, with its weak hits
-        options = self._with_defaults(options, generator)
-        with _generator_errors():
+        generator, unavailable = generator_for(options.mode, prompt, lambda: self.generator)
+        options = with_generator_defaults(options, generator)
+        with generator_errors():
             outcome = search_or_generate(
                 self.engine, request, prompt, generator, options, self.miss_thresholds(), self.store_generated
             )
@@ -260,11 +199,7 @@ class Library:
         return self.engine.hits_for_media(self.encoder.embed_texts([prompt])[0], ids, "generated")
 
     def generate_from_media(
-        self,
-        media_id: int,
-        options: GenerateOptions,
-        edit: tuple[str, str] | None = None,
-        interpolate: tuple[int, float] | None = None,
+        self, media_id: int, options: GenerateOptions, edit: Edit | None = None, interpolate: Towards | None = None
     ) -> list[Hit]:
         """Variations, interpolations and edits of an indexed image (see draw_from_media),
         stored and indexed; hits for them, scored against the source image."""
@@ -273,59 +208,19 @@ class Library:
 
     def draw(self, prompt: str, options: GenerateOptions) -> tuple[list[Image.Image], GenerationParams]:
         """Images for a prompt and how they were made, not stored."""
-        options = self._with_defaults(options, self.generator)
-        seed = options.seed if options.seed is not None else random.randrange(2**31)
-        with _generator_errors():
-            images = self.generator.generate(
-                prompt, n=options.n, seed=seed, steps=options.steps, guidance=options.guidance, sampler=options.sampler
-            )
-        return images, GenerationParams(
-            prompt, self.generator.name, seed, options.steps, options.guidance, options.sampler
-        )
+        return drawing.draw(self.generator, prompt, options)
 
     def draw_from_media(
-        self,
-        media_id: int,
-        options: GenerateOptions,
-        edit: tuple[str, str] | None = None,
-        interpolate: tuple[int, float] | None = None,
+        self, media_id: int, options: GenerateOptions, edit: Edit | None = None, interpolate: Towards | None = None
     ) -> tuple[list[Image.Image], GenerationParams]:
         """DALL-E 2's latent tricks on an indexed image, not stored: variations of it, an
-        interpolation towards another image, or a text-diff edit ("red circle" -> "blue circle")."""
-        from .generation.unclip import slerp, text_diff_edit
-
-        generator = self.generator
-        if getattr(generator, "space", None) != self.encoder.space or not hasattr(generator, "decode"):
-            raise GenerationUnavailable(
-                f"generator {generator.name!r} cannot decode embeddings of this library's space"
-            )
-        options = self._with_defaults(options, generator)
-        embedding = self.media_vector(media_id)
-        source: dict = {"media_id": media_id}
-        if interpolate is not None:
-            other, alpha = interpolate
-            embedding = slerp(embedding, self.media_vector(other), alpha)
-            source |= {"interpolate": other, "alpha": alpha}
-        if edit is not None:
-            src, tgt = self.encoder.embed_texts(list(edit))
-            embedding = text_diff_edit(embedding, src, tgt)
-            source |= {"edit": list(edit)}
-        seed = options.seed if options.seed is not None else random.randrange(2**31)
-        with _generator_errors():
-            images = generator.decode(
-                np.repeat(embedding[None], options.n, 0),
-                seed=seed,
-                steps=options.steps,
-                guidance=options.guidance,
-                sampler=options.sampler,
-            )
-        label = f"edit of media {media_id}: {edit[0]} -> {edit[1]}" if edit else f"variation of media {media_id}"
-        return images, GenerationParams(
-            label, generator.name, seed, options.steps, options.guidance, options.sampler, source=source
+        interpolation towards another image, or a text-diff edit (see services.drawing)."""
+        return drawing.draw_from_media(
+            self.generator, self.encoder, self.media_vector, media_id, options, edit, interpolate
         )
 
     def delete_generated(self, media_ids: list[int]) -> list[int]:
-        """Delete generated images (rows, vectors, files); see library_media.delete_generated."""
+        """Delete generated images (rows, vectors, files); see storage.generated.delete_generated."""
         return delete_generated(self.store, self.indexes, self.dir, media_ids)
 
     def media(self, media_id: int) -> Media | None:
@@ -341,21 +236,11 @@ class Library:
 
     def stats(self) -> dict:
         """The model in use and how much the library holds."""
-        return {
-            "model": self.encoder.name,
-            "space": self.encoder.space,
-            "media": self.store.count(Media),
-            "vectors": self.store.count(Vector),
-            "unreadable": self.store.count(Media, Media.error.is_not(None)),
-        }
+        return contents.stats(self.store, self.encoder)
 
     def caption(self, media: Media) -> str | None:
         """A media item's first caption (sidecar .txt or synth manifest), or a generated image's prompt."""
-        if media.generated:
-            return (media.generation or {}).get("prompt")
-        roots = [r for r in self.serving_roots(media) if Path(media.path).is_relative_to(r)]
-        captions = self._captions(Path(media.path), roots[0] if roots else None)
-        return captions[0] if captions else None
+        return contents.caption(self._captions, media, self.dir)
 
     def counts(self) -> dict:
         """Media per kind, jobs per state and running jobs' progress (see Store.library_counts)."""

@@ -21,3 +21,56 @@ def mini_encoder():
     from mmsearch.encoders import load_encoder
 
     return load_encoder("mini", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, mini_encoder):
+    """A library of 60 synthetic images and a prior + decoder trained on it for a few steps:
+    (base folder, generator folder). Too briefly trained to draw well; enough for the mechanics."""
+    import torch
+
+    from mmsearch.generation.models import DecoderConfig, PriorConfig
+    from mmsearch.training.diffusion_trainer import DiffusionTrainConfig, train_decoder, train_prior
+    from mmsearch.training.pairs import library_pairs
+
+    from .helpers import make_corpus, open_library
+
+    torch.set_num_threads(2)
+    base = tmp_path_factory.mktemp("gen")
+    make_corpus(base / "photos", n=60)
+    gen_dir = base / "generator"
+    with open_library(base / "lib", encoder=mini_encoder) as lib:
+        lib.index([base / "photos"])
+        pairs = library_pairs(lib.store, mini_encoder.space)
+    quick = DiffusionTrainConfig(steps=20, batch_size=16, checkpoint_every=10)
+    train_prior(
+        pairs,
+        mini_encoder.embed_texts,
+        gen_dir,
+        base / "work",
+        quick,
+        PriorConfig(dim=mini_encoder.dim, width=64, layers=2, heads=2, space=mini_encoder.space, choice_weight=2.0),
+    )
+    train_decoder(
+        pairs,
+        gen_dir,
+        base / "work",
+        DiffusionTrainConfig(steps=4, batch_size=8),
+        DecoderConfig(dim=mini_encoder.dim, channels=16, space=mini_encoder.space, timestep_sampling="logit_normal"),
+        image_features=mini_encoder.image_features,
+        consistency_weight=0.1,
+    )
+    return base, gen_dir
+
+
+def _generated_count(lib) -> int:
+    from mmsearch.storage.store import Media
+
+    with lib.store.session() as s:
+        return s.query(Media).filter(Media.generated.is_(True)).count()
+
+
+@pytest.fixture
+def generated_count():
+    """How many generated images a library holds: generated_count(lib)."""
+    return _generated_count

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +25,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..imageio import UnreadableImageError, decode_rgb
 from ..search.query import SearchRequest, Term
+from .state import AppState
+from .urls import file_url, thumbnail_url
 
 INDICES = ["image", "video", "any"]
 DEDUP_SIMILARITY = 0.94  # clip back's threshold: results closer than this to a better one are dropped
@@ -134,15 +135,15 @@ class ClipRetrievalMetadata:
     def of(self, m, t_start: float | None = None) -> dict[str, Any]:
         # clip front shows `url` as an <img>: a video is shown by its frame at the moment.
         if m.kind == "video":
-            t = 0.0 if t_start is None else t_start
-            url = f"{self.base_url}/media/{m.id}/thumbnail?t={t:.3f}"
+            url = self.base_url + thumbnail_url(m.id, 0.0 if t_start is None else t_start)
         else:
-            url = f"{self.base_url}/media/{m.id}/file"
+            url = self.base_url + file_url(m.id)
         return {"image_path": m.path, "url": url, "caption": self.library.caption(m)}
 
 
-def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: list) -> APIRouter:
-    router = APIRouter(tags=["clip-retrieval compatibility"], dependencies=dependencies)
+def clip_retrieval_router(state: AppState) -> APIRouter:
+    router = APIRouter(tags=["clip-retrieval compatibility"], dependencies=state.read)
+    library = state.library
 
     @router.get("/indices-list")
     def indices_list() -> list[str]:
@@ -166,7 +167,7 @@ def clip_retrieval_router(library, search_lock: threading.Lock, dependencies: li
 
         def run() -> list[dict]:
             term = _query_term(body, library)
-            with search_lock:
+            with state.search_lock:
                 hits = library.search(SearchRequest(terms=[term], k=wanted, kind=kind))
             if body.deduplicate and hits:
                 vectors = np.stack([library.media_vector(h.id) for h in hits])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -35,6 +37,32 @@ def thumbnail_jpeg(path: Path, max_side: int = 256) -> bytes:
 def video_thumbnail_jpeg(path: Path, t: float, max_side: int = 256) -> bytes:
     """A JPEG of the frame shown at t seconds; raises UnreadableVideoError."""
     return _jpeg(Image.fromarray(frame_at(str(path), t, side=max_side)), max_side)
+
+
+class ThumbnailCache:
+    """Thumbnails kept as JPEG files named <media id>-<content hash>[-t<tenths>].jpg: a changed
+    file gets a new name, and a video's frames are kept per tenth of a second."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def jpeg(self, media, path: Path, t: float | None = None) -> bytes:
+        """The thumbnail of `media` (whose file is `path`; for a video, its frame at t seconds),
+        made on first request; raises UnreadableImageError or UnreadableVideoError."""
+        suffix = f"-t{round(t * 10)}" if media.kind == "video" else ""
+        cache = self.folder / f"{media.id}-{(media.content_hash or 'x')[:16]}{suffix}.jpg"
+        if not cache.is_file():
+            jpeg = thumbnail_jpeg(path) if media.kind == "image" else video_thumbnail_jpeg(path, t)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as tmp:
+                tmp.write(jpeg)  # a private temp name: concurrent requests never clash
+            os.replace(tmp.name, cache)
+        return cache.read_bytes()
+
+    def forget(self, media_id: int) -> None:
+        """Drop the cached thumbnails of a media item that left the library."""
+        for thumbnail in self.folder.glob(f"{media_id}-*.jpg"):
+            thumbnail.unlink(missing_ok=True)
 
 
 def _jpeg(im: Image.Image, max_side: int) -> bytes:

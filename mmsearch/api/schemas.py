@@ -62,7 +62,8 @@ class SearchIn(BaseModel):
     min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
     generate: Literal["auto", "never", "always"] | None = Field(
         None,
-        description="On a miss: auto searches with the prior, then generates; never; always generates. Default: the server's setting.",
+        description="On a miss: auto searches with the prior, then generates; never; always generates. "
+        "Default: the server's setting.",
     )
     generation: GenerationIn = Field(
         default_factory=GenerationIn, description="How to generate, when it comes to that."

@@ -12,7 +12,9 @@ import numpy as np
 
 from .vocab import INVERSE_RELATION
 
-Spec = dict  # {"objects": [{"color": .., "shape": .., "size": .., "position": ..}], "relation": str|None, "background": str|None}
+# {"objects": [{"color": .., "shape": .., "size": .., "position": ..}],
+#  "relation": str|None, "background": str|None}
+Spec = dict
 
 # Phrasing variety: what the model sees in training, so users' wording also lands.
 SIZE_WORDS = {

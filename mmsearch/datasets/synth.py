@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..storage.captions import MANIFEST
+from ..storage.files import atomic_write
 from .captions import canonical_caption, manifest_captions
 from .render import ObjectGeom, draw_scene, jitter_rgb, sample_style
 from .vocab import COLOR_NAMES, HELDOUT_PAIRS, RELATIONS, SHAPES, SIMILAR_COLORS, SIZES, position_name
@@ -198,7 +199,7 @@ def generate(
             if progress:
                 progress(1)
     manifest = {"format": "mmsearch-synth/1", "split": split, "seed": seed, "items": items}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 

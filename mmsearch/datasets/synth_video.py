@@ -111,7 +111,10 @@ def _sample_shot(rng: np.random.Generator, split: str, width: int, height: int) 
 def _object_at(shot: dict, u: float) -> ObjectGeom:
     """The shot's object at progress u in [0, 1]."""
     g0, g1 = shot["geometry"]["start"], shot["geometry"]["end"]
-    lerp = lambda a, b: a + (b - a) * u  # noqa: E731
+
+    def lerp(a, b):
+        return a + (b - a) * u
+
     rgb = shot["rgb"][0]
     opacity = 1.0
     if shot["motion"] == "changing color":

@@ -4,7 +4,6 @@ and sampling config next to the manifest."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from dataclasses import asdict, dataclass
@@ -15,6 +14,7 @@ from PIL import Image
 
 from ..encoders.video import SamplingConfig
 from ..indexer.decode_video import decode_video
+from ..storage.files import atomic_write, digest
 from .synth import load_manifest
 
 
@@ -34,9 +34,7 @@ def corpus_video_features(
     items = [i for i in load_manifest(data_dir)["items"] if i["kind"] == "video"]
     if not items:
         raise ValueError(f"{data_dir} holds no videos")
-    key = hashlib.sha1(json.dumps([encoder.space, asdict(sampling), [i["file"] for i in items]]).encode()).hexdigest()[
-        :12
-    ]
+    key = digest(json.dumps([encoder.space, asdict(sampling), [i["file"] for i in items]]), "sha1", 12)
     cache = data_dir / f".video-features-{key}.pkl"
     if cache.exists():
         return pickle.loads(cache.read_bytes())
@@ -49,7 +47,5 @@ def corpus_video_features(
         out.append(VideoFeatures(item, video.times, vecs, video.segments))
         if progress:
             progress(1)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps(out))
-    tmp.replace(cache)
+    atomic_write(cache, pickle.dumps(out))
     return out

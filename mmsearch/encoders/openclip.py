@@ -11,7 +11,6 @@ Spec strings:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..config import builtin_weights
+from ..storage.files import file_digest
 from .base import (
     CheckpointNotFoundError,
     ImageInput,
@@ -36,7 +37,6 @@ from .synonyms import Synonyms
 
 log = logging.getLogger(__name__)
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
 INSTEAD = "--model mini (built in) or a local checkpoint path"
 # A model that squashes its input (mini) sees wider pictures padded to this aspect first:
@@ -48,13 +48,7 @@ MAX_SQUASH_ASPECT = 1.6
 
 def weights_digest(path: str | Path) -> str:
     """Short content digest of a weights file (size + head + tail: cheap on GB files)."""
-    p = Path(path)
-    h = hashlib.sha1(str(p.stat().st_size).encode())
-    with p.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, p.stat().st_size - (1 << 20)))
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:10]
+    return file_digest(path, "sha1", 10, ends_only=1 << 20)
 
 
 def _is_pathlike(spec: str) -> bool:
@@ -116,7 +110,7 @@ class OpenClipEncoder:
 
     def _load(self, spec: str):
         if spec == "mini":
-            folder = self._folder = BUILTIN_DIR / "mini"
+            folder = self._folder = builtin_weights("mini")
             weights = folder / "open_clip_model.safetensors"
             if not weights.is_file():
                 raise CheckpointNotFoundError(

@@ -7,7 +7,6 @@ differently never mix in one index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import builtin_weights
+from ..storage.files import atomic_path, atomic_write, file_digest
 
 POOLINGS = ("mean", "seqTransf")
 POOL_FRAMES = 12  # frames a video vector is pooled from (CLIP4Clip's protocol)
@@ -86,8 +88,9 @@ class SeqTransf(nn.Module):
         from safetensors.torch import save_file
 
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / HEAD_CONFIG).write_text(json.dumps(self.config, indent=2))
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(directory / HEAD_WEIGHTS))
+        atomic_write(directory / HEAD_CONFIG, json.dumps(self.config, indent=2))
+        with atomic_path(directory / HEAD_WEIGHTS) as tmp:
+            save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
 
     @classmethod
     def load(cls, directory: Path) -> "SeqTransf":
@@ -135,10 +138,10 @@ class TemporalPooler:
 
 
 def hash_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_digest(path)
 
 
-SHIPPED_HEADS = {"mini": Path(__file__).resolve().parent.parent / "weights" / "mini"}
+SHIPPED_HEADS = {"mini": builtin_weights("mini")}
 
 
 def resolve_pooler(settings) -> TemporalPooler:

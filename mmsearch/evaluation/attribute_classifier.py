@@ -21,16 +21,18 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 from torch import nn
 
+from ..config import builtin_weights
 from ..datasets.non_shapes import non_shape_array
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
 from ..generation.checkpoint import load_pretrained, save_pretrained
 from ..pixels import unit_pixels
+from ..storage.files import atomic_write
 from ..training.augment import augment_batch
 from ..training.image_cache import image_array
 
 CONFIG_NAME, WEIGHTS_NAME = "attribute_classifier.json", "attribute_classifier.safetensors"
-CLASSIFIER_DIR = Path(__file__).resolve().parent.parent / "weights" / "mini"
+CLASSIFIER_DIR = builtin_weights("mini")
 NONE = "none"  # the shape answer of a judge trained with non-shapes
 NONE_INDEX = len(SHAPES)  # its class index: after the six shapes
 TRAIN_NON_SHAPE_SEED, HELDOUT_NON_SHAPE_SEED = 0, 1
@@ -161,8 +163,9 @@ def train_classifier(
     }
     if heldout_dir is not None:
         report["heldout"] = classifier_accuracy(model, Path(heldout_dir))
-    (Path(out_dir) / "attribute_classifier_report.json").write_text(
-        json.dumps(report | {"config": asdict(cfg)}, indent=2) + "\n"
+    atomic_write(
+        Path(out_dir) / "attribute_classifier_report.json",
+        json.dumps(report | {"config": asdict(cfg)}, indent=2) + "\n",
     )
     return report
 

@@ -25,7 +25,10 @@ MIN_GALLERY = 1000
 
 def attribute_queries() -> dict[str, list[tuple[str, dict]]]:
     """Query text and spec, grouped by kind. "single" and "two" are the headline groups."""
-    one = lambda **kv: {"objects": [kv], "relation": None, "background": None}  # noqa: E731
+
+    def one(**kv) -> dict:
+        return {"objects": [kv], "relation": None, "background": None}
+
     return {
         "color": [(c, one(color=c)) for c in COLOR_NAMES],
         "shape": [(s, one(shape=s)) for s in SHAPES],

@@ -42,7 +42,10 @@ def evaluate_prior(generator, encoder, data_dir: str | Path, max_captions: int =
     batches = range(0, len(captions), 256)
     expected = np.concatenate([generator.query_embeddings(captions[k : k + 256]) for k in batches])
     sampled = np.concatenate([generator.prior_embeddings(captions[k : k + 256], seed=seed + k) for k in batches])
-    cosine = lambda e: float(np.mean(np.sum(e * images, 1)))  # noqa: E731
+
+    def cosine(e: np.ndarray) -> float:
+        return float(np.mean(np.sum(e * images, 1)))
+
     # The headline figures are for what search uses: the prior's expected embedding.
     return {
         "captions": len(captions),
@@ -78,7 +81,7 @@ def evaluate_decoder(
     embeddings = generator.prior_embeddings([p for p, _, _ in chosen], seed=seed)
     report = {"prompts": len(distinct), "images": len(chosen), "rows": []}
     for sampler, steps in settings:
-        steps = steps or generator.decoder.diffusion.num_steps
+        steps = steps or generator.decoder.scheduler.num_steps
         t0 = time.perf_counter()
         images = generator.decode(embeddings, seed=seed + 1, steps=steps, sampler=sampler, guidance=guidance)
         seconds = time.perf_counter() - t0

@@ -1,4 +1,6 @@
-"""Image generation (unCLIP): diffusion math, the prior, the decoder, and the backends."""
+"""Image generation (unCLIP), laid out as diffusers is: the networks (models/), the diffusion
+math as pure functions (samplers.py), the sampling loops (pipelines.py), the built-in
+generator (unclip.py) and the diffusers backends."""
 
 from __future__ import annotations
 

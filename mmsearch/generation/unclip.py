@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .decoder import Decoder
-from .prior import DiffusionPrior
+from ..config import builtin_weights
+from .models import Decoder, DiffusionPrior
+from .pipelines import SAMPLERS, DecoderPipeline, PriorPipeline
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights" / "mini"
-SAMPLERS = ("ddim", "ddpm")
+BUILTIN_DIR = builtin_weights("mini")
 
 
 @runtime_checkable
@@ -112,8 +112,8 @@ class MiniGenerator:
     ):
         self.encoder = encoder
         self.device = device
-        self.prior = DiffusionPrior.load(model_dir, device)
-        self.decoder = Decoder.load(model_dir, device)
+        self.prior = PriorPipeline(DiffusionPrior.load(model_dir, device))
+        self.decoder = DecoderPipeline(Decoder.load(model_dir, device))
         for part, space in (("prior", self.prior.cfg.space), ("decoder", self.decoder.cfg.space)):
             if space != encoder.space:
                 raise ValueError(
@@ -149,7 +149,7 @@ class MiniGenerator:
         guidance: float | None = None,
         sampler: str = "ddim",
     ) -> list[Image.Image]:
-        check_sampling(steps, sampler, self.decoder.diffusion.num_steps)
+        check_sampling(steps, sampler, self.decoder.scheduler.num_steps)
         e = F.normalize(torch.as_tensor(np.asarray(embeddings, np.float32)).to(self.device), dim=-1)
         images = self.decoder.sample(
             e, steps=steps, sampler=sampler, guidance=guidance, generator=self._generator(seed)
@@ -165,6 +165,6 @@ class MiniGenerator:
         guidance: float | None = None,
         sampler: str = "ddim",
     ) -> list[Image.Image]:
-        check_sampling(steps, sampler, self.decoder.diffusion.num_steps)
+        check_sampling(steps, sampler, self.decoder.scheduler.num_steps)
         embeddings = self.prior_embeddings([prompt] * n, seed)
         return self.decode(embeddings, seed, steps, guidance, sampler)

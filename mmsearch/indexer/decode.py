@@ -6,13 +6,13 @@ A file is read once: its bytes give the content hash and the pixels. Unreadable 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from ..imageio import DEFAULT_MAX_PIXELS, UnreadableImageError, decode_rgb, oriented_size
+from ..storage.files import digest
 
 # Decoded images are downscaled so their shorter side is at most this (encoders need far
 # less); panoramas keep their shape instead of being squeezed into a square box.
@@ -37,7 +37,7 @@ def decode_image(path: str, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = 
     except OSError as e:
         out.error = f"cannot read: {e}"
         return out
-    out.content_hash = hashlib.sha256(data).hexdigest()
+    out.content_hash = digest(data)
     try:
         rgb = decode_rgb(data, max_pixels=max_pixels, draft_side=max_side)
         out.width, out.height = oriented_size(data)

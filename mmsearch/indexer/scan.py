@@ -3,7 +3,6 @@ against the store (new, changed, unchanged, deleted files)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ..storage.files import file_digest
 from ..storage.store import Media, Store, Vector
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,8 @@ def looks_like_media_name(path: Path) -> bool:
 
 
 def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of the file's content (the media row's content_hash)."""
+    return file_digest(path)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..encoders.temporal import TemporalPooler, mean_pool
+from ..storage.files import atomic_path
 from .decode_video import DecodedVideo, segment_members
 
 KEYFRAME_SIDE = 256
@@ -48,7 +49,6 @@ def save_keyframe(frame: np.ndarray, directory: Path, name: str) -> Path:
     img.thumbnail((KEYFRAME_SIDE * 4, KEYFRAME_SIDE) if img.width >= img.height else (KEYFRAME_SIDE, KEYFRAME_SIDE * 4))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.jpg"
-    tmp = path.with_suffix(".tmp")
-    img.save(tmp, format="JPEG", quality=85)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="JPEG", quality=85)
     return path

@@ -10,25 +10,16 @@ them, and return them marked `generated`.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..search.engine import Hit, QueryVectors, SearchEngine
 from ..search.query import SearchRequest
 from ..storage.generated import GenerationParams, find_generated
+from .drawing import GenerateOptions as GenerateOptions  # the CLI and API build options from here
+from .drawing import GenerationUnavailable, draw
 
 GENERATE_MODES = ("auto", "never", "always")
-
-
-@dataclass
-class GenerateOptions:
-    mode: str = "never"  # auto: generate on a miss; never; always: generate fresh images every time
-    n: int = 1
-    seed: int | None = None
-    steps: int = 25
-    guidance: float | None = None
-    sampler: str | None = None  # None: the generator's first (preferred) sampler
 
 
 @dataclass
@@ -91,23 +82,22 @@ def search_or_generate(
     if stored:
         steps.append({"stage": "stored", "media": stored})
         return Outcome(engine.hits_for_media(q.main, stored[: req.k], "generated"), miss, "generated", steps)
-    seed = opts.seed if opts.seed is not None else random.randrange(2**31)
-    images = generator.generate(
-        prompt, n=opts.n, seed=seed, steps=opts.steps, guidance=opts.guidance, sampler=opts.sampler
-    )
-    ids = save(
-        images,
-        GenerationParams(
-            prompt=prompt,
-            backend=generator.name,
-            seed=seed,
-            steps=opts.steps,
-            guidance=opts.guidance,
-            sampler=opts.sampler,
-        ),
-    )
+    ids = save(*draw(generator, prompt, opts))
     steps.append({"stage": "generated", "media": ids})
     return Outcome(engine.hits_for_media(q.main, ids, "generated"), miss, "generated", steps)
+
+
+def generator_for(mode: str, prompt: str | None, load: Callable[[], object]) -> tuple[object | None, str | None]:
+    """The generator a request may draw with, and why there is none: loaded only when the
+    request may draw; in auto mode one that cannot be loaded still lets the search answer."""
+    if mode == "never" or prompt is None:
+        return None, None
+    try:
+        return load(), None
+    except GenerationUnavailable as e:
+        if mode == "always":
+            raise
+        return None, str(e)
 
 
 def _shares_space(generator, engine: SearchEngine) -> bool:

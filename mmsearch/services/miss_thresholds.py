@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..storage.files import atomic_write, builtin_weights
+from ..config import builtin_weights
+from ..storage.files import atomic_write
 from .generate_on_miss import MissThresholds
 
 THRESHOLDS_FILE = builtin_weights() / "miss_thresholds.json"

@@ -1,5 +1,5 @@
-"""Files the library writes and reads: atomic writes, content digests, and where the
-built-in weights live. One of each, used everywhere."""
+"""Files the library writes and reads: atomic writes and content digests. One of each,
+used everywhere."""
 
 from __future__ import annotations
 
@@ -9,14 +9,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-# The built-in models' folders (`mini`, ...), shipped inside the package.
-WEIGHTS_ROOT = Path(__file__).resolve().parent.parent / "weights"
-
-
-def builtin_weights(name: str = "mini") -> Path:
-    """The folder of a built-in model's weights (config JSONs, safetensors, thresholds)."""
-    return WEIGHTS_ROOT / name
 
 
 def fsync_dir(directory: Path) -> None:

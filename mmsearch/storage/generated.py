@@ -4,7 +4,6 @@ identical query finds it instead of generating again."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from dataclasses import asdict, dataclass
@@ -14,6 +13,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
+from .files import atomic_write, digest
 from .index_set import IndexSet
 from .store import Media, Store, Vector, decode_embeddings, encode_embedding
 
@@ -42,18 +42,16 @@ def save_generated(
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         data = buf.getvalue()
-        digest = hashlib.sha256(data).hexdigest()
-        path = folder / f"{digest[:24]}.png"  # by content: saving the same image twice is one file
+        content_hash = digest(data)
+        path = folder / f"{content_hash[:24]}.png"  # by content: saving the same image twice is one file
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            atomic_write(path, data)
         paths.append(path)
-        hashes.append(digest)
+        hashes.append(content_hash)
     vectors = encoder.embed_images(images)
     ids, new_vectors = [], []
     with store.session() as s:
-        for image, path, digest, vec in zip(images, paths, hashes, vectors):
+        for image, path, content_hash, vec in zip(images, paths, hashes, vectors):
             media = s.scalars(select(Media).where(Media.path == str(path))).first()
             if media is None:
                 stat = path.stat()
@@ -63,7 +61,7 @@ def save_generated(
                     kind="image",
                     size=stat.st_size,
                     mtime=stat.st_mtime,
-                    content_hash=digest,
+                    content_hash=content_hash,
                     width=image.width,
                     height=image.height,
                     generated=True,

@@ -8,7 +8,6 @@ job and searches can share it from different threads.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import digest
 from .store import Store
 from .vector_index import VectorIndex
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def space_slug(space: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9]+", "-", space.split("|")[0].split("@")[0]).strip("-")[:40]
-    return f"{readable}-{hashlib.sha1(space.encode()).hexdigest()[:10]}"
+    return f"{readable}-{digest(space, 'sha1', 10)}"
 
 
 class IndexSet:

@@ -14,7 +14,6 @@ and colours are present, makes the tower learn shape early; the head is not expo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..config import builtin_weights
 from ..datasets.captions import (
     colorless_caption,
     flip_scene,
@@ -42,12 +42,13 @@ from ..datasets.captions import (
 )
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
+from ..storage.files import atomic_path, atomic_write, digest
 from .augment import augment_batch, rotate_hue
 from .image_cache import image_array
 
 log = logging.getLogger(__name__)
 
-BUILTIN_CONFIG = Path(__file__).resolve().parent.parent / "weights" / "mini" / "open_clip_config.json"
+BUILTIN_CONFIG = builtin_weights("mini") / "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -73,7 +74,7 @@ class ClipTrainConfig:
 def load_image_cache(data_dir: Path, items: list[dict], size: int) -> np.ndarray:
     """All images squashed to size x size (as the inference preprocess does), uint8 NHWC,
     cached next to the manifest so a resumed run does not decode again."""
-    key = hashlib.sha1(json.dumps([i["file"] for i in items]).encode()).hexdigest()[:12]
+    key = digest(json.dumps([i["file"] for i in items]), "sha1", 12)
     return image_array([data_dir / i["file"] for i in items], size, data_dir / f".cache-{size}px-{key}.npy")
 
 
@@ -202,11 +203,11 @@ def export_weights(model: torch.nn.Module, out_dir: Path, config_path: Path = BU
     """Write an open_clip local-dir model: open_clip_config.json + fp16 safetensors weights."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if config_path.resolve() != (out_dir / "open_clip_config.json").resolve():
-        shutil.copyfile(config_path, out_dir / "open_clip_config.json")
+        with atomic_path(out_dir / "open_clip_config.json") as tmp:
+            shutil.copyfile(config_path, tmp)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(out_dir / WEIGHTS_NAME)
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp))
     return out_dir / WEIGHTS_NAME
 
 
@@ -235,7 +236,7 @@ def model_config(out_dir: Path, image_size: int | None) -> Path:
     cfg["model_cfg"]["vision_cfg"]["image_size"] = image_size
     path = out_dir / "open_clip_config.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    atomic_write(path, json.dumps(cfg, indent=2) + "\n")
     return path
 
 
@@ -285,20 +286,19 @@ def train_clip(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def save_state() -> None:
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "attribute_head": attribute_head.state_dict(),
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": gen.get_state(),
-                "config": asdict(cfg),
-            },
-            tmp,
-        )
-        tmp.replace(state_path)
+        with atomic_path(state_path) as tmp:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "attribute_head": attribute_head.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": gen.get_state(),
+                    "config": asdict(cfg),
+                },
+                tmp,
+            )
 
     model.train()
     t0, losses = time.time(), []

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..generation.decoder import Decoder, DecoderConfig, ImageFeatures
-from ..generation.prior import DiffusionPrior, PriorConfig
+from ..generation.models import Decoder, DecoderConfig, DiffusionPrior, PriorConfig
 from ..pixels import unit_pixels
-from ..training.pairs import LibraryPairs
+from ..storage.files import atomic_path
+from .diffusion_losses import ImageFeatures, decoder_loss, prior_loss
 from .image_cache import image_array
+from .pairs import LibraryPairs
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +83,16 @@ def train_loop(
 
     def checkpoint() -> None:
         ema.save(out_dir)
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": gen.get_state(),
-            },
-            tmp,
-        )
-        tmp.replace(state_path)
+        state = {
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "numpy_rng": rng.bit_generator.state,
+            "torch_rng": gen.get_state(),
+        }
+        with atomic_path(state_path) as tmp:  # a run killed mid-save resumes from the previous state
+            torch.save(state, tmp)
 
     t0, losses = time.time(), []
     model.train()
@@ -153,7 +151,7 @@ def train_prior(
 
     def batch_loss(m, rng, gen):
         idx = torch.randint(0, len(flat), (cfg.batch_size,), generator=gen)
-        return m.loss(texts[idx], images[owner[idx]], gen, candidates=images, own=owner[idx])
+        return prior_loss(m, texts[idx], images[owner[idx]], gen, candidates=images, own=owner[idx])
 
     summary = train_loop(model, batch_loss, Path(out_dir), Path(work_dir) / "prior-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs), "captions": len(flat)}
@@ -173,7 +171,7 @@ def train_decoder(
     """Fit the decoder on the library's images and their image embeddings. A little noise on
     the conditioning embedding makes it forgiving of the prior's slightly-off predictions.
     With the library's image encoder (`image_features`) and a weight, the embedding-consistency
-    loss is added (Decoder.consistency_loss). work_dir keeps the resumable state and the
+    loss is added (diffusion_losses.consistency_loss). work_dir keeps the resumable state and the
     decoded-images cache."""
     if len(pairs) == 0:
         raise ValueError("the library has no indexed images to train the decoder on")
@@ -192,7 +190,7 @@ def train_decoder(
         x = (unit_pixels(pixels[idx]) * 2 - 1).contiguous(memory_format=torch.channels_last)
         e = embeddings[idx]
         e = F.normalize(e + cond_noise * torch.randn(e.shape, generator=gen), dim=-1)
-        return m.loss(x, e, gen, image_features, consistency_weight)
+        return decoder_loss(m, x, e, gen, image_features, consistency_weight)
 
     summary = train_loop(model, batch_loss, Path(out_dir), work_dir / "decoder-train-state.pt", cfg, progress)
     return summary | {"images": len(pairs)}

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ..imageio import decode_rgb
+from ..storage.files import atomic_path
 
 
 def image_array(paths: list[Path], size: int, cache: Path | None = None) -> np.ndarray:
@@ -20,7 +21,7 @@ def image_array(paths: list[Path], size: int, cache: Path | None = None) -> np.n
     for k, p in enumerate(paths):
         out[k] = np.asarray(decode_rgb(p).resize((size, size), Image.BICUBIC))
     if cache is not None:
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cache)
+        # A file object: np.save would add ".npy" to the temporary name.
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+            np.save(f, out)
     return out

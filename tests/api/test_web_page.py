@@ -370,7 +370,8 @@ def test_api_key_travels_as_header_and_cookie_and_401_asks_for_it(browser, keyed
         expect(page.get_by_test_id("result")).to_have_count(12, timeout=SLOW)
         # Thumbnails are protected reads too: they load only because the cookie carries the key.
         page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-testid=result] img')].every(i => i.complete && i.naturalWidth > 0)"
+            "() => [...document.querySelectorAll('[data-testid=result] img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
         )
         assert seen["/search"]["x-api-key"] == KEY
         thumb = next(v for k, v in seen.items() if k.endswith("/thumbnail"))

@@ -98,11 +98,13 @@ def test_captions_follow_the_templates():
 
 
 def test_a_bare_colour_shape_caption_names_only_an_object_big_enough_to_see():
-    scene = lambda size: {
-        "background": "white",
-        "relation": None,  # noqa: E731
-        "objects": [{"shape": "star", "color": "orange", "size": size, "position": "top left"}],
-    }
+    def scene(size: str) -> dict:
+        return {
+            "background": "white",
+            "relation": None,
+            "objects": [{"shape": "star", "color": "orange", "size": size, "position": "top left"}],
+        }
+
     assert manifest_captions(scene("large")) == [
         "a large orange star in the top left on a white background",
         "orange star, top left",
@@ -114,11 +116,13 @@ def test_a_bare_colour_shape_caption_names_only_an_object_big_enough_to_see():
 
 
 def test_video_shot_captions_take_the_right_article():
-    shot = lambda color, motion: {
-        "object": {"shape": "star", "color": color, "size": "small"},  # noqa: E731
-        "background": "gray",
-        "motion": motion,
-    }
+    def shot(color: str, motion: str) -> dict:
+        return {
+            "object": {"shape": "star", "color": color, "size": "small"},
+            "background": "gray",
+            "motion": motion,
+        }
+
     assert shot_caption(shot("orange", "shrinking")) == "an orange star shrinking on a gray background"
     assert shot_caption(shot("red", "growing")) == "a red star growing on a gray background"
     assert shot_caption(shot("orange", "moving left")) == "a small orange star moving left on a gray background"
@@ -133,11 +137,17 @@ def test_spec_matches_and_flips():
             {"shape": "square", "color": "blue", "size": "medium", "position": "top right"},
         ],
     }
-    one = lambda **kv: {"objects": [kv], "relation": None, "background": None}  # noqa: E731
+
+    def one(**kv) -> dict:
+        return {"objects": [kv], "relation": None, "background": None}
+
     assert spec_matches(one(color="red"), two)
     assert spec_matches(one(color="blue", shape="square"), two)
     assert not spec_matches(one(color="red", shape="square"), two)
-    rel = lambda r: {"objects": [{"shape": "square"}, {"shape": "circle"}], "relation": r, "background": None}  # noqa: E731
+
+    def rel(r: str) -> dict:
+        return {"objects": [{"shape": "square"}, {"shape": "circle"}], "relation": r, "background": None}
+
     assert spec_matches(rel("to the right of"), two)
     assert not spec_matches(rel("to the left of"), two)
     assert not spec_matches({**one(color="red"), "background": "white"}, two)

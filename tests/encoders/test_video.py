@@ -328,7 +328,8 @@ def test_a_short_wording_fits_every_video_it_describes_and_no_other():
     columns = torch.tensor([captions["a red circle moving up"], captions[full], captions[f"{full}, then {full}"]])
     rows = torch.arange(8)
     fits = _fits(data, rows, data.phrasing[rows, 0], columns)
-    # rows: up small gray, its reverse (down), up large white, down, down small gray, its reverse (up), two-shot up, reverse
+    # rows: up small gray, its reverse (down), up large white, down, down small gray, its reverse (up),
+    # two-shot up, reverse
     assert fits[:, 0].tolist() == [1, 0, 1, 0, 0, 1, 0, 0]  # "a red circle moving up": any size or background
     assert fits[:, 1].tolist() == [1, 0, 0, 0, 0, 1, 0, 0]  # the full caption: that size and background only
     assert fits[:, 2].tolist() == [0, 0, 0, 0, 0, 0, 1, 0]  # a two-shot caption: its own video only

@@ -132,7 +132,10 @@ def test_greyscale_images_get_colourless_captions_and_skip_colour_pairs(tmp_path
 
 def test_recoloured_images_keep_luma_and_get_colourless_captions(tmp_path):
     red = torch.tensor([0.8, 0.1, 0.1]).view(3, 1, 1).expand(3, 4, 4)
-    luma = lambda im: float((im[:, 0, 0] * torch.tensor([0.299, 0.587, 0.114])).sum())  # noqa: E731
+
+    def luma(im: torch.Tensor) -> float:
+        return float((im[:, 0, 0] * torch.tensor([0.299, 0.587, 0.114])).sum())
+
     assert torch.allclose(rotate_hue(red, 0), red, atol=1e-5)
     turned = rotate_hue(red, 180)[:, 0, 0]
     assert turned[0] < turned[1] and turned[0] < turned[2]  # red turned half way round is cyan-ish

@@ -1,29 +1,28 @@
-"""The unCLIP decoder: a small UNet that draws an image from an image embedding.
+"""The unCLIP decoder network: a small UNet that draws an image from an image embedding.
 
 The embedding conditions the UNet twice, as unCLIP does: projected and added to the
 timestep embedding (every residual block sees it as a scale and shift), and as a few
 context tokens that the attention layers at the low resolutions attend to beside the
-image tokens. For a share of training samples the embedding is replaced by a learned null
-embedding so classifier-free guidance works. Images are in [-1, 1], channels first.
+image tokens. A learned null embedding stands in for the embedding (for a share of
+training samples) so classifier-free guidance works. Images are in [-1, 1], channels first.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pixels import affine_resample
-from .checkpoint import load_pretrained, save_pretrained
-from .diffusion import GaussianDiffusion, classifier_free_guidance
-from .prior import timestep_embedding
+from ..checkpoint import load_pretrained, save_pretrained
+from .embeddings import timestep_embedding
 
 CONFIG_NAME, WEIGHTS_NAME = "decoder_config.json", "decoder.safetensors"
-ImageFeatures = Callable[[torch.Tensor], torch.Tensor]  # pixels in [0, 1] (B, 3, S, S) -> image embeddings (B, dim)
+# How training draws timesteps (DecoderConfig.timestep_sampling): uniformly, or logit-normal,
+# which puts most draws at the middle noise levels (mmsearch/training/diffusion_losses.py).
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
 @dataclass
@@ -34,13 +33,13 @@ class DecoderConfig:
     channel_mults: list[int] = field(default_factory=lambda: [1, 2, 2])
     attention_levels: list[int] = field(
         default_factory=lambda: [2]
-    )  # levels (0 = full size) with attention: 8x8 at 32 px
+    )  # levels with attention (0 = full size): 8x8 at 32 px
     context_tokens: int = 4
     timesteps: int = 1000
     schedule: str = "cosine"
     prediction: str = "v"  # v-prediction: stays well-behaved at the few steps DDIM-25 takes
     cond_drop: float = 0.1
-    timestep_sampling: str = "uniform"  # or "logit_normal": see GaussianDiffusion.training_timesteps
+    timestep_sampling: str = "uniform"  # one of TIMESTEP_SAMPLINGS
     # Classifier-free guidance scale when the caller names none. 1.5 drew the asked shape far
     # more often than 3 (stronger guidance bends thin parts such as a star's arms; BENCHMARKS.md).
     guidance: float = 1.5
@@ -87,24 +86,6 @@ class AttentionBlock(nn.Module):
         return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
-def _jitter(pixels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Per image: a random rotation (up to 15 degrees), scale (0.9-1.1) and shift (up to 1/12
-    of the side), resampled with border padding; then a 3x3 binomial blur on a random half,
-    and noise of std 0.02."""
-    n, device = len(pixels), pixels.device
-    u = torch.rand((n, 4), generator=generator).to(device) * 2 - 1
-    angle, scale, shift = u[:, 0] * math.radians(15), 1 + 0.1 * u[:, 1], u[:, 2:] / 6  # grid units: the side spans 2
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    pixels = affine_resample(pixels, theta)
-    k = torch.tensor([1.0, 2.0, 1.0], device=device)
-    kernel = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)
-    blurred = F.conv2d(F.pad(pixels, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
-    blur = (torch.rand(n, generator=generator) < 0.5).to(device)
-    pixels = torch.where(blur[:, None, None, None], blurred, pixels)
-    return pixels + 0.02 * torch.randn(pixels.shape, generator=generator).to(pixels)
-
-
 class Decoder(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
@@ -144,7 +125,10 @@ class Decoder(nn.Module):
                 else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1))
             )
         self.out = nn.Sequential(_norm(cur), nn.SiLU(), nn.Conv2d(cur, 3, 3, padding=1))
-        self.diffusion = GaussianDiffusion.make(cfg.schedule, cfg.timesteps, cfg.prediction)
+
+    @property
+    def prediction(self) -> str:
+        return self.cfg.prediction
 
     def _stage(self, cin: int, cout: int, emb: int, level: int, attention: bool | None = None) -> nn.ModuleList:
         with_attention = level in self.cfg.attention_levels if attention is None else attention
@@ -175,68 +159,6 @@ class Decoder(nn.Module):
                 h = self._run(stage, torch.cat([h, hs.pop()], dim=1), emb, context)
             h = up(h)
         return self.out(h)
-
-    def loss(
-        self,
-        images: torch.Tensor,
-        embeddings: torch.Tensor,
-        generator: torch.Generator | None = None,
-        image_features: ImageFeatures | None = None,
-        consistency_weight: float = 0.0,
-    ) -> torch.Tensor:
-        """images in [-1, 1] (B, 3, S, S) with their unit image embeddings (B, dim). With an
-        image encoder and a weight, the embedding-consistency loss is added."""
-        drop = torch.rand(images.shape[0], generator=generator).to(images.device) < self.cfg.cond_drop
-        cond = torch.where(drop[:, None], self.null_embedding.expand_as(embeddings), embeddings)
-        mse, x0, t = self.diffusion.training_outputs(
-            lambda x, tt: self(x, tt, cond), images, generator, self.cfg.timestep_sampling
-        )
-        if image_features is None or consistency_weight == 0:
-            return mse
-        keep = ~drop
-        return mse + consistency_weight * self.consistency_loss(
-            x0[keep], embeddings[keep], t[keep], image_features, generator
-        )
-
-    def consistency_loss(
-        self,
-        x0: torch.Tensor,
-        embeddings: torch.Tensor,
-        t: torch.Tensor,
-        image_features: ImageFeatures,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """1 - cosine between the encoder's embedding of each predicted clean image and the
-        embedding it was drawn for, weighted by alpha_bar(t) (how much of the image a prediction
-        at that noise level can know). The squared error teaches outlines slowly (a blob and a
-        star differ in a few pixels); this asks directly that the drawing reads as its embedding
-        says (BENCHMARKS.md, session 7). The encoder sees each drawing turned, scaled and shifted
-        a little, half of them blurred, all with a little noise: patterns that please the
-        encoder only while pixel-exact and sharp do not pay, the outline has to."""
-        if len(x0) == 0:
-            return x0.sum()
-        features = F.normalize(image_features(_jitter((x0.clamp(-1, 1) + 1) / 2, generator)), dim=-1)
-        weight = self.diffusion.alphas_cumprod[t.cpu()].to(features)
-        return torch.mean(weight * (1 - (features * embeddings).sum(-1)))
-
-    @torch.inference_mode()
-    def sample(
-        self,
-        embeddings: torch.Tensor,
-        steps: int = 25,
-        sampler: str = "ddim",
-        guidance: float | None = None,
-        generator: torch.Generator | None = None,
-        eta: float = 0.0,
-    ) -> torch.Tensor:
-        """Images in [0, 1], (B, 3, S, S), drawn for unit image embeddings (B, dim); guidance
-        None means the config's."""
-        size = self.cfg.image_size
-        guidance = self.cfg.guidance if guidance is None else guidance
-        model_fn = classifier_free_guidance(self, embeddings, self.null_embedding[None], guidance)
-        x_T = torch.randn((embeddings.shape[0], 3, size, size), generator=generator).to(embeddings.device)
-        x0 = self.diffusion.sample(model_fn, x_T, sampler, steps, eta=eta, generator=generator, clip=1.0)
-        return (x0 + 1) / 2
 
     def save(self, out_dir) -> None:
         save_pretrained(self, out_dir, CONFIG_NAME, WEIGHTS_NAME)

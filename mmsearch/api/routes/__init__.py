@@ -1,0 +1,1 @@
+"""The API's routers, one module per concern; each `*_router(state)` builds its routes over one app's AppState."""

@@ -1,0 +1,47 @@
+"""Index jobs: started here, run one at a time on the app's jobs executor, followed by id."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Query
+
+from ..schemas import MAX_ID, JobIn
+from ..state import AppState
+
+log = logging.getLogger(__name__)
+
+
+def jobs_router(state: AppState) -> APIRouter:
+    router = APIRouter()
+    library = state.library
+
+    @router.post("/jobs", status_code=202, dependencies=state.write)
+    def start_job(body: JobIn) -> dict:
+        try:
+            job_id = library.create_job(body.roots)
+        except FileNotFoundError as e:  # a root that is not a folder: the request's fault, here only
+            raise HTTPException(400, str(e)) from e
+
+        def run() -> None:
+            try:
+                library.run_job(job_id)
+            except Exception:  # the job row records the failure; keep the worker alive
+                log.exception("index job %d failed", job_id)
+
+        state.jobs.submit(run)
+        return library.job(job_id)
+
+    @router.get("/jobs", dependencies=state.read)
+    def recent_jobs(limit: int = Query(20, ge=1, le=1000)) -> list[dict]:
+        """The latest index jobs, newest first (a page reloaded mid-job finds it here)."""
+        return library.recent_jobs(limit)
+
+    @router.get("/jobs/{job_id}", dependencies=state.read)
+    def job(job_id: int) -> dict:
+        summary = library.job(job_id) if 1 <= job_id <= MAX_ID else None
+        if summary is None:
+            raise HTTPException(404, f"no job with id {job_id}")
+        return summary
+
+    return router

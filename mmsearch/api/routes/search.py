@@ -1,0 +1,94 @@
+"""Search by text, media id, vector and weighted terms (POST /search), or by an uploaded image."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from ...imageio import UnreadableImageError, decode_rgb
+from ...search.query import SearchRequest, Term, build_terms
+from ...services.generate_on_miss import prompt_of
+from ..schemas import GenerationIn, HitOut, SearchIn, SearchOut
+from ..state import AppState
+from ..urls import hit_json
+from .generate import generate_options
+
+
+def query_terms(body: SearchIn) -> list[Term]:
+    terms = build_terms(text=body.text, media_id=body.image_media_id, vector=body.vector, weights=body.weights)
+    return terms + [Term(text=t.text, media_id=t.media_id, vector=t.vector, weight=t.weight) for t in body.terms]
+
+
+async def read_limited(request: Request, upload: UploadFile, limit: int) -> bytes:
+    """An upload's bytes, refused (413) past `limit` before reading it all when its size is declared."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:  # form overhead
+        raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
+    return data
+
+
+def search_router(state: AppState) -> APIRouter:
+    router = APIRouter()
+    settings = state.settings
+
+    def run_search(
+        req: SearchRequest, prompt: str | None = None, mode: str | None = None, generation: GenerationIn | None = None
+    ) -> dict:
+        t0 = time.perf_counter()
+        options = generate_options(settings, mode or settings.generate_default, generation or GenerationIn())
+        with state.search_lock:
+            outcome = state.library.search_or_generate(req, prompt, options)
+        fresh = [st["media"] for st in outcome.steps if st.get("stage") == "generated" and "media" in st]
+        state.metrics.count_generation("search", sum(map(len, fresh)))  # not images served again from an earlier miss
+        return SearchOut(
+            results=[HitOut(**hit_json(h)) for h in outcome.hits],
+            miss=outcome.miss,
+            via=outcome.via,
+            stages=outcome.steps,
+            took_ms=(time.perf_counter() - t0) * 1000,
+        ).model_dump()
+
+    @router.post("/search", response_model=SearchOut, dependencies=state.read)
+    def search(body: SearchIn, request: Request) -> dict:
+        if body.text and (body.generate or settings.generate_default) != "never":
+            state.access.check_generation(request)  # a miss would generate and store images
+        req = SearchRequest(
+            terms=query_terms(body),
+            k=body.k,
+            offset=body.offset,
+            kind=body.kind,
+            path_prefix=body.path_prefix,
+            generated=body.generated,
+            min_score=body.min_score,
+        )
+        other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
+        return run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)
+
+    @router.post("/search/image", response_model=SearchOut, dependencies=state.read)
+    async def search_image(
+        request: Request,
+        file: UploadFile = File(..., description="The query image."),
+        text: str | None = Form(None, max_length=1000),
+        image_weight: float = Form(1.0, ge=-100, le=100, allow_inf_nan=False),
+        kind: str = Form("any", pattern="^(image|video|any)$"),
+        k: int = Form(10, ge=1, le=1000),
+        offset: int = Form(0, ge=0, le=100_000),
+    ) -> dict:
+        data = await read_limited(request, file, settings.max_upload_bytes)
+
+        def decode_and_search() -> dict:  # CPU work: off the event loop
+            try:
+                image = decode_rgb(data, max_pixels=settings.max_pixels)
+            except UnreadableImageError as e:  # the table's 400, with a detail naming the upload
+                raise HTTPException(400, f"the upload is not a readable image: {e}") from e
+            terms = build_terms(text=text, image=image, weights={"image": image_weight})
+            return run_search(SearchRequest(terms=terms, k=k, offset=offset, kind=kind))
+
+        return await run_in_threadpool(decode_and_search)
+
+    return router

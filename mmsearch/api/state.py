@@ -1,0 +1,55 @@
+"""What the routers of one app share, built once per app and handed to each router factory."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from fastapi import Depends
+
+from ..config import Settings
+from ..library import Library
+from .files import ThumbnailCache
+from .observability import Metrics
+from .security import Access
+
+
+@dataclass
+class AppState:
+    library: Library
+    settings: Settings
+    # One search at a time: FAISS and the encoder are shared, and a generation is stored and
+    # indexed before the next query runs (so a repeat finds it). Generation and deletion hold it too.
+    search_lock: threading.Lock
+    jobs: ThreadPoolExecutor  # index jobs, one at a time, in order
+    metrics: Metrics
+    access: Access
+    thumbnails: ThumbnailCache
+
+    @classmethod
+    def of(cls, library: Library) -> "AppState":
+        settings = library.settings
+        return cls(
+            library=library,
+            settings=settings,
+            search_lock=threading.Lock(),
+            jobs=ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-job"),
+            metrics=Metrics(library),
+            access=Access(settings),
+            thumbnails=ThumbnailCache(library.dir / "thumbnails"),
+        )
+
+    @property
+    def read(self) -> list:
+        """Route dependencies of reads (an API key when the server protects reads)."""
+        return [Depends(self.access.read)]
+
+    @property
+    def write(self) -> list:
+        """Route dependencies of requests that change the library (an API key when keys are set)."""
+        return [Depends(self.access.write)]
+
+    def close(self) -> None:
+        self.library.stop_jobs()  # a running job stops after its batch, as 'interrupted'; the next job resumes it
+        self.jobs.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,5 @@
+"""`python -m mmsearch.cli`, as `mmsearch`."""
+
+from . import app
+
+app()

@@ -1,0 +1,84 @@
+"""What every verb of the CLI shares: the console, the shared options, failing, progress bars,
+opening the library and the encoder, printing a report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..config import Settings, builtin_weights
+
+console = Console(stderr=True)  # messages and bars; stdout carries only results (JSON, tables)
+LIBRARY_OPT = typer.Option(
+    None, "--library", "-l", help="Library folder (default: MMSEARCH_LIBRARY_DIR or ./mmsearch-library)."
+)
+MODEL_OPT = typer.Option(None, "--model", "-m", help="Encoder spec (default: MMSEARCH_MODEL or mini).")
+BUILTIN_WEIGHTS = builtin_weights("mini")  # the trainers' default output folder
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def loss_reporter(bar: Progress, task, digits: int = 3) -> Callable[[int, int, float], None]:
+    """A trainer's progress callback (step, steps, loss) that moves `task` and shows the loss."""
+    return lambda step, steps, loss: bar.update(task, completed=step, info=f"loss {loss:.{digits}f}")
+
+
+@contextmanager
+def training_bar(description: str, steps: int, digits: int = 3) -> Iterator[Callable[[int, int, float], None]]:
+    """A bar of its own for one training run; yields the callback to hand the trainer."""
+    with progress_bar() as bar:
+        yield loss_reporter(bar, bar.add_task(description, total=steps, info=""), digits)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def failing_on(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn these exceptions into an error message and exit code 2, as `fail` does."""
+    try:
+        yield
+    except errors as e:
+        fail(str(e))
+
+
+def open_library(library: Optional[Path], model: Optional[str] = None, device: Optional[str] = None):
+    from ..library import Library
+
+    return Library.open(settings=Settings().with_overrides(library_dir=library, model=model, device=device))
+
+
+def load_encoder_for(settings: Settings):
+    """The encoder `settings` name, without opening a library."""
+    from ..encoders import load_encoder
+
+    return load_encoder(
+        settings.model, device=settings.device, batch_size=settings.batch_size, hub_timeout_s=settings.hub_timeout_s
+    )
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        console.print_json(json.dumps(report))

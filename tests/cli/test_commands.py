@@ -1,0 +1,27 @@
+"""Every verb users' scripts call is still registered, under the same name, in the same order."""
+
+import typer
+
+from mmsearch.cli import app
+
+TOP_LEVEL = [
+    "synth",
+    "eval-encoder",
+    "eval-generation",
+    "eval-video",
+    "index",
+    "search",
+    "generate",
+    "delete-generated",
+    "calibrate-miss",
+    "serve",
+    "demo",
+    "train",
+]
+TRAIN = ["clip", "temporal", "prior", "decoder", "attribute-classifier"]
+
+
+def test_every_command_is_registered_in_help_order():
+    cli = typer.main.get_command(app)
+    assert list(cli.commands) == TOP_LEVEL
+    assert list(cli.commands["train"].commands) == TRAIN

@@ -1,0 +1,78 @@
+"""services.generate_on_miss: which generator a request gets, and that a drawing on a miss
+takes its seed from the one place that draws seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmsearch.search.engine import Hit, QueryVectors
+from mmsearch.search.query import SearchRequest, parse_text
+from mmsearch.services import drawing
+from mmsearch.services.generate_on_miss import GenerateOptions, MissThresholds, generator_for, search_or_generate
+from mmsearch.storage.generated import GenerationParams
+
+from .test_drawing import FakeGenerator
+
+
+def unavailable():
+    raise drawing.GenerationUnavailable("generation is turned off")
+
+
+def test_the_generator_is_loaded_only_when_the_request_may_draw():
+    def must_not_load():
+        raise AssertionError("loaded")
+
+    assert generator_for("never", "a cat", must_not_load) == (None, None)
+    assert generator_for("auto", None, must_not_load) == (None, None)
+    generator = FakeGenerator()
+    assert generator_for("auto", "a cat", lambda: generator) == (generator, None)
+    assert generator_for("always", "a cat", lambda: generator) == (generator, None)
+
+
+def test_auto_answers_without_a_generator_and_says_why_always_fails():
+    assert generator_for("auto", "a cat", unavailable) == (None, "generation is turned off")
+    with pytest.raises(drawing.GenerationUnavailable, match="generation is turned off"):
+        generator_for("always", "a cat", unavailable)
+
+
+class WeakEngine:
+    """An engine whose best hit always misses; it scores what it is given at 0.5."""
+
+    def query_vectors(self, terms, kind):
+        return QueryVectors.single(np.ones(4, np.float32), "text")
+
+    def search_vectors(self, q, req):
+        return [Hit(id=1, path="/m/a.jpg", kind="image", score=0.1)]
+
+    def hits_for_media(self, q, ids, via):
+        return [Hit(id=i, path=f"/lib/{i}.png", kind="image", score=0.5, generated=True, via=via) for i in ids]
+
+
+def test_always_draws_with_one_default_seed_and_stores_what_it_drew(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(drawing.random, "randrange", lambda stop: drawn.append(stop) or 77)
+    saved = []
+
+    def save(images, params):
+        saved.append((images, params))
+        return [10, 11]
+
+    generator = FakeGenerator()
+    request = SearchRequest(terms=parse_text("a red circle"), k=2, kind="image")
+    outcome = search_or_generate(
+        WeakEngine(),
+        request,
+        "a red circle",
+        generator,
+        GenerateOptions(mode="always", n=2, steps=3),
+        MissThresholds(0.3),
+        save,
+    )
+    assert drawn == [2**31]
+    assert saved == [(["image 0", "image 1"], GenerationParams("a red circle", "fake", 77, 3, 4.0, "ddpm"))]
+    assert [h.id for h in outcome.hits] == [10, 11] and outcome.via == "generated" and outcome.miss
+    assert outcome.steps == [
+        {"stage": "text", "best": 0.1, "threshold": 0.3},
+        {"stage": "generated", "media": [10, 11]},
+    ]
