@@ -12,6 +12,8 @@ from mmsearch.storage.store import Media
 
 from ..helpers import make_corpus, open_library, paths_with
 
+pytestmark = pytest.mark.slow  # builds and serves a library
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, mini_encoder):

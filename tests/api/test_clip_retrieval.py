@@ -15,6 +15,8 @@ from mmsearch.storage.store import Media
 
 from ..helpers import make_corpus, open_library, paths_with
 
+pytestmark = pytest.mark.slow  # builds and serves a library
+
 METADATA_KEYS = {"id", "similarity", "image_path", "url", "caption"}
 
 

@@ -17,6 +17,8 @@ from mmsearch.api.observability import JsonFormatter
 
 from ..helpers import make_corpus, open_library
 
+pytestmark = pytest.mark.slow  # builds and serves libraries
+
 KEY = "k" * 12 + "-test-key-0001"
 OTHER_KEY = "x" * 20
 

@@ -24,9 +24,12 @@ from mmsearch.evaluation.video_eval import iou
 from ..helpers import make_corpus, open_library, paths_with
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="browser tests need Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,  # builds libraries and drives a browser
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="browser tests need Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+    ),
+]
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402  (after the skip: a clear reason first)
 

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
@@ -9,6 +10,7 @@ from ..helpers import make_corpus, paths_with
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_cli_index_then_search(tmp_path, monkeypatch):
     monkeypatch.setenv("MMSEARCH_DECODE_WORKERS", "0")
     root = tmp_path / "photos"

@@ -25,6 +25,7 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_synth_cli_is_deterministic(tmp_path):
     args = ["--images", "24", "--videos", "2", "--seed", "1"]
     assert runner.invoke(app, ["synth", str(tmp_path / "a"), *args]).exit_code == 0
@@ -61,6 +62,7 @@ def _nearest_shade_distance(rgb: np.ndarray, color: str) -> float:
     return min(float(np.linalg.norm(rgb - np.array(s))) for s in COLORS[color])
 
 
+@pytest.mark.slow
 def test_manifest_attributes_match_the_pixels(tmp_path):
     manifest = synth.generate(tmp_path, 150, 0, seed=5)
     checked = 0
@@ -188,6 +190,7 @@ def test_vocabulary_is_as_wide_as_promised():
     assert len(POSITIONS) == 9
 
 
+@pytest.mark.slow
 def test_videos_have_real_timestamps_and_shots(tmp_path):
     manifest = synth.generate(tmp_path, 0, 6, seed=1)
     multi = 0

@@ -59,6 +59,7 @@ def _pyav_frames(path: Path) -> dict[float, np.ndarray]:
         return {round(float(f.pts * s.time_base), 6): f.to_ndarray(format="rgb24") for f in c.decode(s)}
 
 
+@pytest.mark.slow
 def test_sampled_frames_carry_pyav_presentation_times_and_pixels(videos):
     root, manifest = videos
     item = manifest["items"][0]
@@ -72,6 +73,7 @@ def test_sampled_frames_carry_pyav_presentation_times_and_pixels(videos):
             assert np.abs(frame.astype(int) - reference.astype(int)).mean() < 3  # the same frame, not a neighbour
 
 
+@pytest.mark.slow
 def test_pyav_fallback_reads_the_same_times_as_decord(videos):
     root, manifest = videos
     path = str(root / manifest["items"][1]["file"])
@@ -84,6 +86,7 @@ def test_pyav_fallback_reads_the_same_times_as_decord(videos):
     assert sorted(got) == idx.tolist()
 
 
+@pytest.mark.slow
 def test_uniform_sampling_takes_n_frames_in_time_order(videos):
     root, manifest = videos
     sampled = sample_video(str(root / manifest["items"][2]["file"]), SamplingConfig(strategy="uniform", num_frames=6))
@@ -91,6 +94,7 @@ def test_uniform_sampling_takes_n_frames_in_time_order(videos):
     assert np.all(np.diff(sampled.times) > 0)
 
 
+@pytest.mark.slow
 def test_shot_boundaries_are_found_within_one_sampled_frame(videos):
     root, manifest = videos
     multi = [i for i in manifest["items"] if i["cuts"]]
@@ -106,6 +110,7 @@ def test_shot_boundaries_are_found_within_one_sampled_frame(videos):
             assert np.any((sampled.times >= a) & (sampled.times < b))
 
 
+@pytest.mark.slow
 def test_bad_videos_raise_a_clear_error(tmp_path, videos):
     root, manifest = videos
     data = (root / manifest["items"][0]["file"]).read_bytes()
@@ -144,6 +149,7 @@ def video_library(tmp_path_factory, videos, mini_encoder):
     lib.close()
 
 
+@pytest.mark.slow
 def test_videos_are_indexed_at_three_levels(video_library):
     lib, root, manifest, summary = video_library
     assert summary["state"] == "done" and summary["errors"] == 0 and summary["done"] == 8
@@ -166,6 +172,7 @@ def test_videos_are_indexed_at_three_levels(video_library):
             assert pooled_space.endswith("|pool=mean")
 
 
+@pytest.mark.slow
 def test_shot_caption_finds_its_video_and_moment(video_library):
     lib, root, manifest, _ = video_library
     item = next(i for i in manifest["items"] if len(i["shots"]) >= 2)
@@ -176,6 +183,7 @@ def test_shot_caption_finds_its_video_and_moment(video_library):
         assert iou((hits[0].t_start, hits[0].t_end), (shot["t_start"], shot["t_end"])) >= 0.5
 
 
+@pytest.mark.slow
 def test_a_video_as_the_query_finds_itself_first(video_library):
     lib, *_ = video_library
     with lib.store.session() as s:
@@ -185,6 +193,7 @@ def test_a_video_as_the_query_finds_itself_first(video_library):
         assert hits[0].id == media_id and hits[0].score > 0.99
 
 
+@pytest.mark.slow
 def test_bad_video_files_get_error_rows_and_good_ones_stay_searchable(tmp_path, videos, mini_encoder):
     root, manifest = videos
     media = tmp_path / "media"
@@ -255,6 +264,7 @@ def _sliding_videos(
     return videos, (to, away, base)
 
 
+@pytest.mark.slow
 def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
     """Frame vectors of an object sliding along one axis; the caption says which way.
     Trained with reversed copies, the head must tell a video from itself played backwards."""
@@ -282,6 +292,7 @@ def test_seqtransf_learns_direction_that_mean_pooling_cannot_see(tmp_path):
         TemporalPooler("seqTransf", tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_query_map_separates_captions_the_text_encoder_barely_tells_apart(tmp_path):
     """A text encoder trained on stills puts "moving up" and "moving down" almost on top of
     each other (cosine 0.996 for mini). The head's query map must pull them apart far enough
@@ -346,6 +357,7 @@ def test_query_map_round_trips_and_mean_pooling_leaves_queries_alone(tmp_path):
     np.testing.assert_array_equal(TemporalPooler("mean").adapt_query(text.numpy()), text.numpy())
 
 
+@pytest.mark.slow
 def test_pooled_videos_are_searched_with_the_mapped_query(video_library):
     """Pooled video vectors meet the text through the video query map; images and segments
     meet the text as encoded. A map sending every text to one video's pooled vector must
@@ -370,6 +382,7 @@ def test_pooled_videos_are_searched_with_the_mapped_query(video_library):
     assert engine.search(SearchRequest(build_terms(query), k=1, kind="any"))[0].score < 0.99
 
 
+@pytest.mark.slow
 def test_api_serves_moments_ranges_and_frames(video_library):
     lib, root, manifest, _ = video_library
     item = next(i for i in manifest["items"] if len(i["shots"]) >= 2)
@@ -402,6 +415,7 @@ def test_decode_workers_do_not_import_torch():
     assert out == "False"
 
 
+@pytest.mark.slow
 def test_switching_the_pooling_re_embeds_videos_only(tmp_path, videos, mini_encoder):
     root, manifest = videos
     media = tmp_path / "media"

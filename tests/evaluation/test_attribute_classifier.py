@@ -1,6 +1,7 @@
 """The shipped judge of eval-generation: it must name real shapes and refuse scribbles."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mmsearch.datasets.non_shapes import non_shape_array
@@ -12,6 +13,7 @@ from mmsearch.evaluation.attribute_classifier import (
 )
 
 
+@pytest.mark.slow
 def test_shipped_judge_names_large_heldout_shapes_and_colours(heldout_corpus):
     items = [i for i in single_object_items(heldout_corpus) if i["objects"][0]["size"] == "large"]
     shapes, colors = AttributeClassifier.load().predict([Image.open(heldout_corpus / i["file"]) for i in items])

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
@@ -23,6 +24,7 @@ def test_attribute_queries_cover_the_vocabulary():
     assert any(text == "large star" for text, _ in groups["size+shape"])
 
 
+@pytest.mark.slow
 def test_mini_ranks_heldout_images_by_attributes(mini_encoder, heldout_corpus):
     report = evaluate_encoder(mini_encoder, heldout_corpus)
     gallery = report["unique_caption_gallery"]
@@ -33,6 +35,7 @@ def test_mini_ranks_heldout_images_by_attributes(mini_encoder, heldout_corpus):
     assert groups["color"]["P@10"] >= 0.9 and groups["position"]["P@10"] >= 0.9 and groups["size"]["P@10"] >= 0.9
 
 
+@pytest.mark.slow
 def test_eval_cli_prints_json(heldout_corpus):
     result = CliRunner().invoke(app, ["eval-encoder", "--model", "mini", "--data", str(heldout_corpus), "--json"])
     assert result.exit_code == 0, result.output

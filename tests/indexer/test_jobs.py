@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from mmsearch.indexer.pipeline import default_decode_workers
 from mmsearch.search.query import SearchRequest, Term, parse_text
 from mmsearch.storage.store import JobError, Media, Vector
 
@@ -29,6 +28,7 @@ def _paths(hits) -> list[str]:
     return [h.path for h in hits]
 
 
+@pytest.mark.slow
 def test_index_then_search_by_colour_and_position(corpus, tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         job = lib.index([corpus])
@@ -39,6 +39,7 @@ def test_index_then_search_by_colour_and_position(corpus, tmp_path, mini_encoder
     assert len(top_left) == 3 and set(_paths(top_left)) <= paths_with(corpus, position="top left")
 
 
+@pytest.mark.slow
 def test_index_then_search_red_circle(corpus, tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         lib.index([corpus])
@@ -46,6 +47,7 @@ def test_index_then_search_red_circle(corpus, tmp_path, mini_encoder):
     assert len(hits) == 3 and set(_paths(hits)) <= paths_with(corpus, color="red", shape="circle")
 
 
+@pytest.mark.slow
 def test_reindex_embeds_only_what_changed(corpus, tmp_path, mini_encoder):
     counting = CountingEncoder(mini_encoder)
     lib_dir = tmp_path / "lib"
@@ -79,6 +81,7 @@ def _media_id(lib, path: Path) -> int:
         return s.scalar(select(Media.id).where(Media.path == str(path)))
 
 
+@pytest.mark.slow
 def test_bad_files_get_error_rows_and_the_job_goes_on(corpus, tmp_path, mini_encoder):
     bad = corpus / "bad"
     bad.mkdir()
@@ -178,6 +181,7 @@ class _OtherSpace(CountingEncoder):
     space = "open_clip:some-other-model|squash64"
 
 
+@pytest.mark.slow
 def test_switching_model_reembeds_everything(corpus, tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         lib.index([corpus])
@@ -192,6 +196,7 @@ def test_switching_model_reembeds_everything(corpus, tmp_path, mini_encoder):
         assert spaces == {other.space}  # the replaced space's vectors are gone with their media rows
 
 
+@pytest.mark.slow
 def test_overlapping_roots_index_each_file_once(corpus, tmp_path, mini_encoder):
     counting = CountingEncoder(mini_encoder)
     with open_library(tmp_path / "lib", encoder=counting) as lib:
@@ -205,6 +210,7 @@ def test_overlapping_roots_index_each_file_once(corpus, tmp_path, mini_encoder):
         assert lib.store.count(Media) == 90 and lib.indexes.size("image") == 90
 
 
+@pytest.mark.slow
 def test_a_file_that_stops_being_an_image_loses_its_vector(corpus, tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         lib.index([corpus])
@@ -220,6 +226,7 @@ def test_a_file_that_stops_being_an_image_loses_its_vector(corpus, tmp_path, min
         assert lib.indexes.size("image") == 89
 
 
+@pytest.mark.slow
 def test_an_emptied_root_deletes_nothing(corpus, tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         lib.index([corpus])
@@ -229,8 +236,3 @@ def test_an_emptied_root_deletes_nothing(corpus, tmp_path, mini_encoder):
         job = lib.index([corpus])
         assert job["deleted"] == 0 and "nothing was deleted" in job["message"]
         assert lib.store.count(Media) == 90
-
-
-def test_decode_workers_default_to_zero_on_two_cores_and_two_above():
-    # on 2 cores inline decoding indexed faster than 2 workers (BENCHMARKS.md, ingest)
-    assert [default_decode_workers(cores) for cores in (1, 2, 3, 16)] == [0, 0, 2, 2]

@@ -47,6 +47,7 @@ def test_batches_pair_images_with_captions_that_fit(tmp_path):
     assert fits.sum() > 16  # short captions such as "a red shape" fit several images
 
 
+@pytest.mark.slow
 def test_training_resumes_and_exports_a_loadable_model(tmp_path):
     data = tmp_path / "data"
     synth.generate(data, 48, 0, seed=4)
@@ -63,6 +64,7 @@ def test_training_resumes_and_exports_a_loadable_model(tmp_path):
     assert v.shape == (1, 256) and abs(float(np.linalg.norm(v)) - 1) < 1e-4
 
 
+@pytest.mark.slow
 def test_training_at_another_image_size_carries_the_weights_over(tmp_path):
     """--image-size 64 with --init from the shipped (96 px) weights: a 64 px model whose
     convolutions are the shipped ones and whose attention-pool position embedding is resized
