@@ -61,7 +61,8 @@ async def _json_body(request: Request, model: type[BaseModel]) -> BaseModel:
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as e:
-        raise HTTPException(422, e.errors(include_url=False, include_context=False)) from e
+        # Without the input: a malformed body echoed back may hold bytes that JSON cannot carry.
+        raise HTTPException(422, e.errors(include_url=False, include_context=False, include_input=False)) from e
 
 
 def _kind(indice_name: str | None) -> str:

@@ -194,3 +194,14 @@ def test_image_url_when_enabled(served, monkeypatch):
     monkeypatch.setattr(lib.settings, "max_upload_bytes", 1024)
     r = _post(client, "/knn-service", clip_client_body(image_url=url, num_images=1))
     assert r.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/knn-service", "/metadata"])
+@pytest.mark.parametrize("body", [b'{"text": "red"', b'{"text": "\xff\xfe"}', b"not json at all", b"[1, 2]"])
+def test_malformed_json_answers_422_with_a_json_reason(served, path, body):
+    """clip back clients send raw bytes: ones that are not a JSON object get a 4xx, never a 500
+    (the validation error once echoed the raw bytes, which JSON cannot carry)."""
+    client, *_ = served
+    r = client.post(path, content=body)
+    assert r.status_code == 422
+    assert r.json()["detail"] and all("input" not in err for err in r.json()["detail"])
