@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic"}
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+# ISO-BMFF brands of still images, and of audio-only files (iTunes music, audiobooks, Flash audio).
+IMAGE_BRANDS = (b"heic", b"heix", b"avif", b"mif1")
+AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ")
+# A BMP's info header says its own size: 'BM' alone also opens text files ("BMW ...").
+BMP_INFO_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
 
 
 def sniff(path: Path) -> str | None:
@@ -26,12 +31,15 @@ def sniff(path: Path) -> str | None:
             head = f.read(32)
     except OSError:
         return None
-    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")):
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")):
+        return "image"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in BMP_INFO_HEADER_SIZES:
         return "image"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image"
     if head[4:8] == b"ftyp":
-        return "image" if head[8:12] in (b"heic", b"heix", b"avif", b"mif1") else "video"
+        brand = head[8:12]
+        return "image" if brand in IMAGE_BRANDS else None if brand in AUDIO_BRANDS else "video"
     if head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:11] == b"AVI"):
         return "video"
     return None
