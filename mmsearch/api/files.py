@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from ..encoders.video import frame_at
 from ..imageio import decode_rgb
+from ..storage.files import atomic_write
 
 
 class OutsideRootsError(PermissionError):
@@ -54,9 +53,7 @@ class ThumbnailCache:
         if not cache.is_file():
             jpeg = thumbnail_jpeg(path) if media.kind == "image" else video_thumbnail_jpeg(path, t)
             cache.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as tmp:
-                tmp.write(jpeg)  # a private temp name: concurrent requests never clash
-            os.replace(tmp.name, cache)
+            atomic_write(cache, jpeg)  # a private temp name per writer: concurrent requests never clash
         return cache.read_bytes()
 
     def forget(self, media_id: int) -> None:

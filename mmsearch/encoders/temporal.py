@@ -115,7 +115,7 @@ class TemporalPooler:
                     "train one with `mmsearch train temporal` or use --pooling mean"
                 )
             self.head = SeqTransf.load(Path(head_dir))
-            digest = hash_file(Path(head_dir) / HEAD_WEIGHTS)[:10]
+            digest = file_digest(Path(head_dir) / HEAD_WEIGHTS, length=10)
             self.name = f"seqTransf@{digest}"
         else:
             self.name = "mean"
@@ -135,10 +135,6 @@ class TemporalPooler:
         with torch.inference_mode():
             x = F.normalize(torch.from_numpy(np.ascontiguousarray(chosen, np.float32)), dim=-1)[None]
             return self.head(x)[0].numpy().astype(np.float32)
-
-
-def hash_file(path: Path) -> str:
-    return file_digest(path)
 
 
 SHIPPED_HEADS = {"mini": builtin_weights("mini")}
