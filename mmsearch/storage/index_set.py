@@ -2,21 +2,22 @@
 
 On first use an index is loaded from disk and caught up from SQL (rows added after its
 watermark, rows deleted since it was saved), or built from SQL when its file is missing or
-unreadable. Saves are atomic and throttled; every operation holds one lock, so an index
-job and searches can share it from different threads.
+unreadable. Saves are atomic and throttled. Searches hold the read side of a readers-writer
+lock, so they run at once (FAISS searches release the GIL); opening, catching up, adding,
+removing and saving hold the write side, so a search never sees an index half changed.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .files import digest
+from .rwlock import ReadWriteLock
 from .store import Store
 from .vector_index import VectorIndex
 
@@ -46,7 +47,7 @@ class IndexSet:
         self._dirty: set[str] = set()
         self._last_save = time.monotonic()
         self._last_refresh: dict[str, float] = {}
-        self._lock = threading.RLock()
+        self.lock = ReadWriteLock()
 
     def space_of(self, kind: str) -> str:
         return self.kind_spaces.get(kind, self.space)
@@ -55,7 +56,11 @@ class IndexSet:
         return self.directory / f"{space_slug(self.space_of(kind))}.{kind}.faiss"
 
     def get(self, kind: str) -> VectorIndex:
-        with self._lock:
+        """The kind's index, opened (and caught up from SQL) on first use."""
+        index = self._indexes.get(kind)
+        if index is not None:
+            return index
+        with self.lock.write():
             if kind not in self._indexes:
                 self._indexes[kind] = self._open(kind)
             return self._indexes[kind]
@@ -92,7 +97,7 @@ class IndexSet:
 
     def rebuild(self, kind: str) -> VectorIndex:
         """Build the kind's index from SQL alone (the source of truth)."""
-        with self._lock:
+        with self.lock.write():
             ids, vecs = [], []
             for batch_ids, batch_vecs in self.store.iter_vectors(self.space_of(kind), (kind,)):
                 ids.append(batch_ids)
@@ -107,13 +112,13 @@ class IndexSet:
 
     def sizes(self) -> dict[str, int]:
         """Vectors held per kind, for the indexes opened so far (a scrape opens nothing)."""
-        with self._lock:
+        with self.lock.read():
             return {kind: index.ntotal for kind, index in self._indexes.items()}
 
     def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add rows just committed to SQL, skipping any the index already holds (opening it
         may have caught them up from SQL already)."""
-        with self._lock:
+        with self.lock.write():
             index = self.get(kind)
             fresh = ~index.contains(ids)
             if fresh.any():
@@ -123,36 +128,45 @@ class IndexSet:
     def remove(self, ids: list[int]) -> None:
         if not len(ids):
             return
-        with self._lock:
+        with self.lock.write():
             arr = np.asarray(ids, np.int64)
             for kind, index in self._indexes.items():
                 if index.remove(arr):
                     self._dirty.add(kind)
 
     def search(self, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            self._refresh(kind)
-            return self.get(kind).search(queries, k)
+        self.get(kind)
+        self._refresh(kind)  # before reading: a reader may not take the write side
+        with self.lock.read():
+            return self._indexes[kind].search(queries, k)
 
     def _refresh(self, kind: str) -> None:
         """Catch up with rows another process (a CLI index job beside the server) committed;
-        checked at most once a second with one cheap SQL query."""
+        checked at most once a second with one cheap SQL query, outside the lock: only a
+        change takes the write side."""
         now = time.monotonic()
-        if kind not in self._indexes or now - self._last_refresh.get(kind, 0.0) < 1.0:
+        if now - self._last_refresh.get(kind, 0.0) < 1.0:
             return
-        self._last_refresh[kind] = now
-        index = self._indexes[kind]
+        self._last_refresh[kind] = now  # two searches may both check: harmless
         max_id, count = self.store.vector_stats(self.space_of(kind), kind)
-        if max_id > index.watermark or count != index.ntotal:
-            self._indexes[kind] = self._catch_up(kind, index)
+        if not self._behind(kind, max_id, count):
+            return
+        with self.lock.write():
+            if self._behind(kind, max_id, count):  # not caught up by another search meanwhile
+                self._indexes[kind] = self._catch_up(kind, self._indexes[kind])
+
+    def _behind(self, kind: str, max_id: int, count: int) -> bool:
+        index = self._indexes[kind]
+        return max_id > index.watermark or count != index.ntotal
 
     def size(self, kind: str) -> int:
-        with self._lock:
-            return self.get(kind).ntotal
+        self.get(kind)
+        with self.lock.read():
+            return self._indexes[kind].ntotal
 
     def checkpoint(self, force: bool = False) -> None:
         """Save dirty indexes, at most every save_every_s seconds unless forced."""
-        with self._lock:
+        with self.lock.write():
             if not self._dirty or (not force and time.monotonic() - self._last_save < self.save_every_s):
                 return
             self.directory.mkdir(parents=True, exist_ok=True)

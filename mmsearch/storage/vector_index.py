@@ -13,8 +13,9 @@ How ids are kept, per index family (see faiss_parts):
 
 The CPU index is the master copy. With a GPU, Flat and IVF indexes are mirrored onto all
 GPUs (sharded) for search (gpu_mirror); the mirror is rebuilt lazily after a change, so
-saving and removal always work on the CPU index. Not thread-safe: callers serialise access
-(IndexSet holds one lock).
+saving and removal always work on the CPU index. Searches may run in several threads at
+once (the lazily built tombstone filter and GPU mirror are made under a lock of their own);
+changes may not run beside anything else (IndexSet's readers-writer lock sees to both).
 
 The factory choice and memory estimate live in index_choice, the files on disk in
 index_files; their public names are re-exported here.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -94,6 +96,7 @@ class VectorIndex:
         self._watermark = 0
         self._tombstones: set[int] = set()
         self._tombstone_filter = None
+        self._lazy = threading.Lock()  # concurrent searches build the filter and mirror once
         self.meta_extra: dict = {}
 
     # ----- choosing and building -------------------------------------------------------
@@ -323,16 +326,18 @@ class VectorIndex:
         if self._tombstones:
             return self._search_skipping_tombstones(x, k)
         if self._use_gpu and k <= GPU_MAX_K:
-            mirror = self._gpu.get(self._index, self._factory)
+            with self._lazy:
+                mirror = self._gpu.get(self._index, self._factory)
             if mirror is not None:
                 return mirror.search(x, k)
             self._use_gpu = False
         return self._index.search(x, k)
 
     def _search_skipping_tombstones(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._tombstone_filter is None:
-            batch = faiss.IDSelectorBatch(self.tombstones)
-            self._tombstone_filter = (batch, faiss.IDSelectorNot(batch))
+        with self._lazy:
+            if self._tombstone_filter is None:
+                batch = faiss.IDSelectorBatch(self.tombstones)
+                self._tombstone_filter = (batch, faiss.IDSelectorNot(batch))
         ef = base_index(self._index).hnsw.efSearch
         params = faiss.SearchParametersHNSW(sel=self._tombstone_filter[1], efSearch=ef)
         scores, ids = self._index.search(x, k, params=params)

@@ -187,3 +187,24 @@ def test_a_missing_index_file_is_rebuilt_from_sql(tmp_path, store):
     reopened = _open(store, tmp_path / "indexes")
     assert _held(reopened) == set(ids)
     assert first.path("image").is_file()
+
+
+def test_searches_read_at_once_and_an_add_waits_for_them(tmp_path, store):
+    """Searches share the index set (no global lock on reads); an index job's add goes alone."""
+    import threading
+
+    from mmsearch.storage.rwlock import LockTimeout
+
+    index_set, ids = _saved(tmp_path, store)
+    found = []
+    with index_set.lock.read():  # a search in flight
+        t = threading.Thread(target=lambda: found.append(_top(index_set, 2)), daemon=True)
+        t.start()
+        t.join(5)
+        assert found and found[0][0] == ids[1]  # a second search ran beside it
+        with pytest.raises(LockTimeout):
+            with index_set.lock.write(timeout=0.05):  # what an add needs: it waits for the search
+                pass
+    new = _add(store, [9])
+    index_set.add("image", np.asarray(new), _unit(9)[None])
+    assert _top(index_set, 9)[0] == new[0]
