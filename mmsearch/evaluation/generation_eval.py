@@ -81,7 +81,7 @@ def evaluate_decoder(
     embeddings = generator.prior_embeddings([p for p, _, _ in chosen], seed=seed)
     report = {"prompts": len(distinct), "images": len(chosen), "rows": []}
     for sampler, steps in settings:
-        steps = steps or generator.decoder.scheduler.num_steps
+        steps = steps or generator.decoder.schedule.num_steps
         t0 = time.perf_counter()
         images = generator.decode(embeddings, seed=seed + 1, steps=steps, sampler=sampler, guidance=guidance)
         seconds = time.perf_counter() - t0

@@ -14,9 +14,8 @@ import torch.nn.functional as F
 
 from . import samplers
 from .models import Decoder, DiffusionPrior
-from .samplers import NoiseSchedule, Prediction
+from .samplers import ModelFn, NoiseSchedule, Prediction
 
-ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> model output
 SAMPLERS = ("ddim", "ddpm")
 
 
@@ -116,7 +115,7 @@ class _Pipeline:
         samplers.check_prediction(model.prediction)
         self.model = model
         self.prediction: Prediction = model.prediction
-        self.scheduler = samplers.noise_schedule(model.cfg.schedule, model.cfg.timesteps)
+        self.schedule = samplers.noise_schedule(model.cfg.schedule, model.cfg.timesteps)
 
     @property
     def cfg(self):
@@ -144,7 +143,7 @@ class PriorPipeline(_Pipeline):
         repeated = text.repeat_interleave(candidates, 0)
         model_fn = guided(self.model, repeated, self.model.null_text[None], guidance)
         x_T = torch.randn((b * candidates, self.cfg.dim), generator=generator).to(text.device)
-        x0 = sample_loop(model_fn, self.scheduler, self.prediction, x_T, sampler, steps, generator=generator)
+        x0 = sample_loop(model_fn, self.schedule, self.prediction, x_T, sampler, steps, generator=generator)
         draws = F.normalize(x0, dim=-1).view(b, candidates, -1)
         best = (draws @ text[:, :, None]).squeeze(-1).argmax(1)
         return draws[torch.arange(b), best]
@@ -158,12 +157,12 @@ class PriorPipeline(_Pipeline):
         averaged over a few noise draws. One model call per draw instead of a whole sampling
         run, and closer to the true embedding than a sample (a sample adds the variety a
         drawing needs and a query does not)."""
-        last = torch.full((text.shape[0],), self.scheduler.num_steps - 1, dtype=torch.long, device=text.device)
+        last = torch.full((text.shape[0],), self.schedule.num_steps - 1, dtype=torch.long, device=text.device)
         model_fn = guided(self.model, text, self.model.null_text[None], guidance)
         total = torch.zeros(text.shape[0], self.cfg.dim, device=text.device)
         for _ in range(draws):
             x_T = torch.randn((text.shape[0], self.cfg.dim), generator=generator).to(text.device)
-            x0 = samplers.predict_x0(self.scheduler, self.prediction, model_fn(x_T, last), x_T, last)
+            x0 = samplers.predict_x0(self.schedule, self.prediction, model_fn(x_T, last), x_T, last)
             total += F.normalize(x0, dim=-1)
         return F.normalize(total, dim=-1)
 
@@ -190,5 +189,5 @@ class DecoderPipeline(_Pipeline):
         model_fn = guided(self.model, embeddings, self.model.null_embedding[None], guidance)
         x_T = torch.randn((embeddings.shape[0], 3, size, size), generator=generator).to(embeddings.device)
         # Images live in [-1, 1]: each predicted x0 is clamped there.
-        x0 = sample_loop(model_fn, self.scheduler, self.prediction, x_T, sampler, steps, eta, generator, clip=1.0)
+        x0 = sample_loop(model_fn, self.schedule, self.prediction, x_T, sampler, steps, eta, generator, clip=1.0)
         return (x0 + 1) / 2

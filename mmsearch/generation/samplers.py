@@ -12,6 +12,7 @@ per use, so a 1000-step cosine schedule stays exact near t = 0. In diffusers' te
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
@@ -20,6 +21,7 @@ import torch
 Prediction = Literal["eps", "x0", "v"]
 PREDICTIONS = ("eps", "x0", "v")
 Timestep = int | torch.Tensor  # one step for the whole batch, or one per sample (B,)
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> model output, for loops and losses
 
 
 def linear_betas(steps: int, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:

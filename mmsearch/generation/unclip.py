@@ -149,7 +149,7 @@ class MiniGenerator:
         guidance: float | None = None,
         sampler: str = "ddim",
     ) -> list[Image.Image]:
-        check_sampling(steps, sampler, self.decoder.scheduler.num_steps)
+        check_sampling(steps, sampler, self.decoder.schedule.num_steps)
         e = F.normalize(torch.as_tensor(np.asarray(embeddings, np.float32)).to(self.device), dim=-1)
         images = self.decoder.sample(
             e, steps=steps, sampler=sampler, guidance=guidance, generator=self._generator(seed)
@@ -165,6 +165,6 @@ class MiniGenerator:
         guidance: float | None = None,
         sampler: str = "ddim",
     ) -> list[Image.Image]:
-        check_sampling(steps, sampler, self.decoder.scheduler.num_steps)
+        check_sampling(steps, sampler, self.decoder.schedule.num_steps)
         embeddings = self.prior_embeddings([prompt] * n, seed)
         return self.decode(embeddings, seed, steps, guidance, sampler)

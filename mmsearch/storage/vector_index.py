@@ -18,7 +18,7 @@ once (the lazily built tombstone filter and GPU mirror are made under a lock of 
 changes may not run beside anything else (IndexSet's readers-writer lock sees to both).
 
 The factory choice and memory estimate live in index_choice, the files on disk in
-index_files; their public names are re-exported here.
+index_files, the FAISS plumbing in faiss_parts.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ import faiss
 import numpy as np
 
 from .faiss_parts import (
-    DEFAULT_EF_SEARCH,
-    DEFAULT_NPROBE,
     as_ids,
     as_vectors,
     base_index,
@@ -43,37 +41,8 @@ from .faiss_parts import (
     training_clusters,
 )
 from .gpu_mirror import GPU_MAX_K, GpuMirror, resolve_use_gpu
-from .index_choice import (
-    FLAT_MAX_VECTORS,
-    HNSW_M,
-    ID_BYTES_PER_VECTOR,
-    IVF_ID_BYTES,
-    MAX_TRAIN_POINTS_PER_CENTROID,
-    TRAIN_POINTS_PER_CENTROID,
-    choose_factory,
-    estimate_memory_bytes,
-    ivf_nlist,
-)
+from .index_choice import MAX_TRAIN_POINTS_PER_CENTROID, TRAIN_POINTS_PER_CENTROID, choose_factory
 from .index_files import FORMAT_VERSION, META_KEYS, load_index_files, write_index_files
-
-__all__ = [
-    "AUTO_COMPACT_FRACTION",
-    "COMPACT_CHUNK",
-    "DEFAULT_EF_SEARCH",
-    "DEFAULT_NPROBE",
-    "FLAT_MAX_VECTORS",
-    "FORMAT_VERSION",
-    "GPU_MAX_K",
-    "HNSW_M",
-    "ID_BYTES_PER_VECTOR",
-    "IVF_ID_BYTES",
-    "MAX_TRAIN_POINTS_PER_CENTROID",
-    "SEARCH_BATCH",
-    "TRAIN_POINTS_PER_CENTROID",
-    "VectorIndex",
-    "estimate_memory_bytes",
-    "ivf_nlist",
-]
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from ..generation import samplers
 from ..generation.models import Decoder, DiffusionPrior
 from ..generation.models.decoder import TIMESTEP_SAMPLINGS
-from ..generation.samplers import NoiseSchedule, Prediction
+from ..generation.samplers import ModelFn, NoiseSchedule, Prediction
 from ..pixels import affine_resample
 
 ImageFeatures = Callable[[torch.Tensor], torch.Tensor]  # pixels in [0, 1] (B, 3, S, S) -> image embeddings (B, dim)
-ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> model output
 
 
 def training_timesteps(

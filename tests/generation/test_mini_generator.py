@@ -34,7 +34,7 @@ def test_query_embeddings_are_the_prior_expected_embedding(trained, mini_encoder
     assert np.array_equal(q, gen.query_embeddings(prompts))
     text = torch.from_numpy(mini_encoder.embed_texts(prompts))
     noise = torch.Generator().manual_seed(0)
-    last = torch.full((2,), gen.prior.scheduler.num_steps - 1)
+    last = torch.full((2,), gen.prior.schedule.num_steps - 1)
     by_hand = torch.zeros(2, mini_encoder.dim)
     for _ in range(4):
         x = torch.randn((2, mini_encoder.dim), generator=noise)

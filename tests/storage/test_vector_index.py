@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from mmsearch.storage.vector_index import VectorIndex, estimate_memory_bytes
+from mmsearch.storage.index_choice import estimate_memory_bytes
+from mmsearch.storage.vector_index import VectorIndex
 
 DIM = 32
 REMOVABLE_FACTORIES = ["Flat", "HNSW32,Flat", "IVF16,Flat"]

@@ -2,7 +2,6 @@
 generation/pipelines.py, their training losses in mmsearch/training/diffusion_losses.py."""
 
 from .decoder import Decoder, DecoderConfig
-from .embeddings import timestep_embedding
 from .prior import DiffusionPrior, PriorConfig
 
-__all__ = ["Decoder", "DecoderConfig", "DiffusionPrior", "PriorConfig", "timestep_embedding"]
+__all__ = ["Decoder", "DecoderConfig", "DiffusionPrior", "PriorConfig"]
