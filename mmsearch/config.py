@@ -98,8 +98,13 @@ class Settings(BaseSettings):
         False, description="Let /knn-service fetch image_url queries (a server-side fetch: off by default)."
     )
     image_url_timeout_s: float = Field(5.0, gt=0, le=60, description="Time limit of one image_url fetch.")
+    index_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders POST /jobs may index, each with what lies under it (comma-separated absolute "
+        "paths in the environment); none: the API indexes nothing. The CLI is not restricted.",
+    )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "index_roots", mode="before")
     @classmethod
     def _split_commas(cls, v):
         if isinstance(v, str):
@@ -121,6 +126,18 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @field_validator("index_roots")
+    @classmethod
+    def _absolute(cls, v: list[Path]) -> list[Path]:
+        try:
+            folders = [p.expanduser() for p in v]
+        except RuntimeError as e:  # ~user of no user
+            raise ValueError(f"index_roots: {e}") from e
+        relative = [str(p) for p in folders if not p.is_absolute()]
+        if relative:
+            raise ValueError(f"index_roots must be absolute paths: {', '.join(relative)}")
+        return folders
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,7 +18,8 @@ from PIL import Image
 from .config import Settings
 from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from .encoders.video import SamplingConfig
-from .indexer.jobs import IndexJobRunner, create_job
+from .indexer.jobs import IndexJobRunner, create_job, interrupt_stale_jobs, other_writer
+from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
 from .search.engine import Hit, SearchEngine
 from .search.query import SearchRequest
 from .services import contents, drawing, jobs
@@ -26,6 +27,7 @@ from .services.drawing import Edit, GenerateOptions, Towards, generator_errors, 
 from .services.drawing import GenerationRequestError as GenerationRequestError  # the API and CLI answer these
 from .services.drawing import GenerationUnavailable as GenerationUnavailable
 from .services.generate_on_miss import MissThresholds, Outcome, generator_for, search_or_generate
+from .services.jobs import RootNotAllowedError as RootNotAllowedError
 from .services.miss_thresholds import miss_thresholds
 from .storage.captions import CaptionFinder
 from .storage.generated import GenerationParams, delete_generated, save_generated
@@ -48,6 +50,9 @@ class Library:
         self._captions = CaptionFinder()  # keeps the manifests it has read, for the library's life
         self._lock = threading.RLock()
         self._stop_jobs = threading.Event()
+        self._jobs_guard = threading.Lock()  # orders run_job's start against other_writer's look
+        self._jobs_running = 0
+        interrupt_stale_jobs(self.store, self.dir)  # what a killed process left 'running' or 'pending'
 
     @classmethod
     def open(cls, path: str | Path | None = None, settings: Settings | None = None, encoder=None) -> "Library":
@@ -137,9 +142,22 @@ class Library:
         """Where a media item's file may be served from (see services.contents)."""
         return contents.serving_roots(media, self.dir)
 
-    def create_job(self, roots: list[str | Path]) -> int:
-        """A pending job over the roots (checked before the encoder loads, so a typo fails fast)."""
-        return create_job(self.store, jobs.job_roots(roots), self.encoder.space)
+    def create_job(self, roots: list[str | Path], remote: bool = False) -> int:
+        """A pending job over the roots (checked before the encoder loads, so a typo fails fast).
+
+        remote: a client's request (POST /jobs): each root must be absolute and inside
+        settings.index_roots (services.jobs.job_roots), and the job is refused with
+        LibraryBusyError while another process is writing the library, instead of failing later."""
+        roots = jobs.job_roots(roots, allowed=self.settings.index_roots if remote else None)
+        if remote and (busy := self.other_writer()):
+            raise LibraryBusyError(busy)
+        return create_job(self.store, roots, self.encoder.space)
+
+    def other_writer(self) -> str | None:
+        """Why a job cannot start now (another process holds the writer lock), else None. A job
+        of this library running, or queued behind one, does not count: it runs in turn."""
+        with self._jobs_guard:
+            return None if self._jobs_running else other_writer(self.dir)
 
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         config = jobs.pipeline_config(self.settings, workers)
@@ -154,7 +172,13 @@ class Library:
             sampling=self.sampling,
             pooler=self.pooler,
         )
-        return runner.run(job_id)
+        with self._jobs_guard:  # after a look in progress: from here on, other_writer knows the lock is ours
+            self._jobs_running += 1
+        try:
+            return runner.run(job_id)
+        finally:
+            with self._jobs_guard:
+                self._jobs_running -= 1
 
     def index(
         self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None

@@ -4,6 +4,10 @@ Crash safety: every batch commits its media rows, vectors and the job's counters
 transaction, and FAISS is told only after the commit. A job killed at any point leaves
 SQL consistent; the next job skips what was committed (same size and mtime) and the
 FAISS index catches up from SQL when it is opened. Nothing is indexed twice.
+
+Stale jobs: a job a dead process left 'running' or 'pending' becomes 'interrupted' (rerun
+it to resume) once the writer lock shows no live process is indexing: when a job starts,
+and when a library is opened (interrupt_stale_jobs).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..encoders.temporal import TemporalPooler, video_space
 from ..encoders.video import SamplingConfig
@@ -43,6 +48,13 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict], None]
 
+# How long a job waits for the writer lock: another process opening the library (or a server
+# answering POST /jobs) holds it for an instant to look; only a longer hold is another job.
+LOCK_WAIT_S = 2.0
+INTERRUPTED_RUNNING = "the indexing process stopped before finishing; rerun to resume"
+INTERRUPTED_PENDING = "the process that queued this job stopped before running it; rerun to resume"
+NOT_MEDIA = "not an image or video (content matches no supported format)"
+
 
 class IndexSink(Protocol):
     """Where committed vectors go (the FAISS side); see search/indexes.py."""
@@ -54,12 +66,63 @@ class IndexSink(Protocol):
     def checkpoint(self, force: bool = False) -> None: ...
 
 
-def mark_dead_jobs(store: Store) -> None:
-    """Call with the library's writer lock held: any job still 'running' then belongs to a
-    process that died (kill -9, power loss) before finishing."""
+def _alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def mark_dead_jobs(store: Store, at_open: bool = False) -> list[int]:
+    """Call with the library's writer lock held. Any job still 'running' then belongs to a
+    process that died (kill -9, power loss) before finishing. A 'pending' job is stale when
+    the process that queued it is gone (a server stopped with jobs queued); when a library is
+    being opened, one of this pid is stale too: an earlier life of the same pid queued it (a
+    server is pid 1 in every life of its container), as a library just opened has queued
+    nothing. Both become 'interrupted'; the ids marked are returned."""
     with store.session() as s:
-        for job in s.scalars(select(Job).where(Job.state == "running")):
-            job.state, job.message = "interrupted", "the indexing process stopped before finishing; rerun to resume"
+        marked = []
+        for job in s.scalars(select(Job).where(Job.state.in_(("running", "pending")))):
+            if job.state == "running":
+                job.message = INTERRUPTED_RUNNING
+            elif (at_open and job.pid == os.getpid()) or (job.pid != os.getpid() and not _alive(job.pid)):
+                job.message = INTERRUPTED_PENDING
+            else:
+                continue
+            job.state = "interrupted"
+            marked.append(job.id)
+        return marked
+
+
+def interrupt_stale_jobs(store: Store, library_dir: Path) -> list[int]:
+    """When a library is opened: mark_dead_jobs if no live process holds the writer lock (one
+    that does is indexing, and its jobs are not stale). A library folder or database that
+    cannot be written leaves the jobs as they are (the library can still be searched)."""
+    try:
+        with writer_lock(library_dir):
+            return mark_dead_jobs(store, at_open=True)
+    except LibraryBusyError:
+        return []
+    except (OSError, SQLAlchemyError) as e:
+        log.warning("could not check %s for stale index jobs: %s", library_dir, e)
+        return []
+
+
+def other_writer(library_dir: Path) -> str | None:
+    """Why a job cannot start now: another process holds the library's writer lock (the
+    LibraryBusyError's message), else None. Looks by taking the lock for an instant."""
+    try:
+        with writer_lock(library_dir):
+            return None
+    except LibraryBusyError as e:
+        return str(e)
 
 
 def create_job(store: Store, roots: list[Path], space: str) -> int:
@@ -68,6 +131,11 @@ def create_job(store: Store, roots: list[Path], space: str) -> int:
         s.add(job)
         s.flush()
         return job.id
+
+
+def _error_of(c: Candidate) -> str:
+    """The error row of a file recorded without decoding."""
+    return c.error or ("empty file" if c.size == 0 else NOT_MEDIA)
 
 
 class JobCancelled(Exception):
@@ -98,7 +166,7 @@ class IndexJobRunner:
     def run(self, job_id: int) -> dict:
         """Run the job; raises LibraryBusyError (job marked failed) when another process is indexing."""
         try:
-            with writer_lock(self.library_dir):
+            with writer_lock(self.library_dir, wait_s=LOCK_WAIT_S):
                 mark_dead_jobs(self.store)
                 return self._run_locked(job_id)
         except LibraryBusyError as e:
@@ -135,9 +203,9 @@ class IndexJobRunner:
         result = scan(
             self.store, roots, {self.library_dir}, self.encoder.space, video_space(self.encoder.space, self.pooler)
         )
-        images = [c for c in result.todo if c.kind == "image"]
-        videos = [c for c in result.todo if c.kind == "video"]
-        not_media = [c for c in result.todo if c.kind is None]
+        images = [c for c in result.todo if c.kind == "image" and c.error is None]
+        videos = [c for c in result.todo if c.kind == "video" and c.error is None]
+        not_media = [c for c in result.todo if c.kind is None or c.error is not None]
         with self.store.session() as s:
             removed = self.store.delete_media(s, result.deleted_media_ids)
             for media_id, mtime in result.touched:
@@ -158,18 +226,10 @@ class IndexJobRunner:
                 job_id,
                 [],
                 np.zeros((0, 0), np.float32),
-                [
-                    Decoded(
-                        str(c.path),
-                        error="empty file"
-                        if c.size == 0
-                        else "not an image or video (content matches no supported format)",
-                    )
-                    for c in not_media
-                ],
-                by_path={str(c.path): c for c in not_media},
+                [Decoded(c.key, error=_error_of(c)) for c in not_media],
+                by_path={c.key: c for c in not_media},
             )
-        by_path = {str(c.path): c for c in images + videos}
+        by_path = {c.key: c for c in images + videos}
         self._report(job_id)
         run_pipeline(
             [str(c.path) for c in images],

@@ -1,10 +1,17 @@
 """Find what an index job must do: walk the roots, sniff media type by content, and diff
-against the store (new, changed, unchanged, deleted files)."""
+against the store (new, changed, unchanged, deleted files).
+
+What a folder may hold besides media is left alone without being opened: FIFOs, sockets and
+devices (opening a FIFO blocks until someone writes to it), and symlinks that lead out of
+every root of the job (their target is not the user's to index). A file whose name is not
+UTF-8 (SQL text cannot hold it) is recorded with an error, under its name as display_path
+writes it."""
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +31,39 @@ AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ")
 BMP_INFO_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
 
 
-def sniff(path: Path) -> str | None:
-    """ "image", "video", or None, from the file's first bytes (never its name)."""
+NAME_NOT_UTF8 = "the file name is not valid UTF-8; rename the file to index it"
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """The path as SQL text and JSON can hold it: itself when it is valid UTF-8; else with the
+    bytes of its name that are not shown as escapes (b"bad\\xff.png" -> "bad\\\\xff.png")."""
+    text = os.fspath(path)
     try:
-        with path.open("rb") as f:
-            head = f.read(32)
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to (it came from elsewhere)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def sniff(path: Path) -> str | None:
+    """ "image", "video", or None, from the file's first bytes (never its name). Only a regular
+    file is read: it is opened without blocking (a FIFO would wait for a writer) and checked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, 32)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")):
         return "image"
     if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in BMP_INFO_HEADER_SIZES:
@@ -62,6 +95,12 @@ class Candidate:
     size: int
     mtime: float
     media_id: int | None = None  # set when the file is already in the store (changed)
+    error: str | None = None  # recorded as it is, never decoded (a name SQL cannot hold)
+
+    @property
+    def key(self) -> str:
+        """The path as stored: display_path (the path itself unless its name is not UTF-8)."""
+        return display_path(self.path)
 
 
 @dataclass
@@ -115,28 +154,54 @@ def _known_media(
     return known, embedded
 
 
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def _file_stat(path: Path, roots: list[Path]) -> tuple[os.stat_result | None, str | None]:
+    """The stat of what the scan may open, or why it is skipped: 'link' (a symlink leading out
+    of every root) or 'special' (not a regular file). Raises OSError when it cannot be looked at."""
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        if not _inside(Path(os.path.realpath(path)), roots):
+            return None, "link"
+        st = path.stat()
+    return (st, None) if stat.S_ISREG(st.st_mode) else (None, "special")
+
+
 def scan(store: Store, roots: list[Path], skip: set[Path], space: str, video_space: str | None = None) -> ScanResult:
     """What to do under the roots. A stored file is re-embedded when its content changed
     (size/mtime, then hash) or when it has no vector in `space` (the model was switched), or
-    for a video, none in `video_space` (the temporal pooling was switched)."""
+    for a video, none in `video_space` (the temporal pooling was switched). Special files and
+    symlinks out of every root are skipped (counted in the warnings); a stored one is deleted."""
     result = ScanResult()
+    real_roots = [Path(os.path.realpath(r)) for r in roots]
+    skipped = {"special": 0, "link": 0}
     for root in roots:
         known, embedded = _known_media(store, root, space, video_space)
         files, unreadable = walk(root, skip)
         seen = set()
         for path in files:
             try:
-                st = path.stat()
+                st, skip_reason = _file_stat(path, real_roots)
             except OSError as e:
                 unreadable.append(path)
-                result.warnings.append(f"cannot stat {path}: {e}")
+                result.warnings.append(f"cannot stat {display_path(path)}: {e.strerror or type(e).__name__}")
+                continue
+            if st is None:
+                skipped[skip_reason] += 1
                 continue
             kind = sniff(path)
             if kind is None and not looks_like_media_name(path):
                 continue  # not media (e.g. a README): not our business
-            key = str(path)
-            seen.add(key)
             cand = Candidate(path, root, kind, st.st_size, st.st_mtime)
+            key = cand.key
+            if key in seen:  # a name shown with escapes that another file has for real
+                result.warnings.append(f"two files are both stored as {key}; the second is skipped")
+                continue
+            seen.add(key)
+            if key != str(path):
+                cand.error = NAME_NOT_UTF8
             if key not in known:
                 result.new += 1
                 result.todo.append(cand)
@@ -153,6 +218,11 @@ def scan(store: Store, roots: list[Path], skip: set[Path], space: str, video_spa
                 result.changed += 1
                 result.todo.append(cand)
         result.deleted_media_ids.extend(_deleted(known, seen, unreadable, root, result))
+    notes = {
+        "special": "skipped special files (FIFOs, sockets, devices)",
+        "link": "skipped symlinks that lead out of the indexed folders",
+    }
+    result.warnings[:0] = [f"{notes[why]}: {n}" for why, n in skipped.items() if n]
     return result
 
 
@@ -164,9 +234,9 @@ def _deleted(
     if known and not seen:
         result.warnings.append(f"{root} holds none of its {len(known)} indexed files (unmounted?); nothing was deleted")
         return []
-    blocked = [str(p).rstrip(os.sep) + os.sep for p in unreadable]
+    blocked = [display_path(p).rstrip(os.sep) + os.sep for p in unreadable]
     for p in unreadable:
-        result.warnings.append(f"cannot read {p}; its indexed files are kept")
+        result.warnings.append(f"cannot read {display_path(p)}; its indexed files are kept")
     return [
         mid
         for p, (mid, *_rest) in known.items()

@@ -3,23 +3,81 @@ and the summaries the CLI and the API show."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..config import Settings
 from ..indexer.pipeline import PipelineConfig, default_decode_workers
+from ..indexer.scan import display_path
 from ..storage.store import Job, JobError, Store, job_summary
 
 RECENT_JOB_ERRORS = 50  # a job's summary lists its latest errors; the rest stay in SQL
+SHOWN_ROOT_CHARS = 200  # a root longer than this is cut in messages
 
 
-def job_roots(roots: list[str | Path]) -> list[Path]:
-    """The folders a job walks: absolute, each a folder (FileNotFoundError otherwise), outermost only."""
-    resolved = []
-    for r in roots:
-        p = Path(r).expanduser().resolve()
-        if not p.is_dir():
-            raise FileNotFoundError(f"{r} is not a folder")
-        resolved.append(p)
+class BadRootError(FileNotFoundError):
+    """A root no folder can be (a NUL, a name that is not UTF-8 or too long, an unknown
+    user's ~), or not absolute where it must be. A FileNotFoundError, so the CLI and the API
+    answer it as they answer a missing folder (exit 2; 400)."""
+
+
+class RootNotAllowedError(PermissionError):
+    """A root outside the folders remote clients may index (MMSEARCH_INDEX_ROOTS); 403."""
+
+
+def shown(root: str | os.PathLike) -> str:
+    """A root as a message may show it: printable, valid UTF-8, and not too long."""
+    text = display_path(root)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= SHOWN_ROOT_CHARS else text[: SHOWN_ROOT_CHARS - 3] + "..."
+
+
+def _checked(root: str | Path, absolute_only: bool) -> Path:
+    """The root as an absolute, resolved folder; BadRootError or FileNotFoundError otherwise."""
+    text = os.fspath(root)
+    if absolute_only and not text:
+        raise BadRootError("an empty root is not an absolute path")
+    if "\x00" in text:
+        raise BadRootError(f"{shown(text)} cannot be indexed: it holds a NUL character")
+    if display_path(text) != text:
+        raise BadRootError(f"{shown(text)} cannot be indexed: its name is not valid UTF-8")
+    if absolute_only and not Path(text).is_absolute():
+        raise BadRootError(f"{shown(text)} is not an absolute path")
+    try:
+        p = Path(text).expanduser().resolve()
+        is_dir = p.is_dir()
+    except RuntimeError as e:  # ~user of no user (pathlib's message says only "home directory")
+        raise BadRootError(f"{shown(text)} cannot be indexed: no such user's home folder") from e
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise BadRootError(f"{shown(text)} cannot be indexed: {reason}") from e
+    if not is_dir:
+        raise FileNotFoundError(f"{shown(text)} is not a folder")
+    if display_path(p) != str(p):  # through a symlink: the stored paths under it could not be written
+        raise BadRootError(f"{shown(text)} cannot be indexed: it leads to {shown(p)}, whose name is not valid UTF-8")
+    return p
+
+
+def job_roots(roots: list[str | Path], allowed: list[Path] | None = None) -> list[Path]:
+    """The folders a job walks: absolute, each a folder (FileNotFoundError otherwise), outermost only.
+
+    With `allowed` (a remote client's job: POST /jobs), each root must be written as an absolute
+    path and lie, once resolved (symlinks and '..' followed), inside one of the allowed folders
+    (RootNotAllowedError otherwise; none allowed: every folder is refused). What is not a
+    folder is refused first, whatever `allowed` says (400 over HTTP, as before there was a
+    list)."""
+    absolute_only = allowed is not None
+    resolved = [_checked(r, absolute_only) for r in roots]
+    if allowed is not None:
+        if not allowed:
+            raise RootNotAllowedError(
+                "indexing over HTTP is turned off: MMSEARCH_INDEX_ROOTS is empty "
+                "(set it to the folders clients may index)"
+            )
+        allowed_real = [Path(os.path.realpath(a)) for a in allowed]
+        for r, p in zip(roots, resolved):
+            if not any(p == a or p.is_relative_to(a) for a in allowed_real):
+                raise RootNotAllowedError(f"{shown(r)} is outside the folders MMSEARCH_INDEX_ROOTS allows")
     return outermost(resolved)
 
 

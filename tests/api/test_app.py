@@ -20,7 +20,12 @@ def served(tmp_path_factory, mini_encoder):
     base = tmp_path_factory.mktemp("api")
     root = base / "photos"
     make_corpus(root)
-    lib = open_library(base / "lib", encoder=mini_encoder, max_upload_bytes=64 * 1024)
+    lib = open_library(
+        base / "lib",
+        encoder=mini_encoder,
+        max_upload_bytes=64 * 1024,
+        index_roots=[tmp_path_factory.getbasetemp()],  # POST /jobs: the tests' folders
+    )
     lib.index([root])
     with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         yield client, lib, root, base

@@ -44,6 +44,7 @@ def keyed(tmp_path_factory, mini_encoder):
         generator="mini",
         generate_steps=2,
         cors_origins=["http://allowed.example"],
+        index_roots=[tmp_path_factory.getbasetemp()],  # POST /jobs: the tests' folders
     )
     lib.index([root])
     with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=120) as client:

@@ -93,6 +93,7 @@ def miss_site(tmp_path_factory, mini_encoder):
         miss_threshold=0.99,
         prior_miss_threshold=1.0,
         generate_steps=3,
+        index_roots=[tmp_path_factory.getbasetemp()],  # POST /jobs: the tests' folders
     )
     lib.index([base / "photos"])
     with BackgroundServer(create_app(lib)) as server:

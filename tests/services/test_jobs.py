@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from mmsearch.indexer.jobs import create_job
 from mmsearch.indexer.pipeline import PipelineConfig, default_decode_workers
 from mmsearch.services.jobs import (
     RECENT_JOB_ERRORS,
+    BadRootError,
+    RootNotAllowedError,
     job_roots,
     job_with_errors,
     outermost,
@@ -44,6 +47,65 @@ def test_job_roots_refuse_what_is_not_a_folder(tmp_path):
         job_roots([tmp_path, tmp_path / "a.jpg"])
     with pytest.raises(FileNotFoundError, match="missing is not a folder"):
         job_roots([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize(
+    ("root", "reason"),
+    [
+        ("/tmp/a\x00b", r"^/tmp/a\\x00b cannot be indexed: it holds a NUL character$"),
+        ("/tmp/\udcff", r"^/tmp/\\xff cannot be indexed: its name is not valid UTF-8$"),  # the byte it escapes
+        ("/tmp/" + "x" * 5000, r"^/tmp/x{192}\.\.\. cannot be indexed: File name too long$"),
+        ("~nosuchuser/x", r"^~nosuchuser/x cannot be indexed: no such user's home folder$"),
+    ],
+)
+def test_job_roots_refuse_names_no_folder_can_have_with_a_printable_reason(root, reason):
+    with pytest.raises(BadRootError, match=reason) as caught:
+        job_roots([root])
+    assert isinstance(caught.value, FileNotFoundError)  # the CLI and the API answer it as a missing folder
+    str(caught.value).encode("utf-8")  # JSON-safe
+
+
+def test_job_roots_refuse_a_link_to_a_folder_whose_name_is_not_utf8(tmp_path):
+    bad = os.path.join(os.fsencode(tmp_path), b"bad\xff")
+    os.mkdir(bad)
+    (tmp_path / "ok").symlink_to(os.fsdecode(bad), target_is_directory=True)
+    with pytest.raises(BadRootError, match=r"ok cannot be indexed: it leads to .*/bad\\xff, whose name is not valid"):
+        job_roots([tmp_path / "ok"])
+
+
+def test_job_roots_under_allowed_folders_only_absolute_inside_and_existing(tmp_path, monkeypatch):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    (allowed / "photos").mkdir(parents=True)
+    other.mkdir()
+    (allowed / "escape").symlink_to(other, target_is_directory=True)
+    monkeypatch.chdir(allowed)
+    assert job_roots([str(allowed / "photos"), str(allowed)], allowed=[allowed]) == [allowed.resolve()]
+    for relative in ("", ".", "photos", "~", "~/photos"):
+        with pytest.raises(BadRootError, match="is not an absolute path"):
+            job_roots([relative], allowed=[allowed])
+    with pytest.raises(BadRootError, match="^an empty root is not an absolute path"):
+        job_roots([""], allowed=[allowed])
+    for outside in (other, allowed / "escape", allowed / ".." / "other", "/"):
+        with pytest.raises(RootNotAllowedError, match="outside the folders MMSEARCH_INDEX_ROOTS allows"):
+            job_roots([str(outside)], allowed=[allowed])
+    with pytest.raises(FileNotFoundError, match=r"^/no/such/folder is not a folder$"):
+        job_roots(["/no/such/folder"], allowed=[allowed])
+    with pytest.raises(RootNotAllowedError, match=r"MMSEARCH_INDEX_ROOTS is empty"):
+        job_roots([str(allowed)], allowed=[])
+    with pytest.raises(FileNotFoundError, match=r"^/no/such/folder is not a folder$"):
+        job_roots(["/no/such/folder"], allowed=[])  # what is no folder answers so, whatever the setting
+    assert isinstance(RootNotAllowedError("x"), PermissionError)
+
+
+def test_index_roots_setting_is_a_comma_separated_list_of_absolute_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMSEARCH_INDEX_ROOTS", f"{tmp_path}/a, {tmp_path}/b ,")
+    assert Settings().index_roots == [tmp_path / "a", tmp_path / "b"]
+    monkeypatch.setenv("MMSEARCH_INDEX_ROOTS", "")
+    assert Settings().index_roots == []
+    monkeypatch.delenv("MMSEARCH_INDEX_ROOTS")
+    assert Settings().index_roots == []
+    with pytest.raises(ValueError, match="absolute"):
+        Settings(index_roots=["relative/photos"])
 
 
 def test_pipeline_config_workers_asked_then_configured_then_per_machine(tmp_path):

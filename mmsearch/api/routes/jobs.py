@@ -6,6 +6,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Query
 
+from ...library import LibraryBusyError, RootNotAllowedError
 from ..schemas import MAX_ID, JobIn
 from ..state import AppState
 
@@ -18,10 +19,16 @@ def jobs_router(state: AppState) -> APIRouter:
 
     @router.post("/jobs", status_code=202, dependencies=state.write)
     def start_job(body: JobIn) -> dict:
+        """Roots must be absolute folders under MMSEARCH_INDEX_ROOTS (403 outside; 400 for what
+        no folder is); 409 while another process is indexing the library."""
         try:
-            job_id = library.create_job(body.roots)
+            job_id = library.create_job(body.roots, remote=True)
         except FileNotFoundError as e:  # a root that is not a folder: the request's fault, here only
             raise HTTPException(400, str(e)) from e
+        except RootNotAllowedError as e:
+            raise HTTPException(403, str(e)) from e
+        except LibraryBusyError as e:
+            raise HTTPException(409, str(e)) from e
 
         def run() -> None:
             try:
