@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..storage.index_set import IndexSet
 from ..storage.store import Media, Store, Vector, decode_embeddings
@@ -21,6 +21,7 @@ MEDIA_KINDS = ("image", "video", "any")
 # and its segments' vectors.
 VECTOR_KINDS = {"image": ("image",), "video": ("video", "segment"), "any": ("image", "video", "segment")}
 MAX_FETCH = 20_000  # most vectors one search reads; bounds the cost of very selective filters
+_SQL_CHUNK = 900  # ids bound in one IN (...): SQLite limits the parameters of a statement
 
 
 @dataclass
@@ -78,6 +79,37 @@ class SearchEngine:
                 )
             return decode_embeddings([row.embedding], row.dim)[0]
 
+    def media_vectors(self, media_ids: list[int]) -> np.ndarray:
+        """media_vector of many media items at once, (len(media_ids), dim), in their order: a
+        few SQL queries instead of two per item (deduplicating 10,000 results reads 10,000)."""
+        if not media_ids:
+            return np.zeros((0, self.indexes.dim), np.float32)
+        media: dict[int, Media] = self.store.media_by_id(list(dict.fromkeys(media_ids)))
+        first: dict[int, tuple[int, int, bytes]] = {}  # media id -> (vector id, dim, embedding)
+        wanted = {("video" if m.kind == "video" else "image", m.id) for m in media.values()}
+        spaces = {kind: self.indexes.space_of(kind) for kind in ("image", "video")}
+        ids = list(media)
+        with self.store.session() as s:
+            for start in range(0, len(ids), _SQL_CHUNK):
+                for row in s.execute(
+                    select(Vector.id, Vector.media_id, Vector.kind, Vector.space, Vector.dim, Vector.embedding).where(
+                        Vector.media_id.in_(ids[start : start + _SQL_CHUNK]), Vector.kind.in_(("image", "video"))
+                    )
+                ):
+                    if (row.kind, row.media_id) in wanted and row.space == spaces[row.kind]:
+                        if row.media_id not in first or row.id < first[row.media_id][0]:
+                            first[row.media_id] = (row.id, row.dim, row.embedding)
+        for media_id in media_ids:
+            if media_id not in media:
+                raise MediaNotFoundError(f"no media with id {media_id}")
+            if media_id not in first:
+                error = media[media_id].error
+                raise QueryError(
+                    f"media {media_id} has no embedding in this model's space" + (f" ({error})" if error else "")
+                )
+        rows = [first[i] for i in media_ids]
+        return decode_embeddings([emb for _, _, emb in rows], rows[0][1])
+
     def query_vectors(self, terms: list[Term], kind: str) -> QueryVectors:
         """The query's unit vectors from weighted terms for a search of `kind`, and what they
         came from. The video query map applies to video searches only: it was trained on
@@ -125,46 +157,79 @@ class SearchEngine:
         return self.search_vectors(self.query_vectors(req.terms, req.kind), req)
 
     def search_vectors(self, q: QueryVectors, req: SearchRequest) -> list[Hit]:
+        """The page of hits for query vectors, ranked as an exact filtered search ranks them
+        (up to the ANN index's own approximation).
+
+        Each vector kind is read from its index in widening rounds. A kind is settled when
+        nothing it has not yet returned could enter the page: it returned all it holds, or its
+        lowest score fetched is below min_score, or below the page's last score once the page
+        is full. The page is final only when every kind is settled: one kind filling the page
+        says nothing of another kind's unread candidates. A selective filter can make the ANN
+        read deep for few candidates, so when the first round leaves a filtered search
+        unsettled, the filter is resolved in SQL and, when it leaves at most MAX_FETCH vectors,
+        those are searched exactly. Otherwise no kind reads past MAX_FETCH vectors (or the
+        first round's size, when a large page asks for more) and the page is the best found."""
         if not (np.all(np.isfinite(q.main)) and np.all(np.isfinite(q.video))):
             raise QueryError("the query vector has non-finite values")
         wanted = req.offset + req.k
-        kinds = VECTOR_KINDS[req.kind]
-        total = sum(self.indexes.size(kind) for kind in kinds)
-        fetch = min(max(4 * wanted, 32), total)
-        while fetch:
-            hits, lowest = self._collect(q, kinds, fetch, req)
-            # Filters and grouping can eat candidates: widen the ANN search until the page
-            # fills, the index is exhausted, the scores fall below min_score, or the cap.
-            exhausted = fetch >= total or (req.min_score is not None and lowest < req.min_score)
-            if len(hits) >= wanted or exhausted or fetch >= MAX_FETCH:
-                page = hits[req.offset : wanted]
-                self.add_moments(q.main, page)
-                return page
-            fetch = min(fetch * 4, total, MAX_FETCH)
-        return []
+        fetch = max(4 * wanted, 32)
+        cap = max(MAX_FETCH, fetch)
+        rounds = {kind: _KindFetch(self.indexes.size(kind), fetch) for kind in VECTOR_KINDS[req.kind]}
+        media: dict[int, Media] = {}
+        first = True
+        while True:
+            for kind, r in rounds.items():
+                if r.pending:
+                    self._fetch(q, kind, r)
+            hits, scores = self._rank(q, _best_per_media(rounds.values()), media, req)
+            page_last = scores[wanted - 1] if len(scores) >= wanted else None
+            for r in rounds.values():
+                r.settle(req.min_score, page_last)
+            if all(r.settled for r in rounds.values()):
+                break
+            if first and _filtered(req):
+                exact = self._exact_filtered(q, tuple(rounds), req)
+                if exact is not None:
+                    hits, _ = self._rank(q, exact, media, req)
+                    break
+            first = False
+            if not any([r.widen(cap) for r in rounds.values()]):
+                log.debug("search read %d vectors of a kind without settling the page: best found returned", cap)
+                break
+        page = hits[req.offset : wanted]
+        self.add_moments(q.main, page)
+        return page
 
-    def _collect(
-        self, q: QueryVectors, kinds: tuple[str, ...], fetch: int, req: SearchRequest
-    ) -> tuple[list[Hit], float]:
-        """Hits from the top `fetch` vectors, best per media; and the lowest score fetched."""
-        best: dict[int, float] = {}
-        lowest = float("inf")
-        for kind in kinds:
-            vector = q.video if kind == "video" else q.main
-            scores, ids = self.indexes.search(kind, vector[None, :], fetch)
-            found = ids[0] >= 0
-            owners = self.store.media_of_vectors(ids[0][found].tolist())
-            for vid, score in zip(ids[0][found], scores[0][found]):
-                lowest = min(lowest, float(score))
-                media_id = owners.get(int(vid))
-                if media_id is not None and (media_id not in best or score > best[media_id]):
-                    best[media_id] = float(score)  # (None: deleted in SQL after the index answered)
-        media = self.store.media_by_id(list(best))
-        hits = []
+    def _fetch(self, q: QueryVectors, kind: str, r: "_KindFetch") -> None:
+        """Read the kind's top r.fetch vectors from its index, with the media owning each."""
+        k = min(r.fetch, r.size)
+        r.pending = False
+        if k < 1:
+            r.scores, r.owners, r.complete = np.zeros(0, np.float32), [], True
+            return
+        vector = q.video if kind == "video" else q.main
+        scores, ids = self.indexes.search(kind, vector[None, :], k)
+        found = ids[0] >= 0
+        vids, r.scores = ids[0][found].tolist(), scores[0][found]
+        owners = self.store.media_of_vectors(vids)
+        r.owners = [owners.get(v) for v in vids]  # None: deleted in SQL after the index answered
+        # Fewer than asked: the index has nothing more to give (for IVF, in the lists it probes).
+        r.complete = k >= r.size or len(vids) < k
+
+    def _rank(
+        self, q: QueryVectors, best: dict[int, float], media: dict[int, Media], req: SearchRequest
+    ) -> tuple[list[Hit], list[float]]:
+        """Hits passing the filters, best first (ties by media id), and their unrounded scores.
+        `media` caches rows across rounds."""
+        missing = [i for i in best if i not in media]
+        if missing:
+            media.update(self.store.media_by_id(missing))
+        hits, scores = [], []
         for media_id, score in sorted(best.items(), key=lambda kv: (-kv[1], kv[0])):
             m = media.get(media_id)
             if m is None or not self._passes(m, score, req):
                 continue
+            scores.append(score)
             hits.append(
                 Hit(
                     id=m.id,
@@ -175,7 +240,73 @@ class SearchEngine:
                     via="generated" if m.generated else q.via,
                 )
             )
-        return hits, lowest
+        return hits, scores
+
+    def _exact_filtered(self, q: QueryVectors, kinds: tuple[str, ...], req: SearchRequest) -> dict[int, float] | None:
+        """Each media item's best score over its vectors of `kinds`, for the media the filters
+        leave, read from SQL and scored exactly; None when the filters leave more than
+        MAX_FETCH vectors. (Min_score is left to _passes.)
+
+        The media are looked up first (by the path index for a prefix), then their vectors by
+        media id: a selective filter reads only its own rows, never the whole vector table."""
+        # Kinds and spaces are matched here, not in SQL: with them in the WHERE clause SQLite
+        # prefers the (space, kind) index and reads every vector of the space.
+        spaces = {(kind, self.indexes.space_of(kind)) for kind in kinds}
+        with self.store.session() as s:
+            media_ids = s.scalars(select(Media.id).where(*self._media_conditions(req)).limit(MAX_FETCH + 1)).all()
+            if len(media_ids) > MAX_FETCH:  # too many to read (an indexed media item holds a vector)
+                return None
+            chunks = [media_ids[i : i + _SQL_CHUNK] for i in range(0, len(media_ids), _SQL_CHUNK)]
+            count = 0
+            for chunk in chunks:
+                count += sum(
+                    n
+                    for kind, space, n in s.execute(
+                        select(Vector.kind, Vector.space, func.count())
+                        .where(Vector.media_id.in_(chunk))
+                        .group_by(Vector.kind, Vector.space)
+                    )
+                    if (kind, space) in spaces
+                )
+                if count > MAX_FETCH:
+                    return None
+            rows = [
+                row
+                for chunk in chunks
+                for row in s.execute(
+                    select(Vector.media_id, Vector.kind, Vector.space, Vector.dim, Vector.embedding).where(
+                        Vector.media_id.in_(chunk), Vector.kind.in_(kinds)
+                    )
+                )
+                if (row.kind, row.space) in spaces
+            ]
+        best: dict[int, float] = {}
+        for kind in kinds:
+            of_kind = [row for row in rows if row.kind == kind]
+            if not of_kind:
+                continue
+            vectors = decode_embeddings([row.embedding for row in of_kind], of_kind[0].dim)
+            scores = vectors @ (q.video if kind == "video" else q.main)
+            for row, score in zip(of_kind, scores.tolist()):
+                if row.media_id not in best or score > best[row.media_id]:
+                    best[row.media_id] = score
+        return best
+
+    def _media_conditions(self, req: SearchRequest) -> list:
+        """SQL conditions on Media for the request's filters (_passes still checks each hit)."""
+        conditions = []
+        if req.kind != "any":
+            conditions.append(Media.kind == req.kind)
+        if req.generated is not None:
+            conditions.append(Media.generated == req.generated)
+        prefix = req.path_prefix
+        if prefix:
+            conditions.append(func.substr(Media.path, 1, len(prefix)) == prefix)
+            if self.store.engine.dialect.name == "sqlite" and ord(prefix[-1]) < 0x10FFFF:
+                # SQLite compares text by its UTF-8 bytes, in code point order: the strings
+                # starting with the prefix are one range of the unique index on path.
+                conditions += [Media.path >= prefix, Media.path < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        return conditions
 
     def add_moments(self, q: np.ndarray, hits: list[Hit]) -> None:
         """Give each video hit the moment that matches the query best."""
@@ -212,3 +343,49 @@ class SearchEngine:
         if req.generated is not None and m.generated != req.generated:
             return False
         return True
+
+
+def _filtered(req: SearchRequest) -> bool:
+    """Whether the request filters media by something other than their kind and score."""
+    return bool(req.path_prefix) or req.generated is not None
+
+
+@dataclass
+class _KindFetch:
+    """One vector kind's candidates so far: the top `fetch` of its `size` vectors, their
+    scores (descending) and owning media ids."""
+
+    size: int
+    fetch: int
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    owners: list[int | None] = field(default_factory=list)
+    pending: bool = True  # to be (re)read at `fetch`
+    complete: bool = False  # every vector of the kind the index can give was read
+    settled: bool = False  # no unread vector of the kind can change the page
+
+    def settle(self, min_score: float | None, page_last: float | None) -> None:
+        # An unread vector scores at most `lowest`; tying the page's last score, it could
+        # still enter before it by media id, so settling needs strictly below.
+        lowest = float(self.scores[-1]) if len(self.scores) else float("inf")
+        self.settled = (
+            self.complete
+            or (min_score is not None and lowest < min_score)
+            or (page_last is not None and lowest < page_last)
+        )
+
+    def widen(self, cap: int) -> bool:
+        """Read four times deeper next round, up to `cap`; False when settled or at the cap."""
+        if self.settled or self.fetch >= min(cap, self.size):
+            return False
+        self.fetch, self.pending = min(self.fetch * 4, cap), True
+        return True
+
+
+def _best_per_media(fetches) -> dict[int, float]:
+    """Each media item's best score over the fetched vectors of every kind."""
+    best: dict[int, float] = {}
+    for f in fetches:
+        for media_id, score in zip(f.owners, f.scores.tolist()):
+            if media_id is not None and (media_id not in best or score > best[media_id]):
+                best[media_id] = score
+    return best
