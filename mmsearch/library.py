@@ -26,6 +26,7 @@ from .services import contents, drawing, jobs
 from .services.drawing import Edit, GenerateOptions, Towards, generator_errors, with_generator_defaults
 from .services.drawing import GenerationRequestError as GenerationRequestError  # the API and CLI answer these
 from .services.drawing import GenerationUnavailable as GenerationUnavailable
+from .services.drawing_queue import DrawingQueue
 from .services.generate_on_miss import MissThresholds, Outcome, generator_for, search_or_generate
 from .services.jobs import RootNotAllowedError as RootNotAllowedError
 from .services.miss_thresholds import miss_thresholds
@@ -47,6 +48,7 @@ class Library:
         self._pooler: TemporalPooler | None = None
         self._generator = None
         self._engine: SearchEngine | None = None
+        self._drawings = DrawingQueue()  # drawings run here, off the search path
         self._captions = CaptionFinder()  # keeps the manifests it has read, for the library's life
         self._lock = threading.RLock()
         self._stop_jobs = threading.Event()
@@ -207,7 +209,14 @@ class Library:
         options = with_generator_defaults(options, generator)
         with generator_errors():
             outcome = search_or_generate(
-                self.engine, request, prompt, generator, options, self.miss_thresholds(), self.store_generated
+                self.engine,
+                request,
+                prompt,
+                generator,
+                options,
+                self.miss_thresholds(),
+                self.store_generated,
+                self._drawings,
             )
         if unavailable and outcome.miss:
             outcome.steps.append({"stage": "generated", "error": unavailable})
@@ -219,7 +228,7 @@ class Library:
 
     def generate(self, prompt: str, options: GenerateOptions) -> list[Hit]:
         """Generate, store and index images for a prompt; hits for them, scored against the prompt."""
-        ids = self.store_generated(*self.draw(prompt, options))
+        ids = self._drawings.run(None, lambda: self.store_generated(*self.draw(prompt, options)))
         return self.engine.hits_for_media(self.encoder.embed_texts([prompt])[0], ids, "generated")
 
     def generate_from_media(
@@ -227,7 +236,9 @@ class Library:
     ) -> list[Hit]:
         """Variations, interpolations and edits of an indexed image (see draw_from_media),
         stored and indexed; hits for them, scored against the source image."""
-        ids = self.store_generated(*self.draw_from_media(media_id, options, edit, interpolate))
+        ids = self._drawings.run(
+            None, lambda: self.store_generated(*self.draw_from_media(media_id, options, edit, interpolate))
+        )
         return self.engine.hits_for_media(self.media_vector(media_id), ids, "generated")
 
     def draw(self, prompt: str, options: GenerateOptions) -> tuple[list[Image.Image], GenerationParams]:
@@ -258,6 +269,10 @@ class Library:
         """The stored embedding of an indexed media item (an image's vector, a video's pooled one)."""
         return self.engine.media_vector(media_id)
 
+    def media_vectors(self, media_ids: list[int]) -> np.ndarray:
+        """media_vector of each id, in order, read in one pass."""
+        return self.engine.media_vectors(media_ids)
+
     def stats(self) -> dict:
         """The model in use and how much the library holds."""
         return contents.stats(self.store, self.encoder)
@@ -271,6 +286,7 @@ class Library:
         return self.store.library_counts()
 
     def close(self) -> None:
+        self._drawings.close()
         if self._indexes is not None:
             self._indexes.checkpoint(force=True)
         self.store.close()

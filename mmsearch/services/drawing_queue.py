@@ -38,22 +38,32 @@ class DrawingQueue:
     def submit(self, key: Hashable | None, draw: Callable[[], T]) -> Future:
         """The drawing's future. With a key already queued or running, that drawing's future;
         key None: always a drawing of its own."""
+        return self._submit(key, draw)[0]
+
+    def run(self, key: Hashable | None, draw: Callable[[], T], timeout: float = WAIT_TIMEOUT_S) -> T:
+        """Submit (or join) a drawing and wait for its result, at most `timeout` seconds."""
+        return self.run_shared(key, draw, timeout)[0]
+
+    def run_shared(
+        self, key: Hashable | None, draw: Callable[[], T], timeout: float = WAIT_TIMEOUT_S
+    ) -> tuple[T, bool]:
+        """run(), and whether the result came from another request's drawing (joined)."""
+        future, joined = self._submit(key, draw)
+        try:
+            return future.result(timeout), joined
+        except FutureTimeout as e:
+            raise DrawingTimeout(f"the drawing took longer than {timeout:g} s; it is stored when done") from e
+
+    def _submit(self, key: Hashable | None, draw: Callable[[], T]) -> tuple[Future, bool]:
         with self._lock:
             if key is not None and key in self._in_flight:
-                return self._in_flight[key]
+                return self._in_flight[key], True
             if len(self._in_flight) >= self._capacity:
                 raise DrawingBusy(f"{len(self._in_flight)} drawings are queued or running; try again shortly")
             key = key if key is not None else object()
             future = self._pool.submit(self._draw_then_forget, key, draw)
             self._in_flight[key] = future
-        return future
-
-    def run(self, key: Hashable | None, draw: Callable[[], T], timeout: float = WAIT_TIMEOUT_S) -> T:
-        """Submit (or join) a drawing and wait for its result, at most `timeout` seconds."""
-        try:
-            return self.submit(key, draw).result(timeout)
-        except FutureTimeout as e:
-            raise DrawingTimeout(f"the drawing took longer than {timeout:g} s; it is stored when done") from e
+        return future, False
 
     def in_flight(self) -> int:
         with self._lock:

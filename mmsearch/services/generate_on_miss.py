@@ -5,7 +5,8 @@ In order: (1) search with the text; a best score at or above the text threshold 
 with that (image-to-image scores run higher than text-to-image ones, hence a threshold of
 its own); a hit there is returned marked `via: prior`. (3) Unless told never to, reuse
 images generated earlier for exactly this prompt, or generate new ones, store and index
-them, and return them marked `generated`.
+them, and return them marked `generated`. Drawing runs on the drawing queue, never under a
+search's locks; in auto mode a repeat of a prompt being drawn waits for that drawing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..search.query import SearchRequest
 from ..storage.generated import GenerationParams, find_generated
 from .drawing import GenerateOptions as GenerateOptions  # the CLI and API build options from here
 from .drawing import GenerationUnavailable, draw
+from .drawing_queue import DrawingQueue
 
 GENERATE_MODES = ("auto", "never", "always")
 
@@ -53,6 +55,7 @@ def search_or_generate(
     opts: GenerateOptions,
     thresholds: MissThresholds,
     save: Callable[[list, GenerationParams], list[int]],
+    drawings: DrawingQueue,
 ) -> Outcome:
     if opts.mode not in GENERATE_MODES:
         raise ValueError(f"generate must be one of {GENERATE_MODES}")
@@ -74,17 +77,28 @@ def search_or_generate(
             return Outcome(prior_hits, miss, "prior", steps)
     if opts.mode == "never" or not can_generate or req.offset > 0:
         return Outcome(hits, miss, q.via, steps)
-    stored = (
-        find_generated(engine.store, prompt, generator.name, engine.indexes.space_of("image"))
-        if opts.mode == "auto"
-        else []
-    )
-    if stored:
-        steps.append({"stage": "stored", "media": stored})
-        return Outcome(engine.hits_for_media(q.main, stored[: req.k], "generated"), miss, "generated", steps)
-    ids = save(*draw(generator, prompt, opts))
-    steps.append({"stage": "generated", "media": ids})
-    return Outcome(engine.hits_for_media(q.main, ids, "generated"), miss, "generated", steps)
+    reuse = opts.mode == "auto"  # always: a fresh drawing each time
+    space = engine.indexes.space_of("image") if reuse else None
+
+    def stored_drawings() -> list[int]:
+        return find_generated(engine.store, prompt, generator.name, space) if reuse else []
+
+    stored = stored_drawings()
+    if not stored:
+
+        def stored_or_drawn() -> tuple[list[int], bool]:
+            # Queued behind a drawing of the same prompt that has since been stored: reuse it.
+            again = stored_drawings()
+            return (again, True) if again else (save(*draw(generator, prompt, opts)), False)
+
+        key = ("generate-on-miss", prompt, generator.name, space) if reuse else None
+        (ids, reused), joined = drawings.run_shared(key, stored_or_drawn)
+        if not (reused or joined):
+            steps.append({"stage": "generated", "media": ids})
+            return Outcome(engine.hits_for_media(q.main, ids, "generated"), miss, "generated", steps)
+        stored = ids
+    steps.append({"stage": "stored", "media": stored})
+    return Outcome(engine.hits_for_media(q.main, stored[: req.k], "generated"), miss, "generated", steps)
 
 
 def generator_for(mode: str, prompt: str | None, load: Callable[[], object]) -> tuple[object | None, str | None]:

@@ -33,8 +33,10 @@ def test_a_repeat_of_a_drawing_in_flight_waits_for_it_instead_of_drawing_again(q
     first.started.wait(5)
     b = queue.submit(("a red star", "mini"), HeldDrawing(["never drawn"]))
     assert b is a
+    assert queue._submit(("a red star", "mini"), HeldDrawing(["never drawn"])) == (a, True)  # run_shared says so
     first.release.set()
     assert b.result(5) == ["media 7"] and first.calls == 1
+    assert queue.run_shared(("a red star", "mini"), lambda: ["media 8"], timeout=5) == (["media 8"], False)
 
 
 def test_drawings_without_a_key_never_share(queue):

@@ -9,6 +9,7 @@ import pytest
 from mmsearch.search.engine import Hit, QueryVectors
 from mmsearch.search.query import SearchRequest, parse_text
 from mmsearch.services import drawing
+from mmsearch.services.drawing_queue import DrawingQueue
 from mmsearch.services.generate_on_miss import GenerateOptions, MissThresholds, generator_for, search_or_generate
 from mmsearch.storage.generated import GenerationParams
 
@@ -68,6 +69,7 @@ def test_always_draws_with_one_default_seed_and_stores_what_it_drew(monkeypatch)
         GenerateOptions(mode="always", n=2, steps=3),
         MissThresholds(0.3),
         save,
+        DrawingQueue(),
     )
     assert drawn == [2**31]
     assert saved == [(["image 0", "image 1"], GenerationParams("a red circle", "fake", 77, 3, 4.0, "ddpm"))]
