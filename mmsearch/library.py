@@ -68,12 +68,9 @@ class Library:
     def encoder(self):
         with self._lock:
             if self._encoder is None:
-                from .encoders import load_encoder
+                from .encoders import encoder_for
 
-                s = self.settings
-                self._encoder = load_encoder(
-                    s.model, device=s.device, batch_size=s.batch_size, hub_timeout_s=s.hub_timeout_s
-                )
+                self._encoder = encoder_for(self.settings)
             return self._encoder
 
     @property

@@ -68,15 +68,6 @@ def open_library(library: Optional[Path], model: Optional[str] = None, device: O
     return Library.open(settings=Settings().with_overrides(library_dir=library, model=model, device=device))
 
 
-def load_encoder_for(settings: Settings):
-    """The encoder `settings` name, without opening a library."""
-    from ..encoders import load_encoder
-
-    return load_encoder(
-        settings.model, device=settings.device, batch_size=settings.batch_size, hub_timeout_s=settings.hub_timeout_s
-    )
-
-
 def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")

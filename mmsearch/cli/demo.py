@@ -23,13 +23,16 @@ MISSING_FROM_DEMO = ("green", "star")  # the demo library holds none: its genera
 def _hold_back(media: Path, pair: tuple[str, str]) -> None:
     """Remove every image showing this (colour, shape) from a synthetic corpus and its manifest."""
     from ..datasets import synth as synth_mod
+    from ..storage.files import atomic_write
+
+    def shows(item: dict) -> bool:
+        return any((o["color"], o["shape"]) == pair for o in item.get("objects", []))
 
     manifest = synth_mod.load_manifest(media)
-    shows = lambda i: any((o["color"], o["shape"]) == pair for o in i.get("objects", []))  # noqa: E731
     for item in filter(shows, manifest["items"]):
         (media / item["file"]).unlink(missing_ok=True)
     manifest["items"] = [i for i in manifest["items"] if not shows(i)]
-    (media / synth_mod.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    atomic_write(media / synth_mod.MANIFEST, json.dumps(manifest, indent=1))
 
 
 def _show_generate_on_miss(lib) -> None:

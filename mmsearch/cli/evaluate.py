@@ -9,7 +9,8 @@ import typer
 from rich.progress import Progress
 
 from ..config import Settings
-from .common import MODEL_OPT, failing_on, load_encoder_for, print_report, progress_bar
+from ..encoders import encoder_for
+from .common import MODEL_OPT, failing_on, print_report, progress_bar
 
 
 def eval_encoder(
@@ -24,7 +25,7 @@ def eval_encoder(
 
     settings = Settings().with_overrides(model=model, device=device)
     with failing_on(EncoderError, FileNotFoundError, ValueError):
-        encoder = load_encoder_for(settings)
+        encoder = encoder_for(settings)
         report = evaluate_encoder(encoder, data)
     print_report(report, as_json)
 
@@ -46,7 +47,7 @@ def eval_generation(
 
     settings = Settings().with_overrides(model=model, generator=generator)
     with failing_on(EncoderError, FileNotFoundError, ValueError):
-        encoder = load_encoder_for(settings)
+        encoder = encoder_for(settings)
         gen = load_generator(settings.generator, encoder, settings.device)
         report = {"generator": gen.name, "space": gen.space, "prior": evaluate_prior(gen, encoder, data)}
         if decoder:
@@ -73,7 +74,7 @@ def eval_video(
     settings = Settings().with_overrides(model=model, temporal_head=temporal_head)
     with failing_on(EncoderError, FileNotFoundError, ValueError):
         settings = settings.with_overrides(pooling=pooling)
-        encoder = load_encoder_for(settings)
+        encoder = encoder_for(settings)
         pooler = resolve_pooler(settings)
         with progress_bar() as bar:
             videos = video_features(bar, data, encoder, settings)
@@ -109,7 +110,7 @@ def calibrate_miss(
 
     settings = Settings().with_overrides(model=model)
     with failing_on(EncoderError, FileNotFoundError, ValueError):
-        encoder = load_encoder_for(settings)
+        encoder = encoder_for(settings)
         prior = None
         if with_prior:
             from ..generation import load_generator

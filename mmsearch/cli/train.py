@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..config import Settings
+from ..encoders import encoder_for
 from .common import (
     BUILTIN_WEIGHTS,
     LIBRARY_OPT,
@@ -16,7 +17,6 @@ from .common import (
     console,
     fail,
     failing_on,
-    load_encoder_for,
     loss_reporter,
     open_library,
     progress_bar,
@@ -102,7 +102,7 @@ def train_temporal(
 
     settings = Settings().with_overrides(model=model)
     with failing_on(EncoderError, FileNotFoundError, ValueError):
-        encoder = load_encoder_for(settings)
+        encoder = encoder_for(settings)
         # One bar for all: the corpora's embedding tasks, then the training task.
         with progress_bar() as bar:
             videos = [v for corpus in data for v in video_features(bar, corpus, encoder, settings)]

@@ -47,5 +47,5 @@ def corpus_video_features(
         out.append(VideoFeatures(item, video.times, vecs, video.segments))
         if progress:
             progress(1)
-    atomic_write(cache, pickle.dumps(out))
+    atomic_write(cache, pickle.dumps(out), durable=False)  # a cache: made again if lost
     return out

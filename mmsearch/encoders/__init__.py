@@ -25,6 +25,13 @@ def load_encoder(
     return OpenClipEncoder(spec, device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)
 
 
+def encoder_for(settings) -> "Encoder":
+    """The encoder a Settings object names (its model, device, batch size and hub timeout)."""
+    return load_encoder(
+        settings.model, device=settings.device, batch_size=settings.batch_size, hub_timeout_s=settings.hub_timeout_s
+    )
+
+
 def __getattr__(name: str):
     if name in ("Encoder", "EncoderError"):
         from . import base
@@ -33,4 +40,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["Encoder", "EncoderError", "load_encoder"]
+__all__ = ["Encoder", "EncoderError", "encoder_for", "load_encoder"]

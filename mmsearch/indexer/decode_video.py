@@ -4,12 +4,11 @@ the shots, and the segments to store. Never raises for a bad file: the error is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..encoders.video import SamplingConfig, UnreadableVideoError, sample_video
-from .scan import file_hash
+from ..storage.files import file_digest
 
 MAX_SEGMENT_S = 10.0  # longer shots are split into windows of at most this long
 
@@ -40,7 +39,7 @@ def split_segments(shots: list[tuple[float, float]], max_len: float = MAX_SEGMEN
 def decode_video(path: str, sampling: SamplingConfig) -> DecodedVideo:
     out = DecodedVideo(path)
     try:
-        out.content_hash = file_hash(Path(path))
+        out.content_hash = file_digest(path)
     except OSError as e:
         out.error = f"cannot read: {e}"
         return out

@@ -57,7 +57,7 @@ NOT_MEDIA = "not an image or video (content matches no supported format)"
 
 
 class IndexSink(Protocol):
-    """Where committed vectors go (the FAISS side); see search/indexes.py."""
+    """Where committed vectors go (the FAISS side); see storage/index_set.py."""
 
     def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 

@@ -82,11 +82,6 @@ def looks_like_media_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 
-def file_hash(path: Path) -> str:
-    """sha256 of the file's content (the media row's content_hash)."""
-    return file_digest(path)
-
-
 @dataclass
 class Candidate:
     path: Path
@@ -208,7 +203,7 @@ def scan(store: Store, roots: list[Path], skip: set[Path], space: str, video_spa
                 continue
             media_id, size, mtime, digest, error = known[key]
             same_stat = size == st.st_size and mtime == st.st_mtime
-            same_content = same_stat or (size == st.st_size and digest is not None and digest == file_hash(path))
+            same_content = same_stat or (size == st.st_size and digest is not None and digest == file_digest(path))
             if same_content and (error is not None or media_id in embedded):
                 result.unchanged += 1
                 if not same_stat:

@@ -49,6 +49,6 @@ def save_keyframe(frame: np.ndarray, directory: Path, name: str) -> Path:
     img.thumbnail((KEYFRAME_SIDE * 4, KEYFRAME_SIDE) if img.width >= img.height else (KEYFRAME_SIDE, KEYFRAME_SIDE * 4))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.jpg"
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=False) as tmp:  # a keyframe can be cut again from its video
         img.save(tmp, format="JPEG", quality=85)
     return path

@@ -22,6 +22,6 @@ def image_array(paths: list[Path], size: int, cache: Path | None = None) -> np.n
         out[k] = np.asarray(decode_rgb(p).resize((size, size), Image.BICUBIC))
     if cache is not None:
         # A file object: np.save would add ".npy" to the temporary name.
-        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        with atomic_path(cache, durable=False) as tmp, open(tmp, "wb") as f:  # a cache: made again if lost
             np.save(f, out)
     return out

@@ -107,3 +107,15 @@ def test_builtin_weights_is_the_shipped_mini_folder():
     assert folder == builtin_weights("mini") and folder.name == "mini"
     assert folder.parent == Path(__file__).resolve().parents[2] / "mmsearch" / "weights"
     assert (folder / "open_clip_config.json").is_file()
+
+
+def test_a_cache_write_may_skip_fsync_and_is_still_atomic(tmp_path):
+    target = tmp_path / "cache.bin"
+    atomic_write(target, b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, durable=False) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["cache.bin"]
+    atomic_write(target, b"new", durable=False)
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["cache.bin"]
