@@ -21,6 +21,7 @@ from .routes.page import add_page
 from .routes.search import search_router
 from .security import add_cors
 from .state import AppState
+from .uploads import json_body_limit
 
 # Starlette tries routes in this order: media's GET /media/{id} before generate's DELETE of
 # the same path keeps the Allow header of a 405 there as it was ("GET").
@@ -36,7 +37,11 @@ def create_app(library: Library) -> FastAPI:
         state.close()
 
     app = FastAPI(
-        title="mmsearch", version="0.1.0", description="Multimodal search over a media library.", lifespan=lifespan
+        title="mmsearch",
+        version="0.1.0",
+        description="Multimodal search over a media library.",
+        lifespan=lifespan,
+        max_body_size=json_body_limit(state.settings.max_upload_bytes),  # 413 while it streams in; uploads: less
     )
     add_request_tracking(app, state.metrics)
     add_cors(app, state.settings)

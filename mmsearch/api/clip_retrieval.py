@@ -23,9 +23,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
-from ..imageio import UnreadableImageError, decode_rgb
+from ..imageio import UnreadableImageError
+from ..search.dedup import keep_distinct
 from ..search.query import SearchRequest, Term
 from .state import AppState
+from .uploads import decode_query_image
 from .urls import file_url, thumbnail_url
 
 INDICES = ["image", "video", "any"]
@@ -110,7 +112,7 @@ def _query_term(body: KnnIn, library) -> Term:
                 )
             data = fetch_image_url(body.image_url, settings.max_upload_bytes, settings.image_url_timeout_s)
         try:
-            return Term(image=decode_rgb(data, max_pixels=settings.max_pixels))
+            return Term(image=decode_query_image(data, settings.max_pixels))
         except UnreadableImageError as e:
             raise HTTPException(400, f"the query image is not readable: {e}") from e
     if body.embedding_input:
@@ -119,12 +121,9 @@ def _query_term(body: KnnIn, library) -> Term:
 
 
 def _deduplicate(vectors: np.ndarray) -> list[int]:
-    """Positions of the results to keep: a result goes when a better-ranked kept one is a near copy."""
-    kept: list[int] = []
-    for i in range(len(vectors)):
-        if all(float(vectors[i] @ vectors[j]) < DEDUP_SIMILARITY for j in kept):
-            kept.append(i)
-    return kept
+    """Positions of the results to keep: a result goes when a better-ranked kept one is a near
+    copy (blocked matrix products: 10,000 results in well under a second; see search.dedup)."""
+    return keep_distinct(vectors, DEDUP_SIMILARITY)
 
 
 class ClipRetrievalMetadata:

@@ -9,7 +9,12 @@ a stored file that no longer decodes is a 404 of that media item.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..encoders.base import EncoderError
@@ -36,9 +41,34 @@ def status_of(error: Exception) -> int:
 
 
 async def _answer(_request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(error)}, status_code=status_of(error))
+    return JSONResponse({"detail": json_safe(str(error))}, status_code=status_of(error))
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with what JSON cannot carry spelled out: NaN and infinities as the strings
+    "NaN", "Infinity" and "-Infinity", lone surrogates and bytes that are not UTF-8 as
+    backslash escapes. Everything else is left as it is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    # FastAPI's own answer, {"detail": [errors]}, but one that JSON can always carry: an error
+    # echoes the rejected input (NaN, 1e400, a lone surrogate, bytes that are not UTF-8).
+    # Made safe before jsonable_encoder (which fails on such bytes) and after it (for what it made).
+    return JSONResponse({"detail": json_safe(jsonable_encoder(json_safe(error.errors())))}, status_code=422)
 
 
 def add_error_handlers(app: FastAPI) -> None:
     for error_type in STATUS_OF_ERROR:
         app.add_exception_handler(error_type, _answer)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

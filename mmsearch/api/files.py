@@ -28,6 +28,41 @@ def safe_path(path: str, roots: list[Path]) -> Path:
     raise OutsideRootsError(f"{path} is outside the library's roots")
 
 
+# ISO-BMFF brands (bytes 8-12) of still images and of audio-only files; any other brand is a video.
+IMAGE_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif", b"avif": "image/avif"}
+AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ")
+BMP_INFO_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)  # 'BM' alone also opens text ("BMW ...")
+
+
+def content_type_of(path: Path) -> str | None:
+    """The media type of a file from its first bytes, never its name (the kinds index jobs
+    sniff, named exactly); None for a file that is not media."""
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "image/tiff"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in BMP_INFO_HEADER_SIZES:
+        return "image/bmp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] == b"RIFF" and head[8:11] == b"AVI":
+        return "video/x-msvideo"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in AUDIO_BRANDS:
+            return None
+        return IMAGE_BRANDS.get(brand) or ("video/quicktime" if brand == b"qt  " else "video/mp4")
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska, or WebM when its doctype says so
+        return "video/webm" if b"webm" in head else "video/x-matroska"
+    return None
+
+
 def thumbnail_jpeg(path: Path, max_side: int = 256) -> bytes:
     """A JPEG of at most max_side pixels; raises UnreadableImageError for a file that no longer decodes."""
     return _jpeg(decode_rgb(path, draft_side=max_side), max_side)

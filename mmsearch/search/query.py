@@ -8,11 +8,15 @@ operator: operators stand alone between spaces or next to a quote.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+MAX_WEIGHT = 100.0  # of one term as written ("2*red"), as a weight of the HTTP API
+MAX_COMBINED_WEIGHT = 1e6  # of a term as combined (a written weight times the API's weight of its part)
 
 
 class QueryError(ValueError):
@@ -74,6 +78,8 @@ def parse_text(query: str) -> list[Term]:
         m = _WEIGHT.match(s, pos)
         if m:
             weight, pos = float(m.group(1)), m.end()
+            if weight > MAX_WEIGHT:  # 1e23*"red" overflowed the query's norm: every score came back 0.0
+                raise QueryError(f"weight {m.group(1)} is out of range: a term's weight is at most {MAX_WEIGHT:g}")
         if pos < len(s) and s[pos] == '"':
             end = s.find('"', pos + 1)
             if end < 0:
@@ -114,11 +120,20 @@ def build_terms(
 
 
 def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
-    """Weighted sum of unit vectors, renormalised; refuses a sum that cancels out."""
-    q = np.sum([w * v for w, v in zip(weights, vectors)], axis=0).astype(np.float32)
-    if not np.all(np.isfinite(q)):
-        raise QueryError("the query has non-finite values")
+    """Weighted sum of unit vectors, renormalised (in float64); refuses weights out of range,
+    non-finite values and a sum that cancels out (nothing left but rounding noise)."""
+    for w in weights:
+        if not math.isfinite(w):
+            raise QueryError("the query has non-finite values")
+        if abs(w) > MAX_COMBINED_WEIGHT:
+            raise QueryError(f"weight {w:g} is out of range: at most {MAX_COMBINED_WEIGHT:g} in magnitude")
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = [w * np.asarray(v, np.float64) for w, v in zip(weights, vectors)]
+        q = np.sum(terms, axis=0)
+        if not np.all(np.isfinite(q)):
+            raise QueryError("the query has non-finite values")
+        scale = sum(float(np.linalg.norm(t)) for t in terms)
     norm = float(np.linalg.norm(q))
-    if norm < 1e-6:
+    if norm <= 1e-6 * scale or norm < 1e-12:
         raise QueryError("the query terms cancel each other out")
-    return q / norm
+    return (q / norm).astype(np.float32)

@@ -4,7 +4,7 @@ vector (combine). Both back every search: CLI, API and generate-on-miss."""
 import numpy as np
 import pytest
 
-from mmsearch.search.query import QueryError, combine, parse_text
+from mmsearch.search.query import MAX_COMBINED_WEIGHT, MAX_WEIGHT, QueryError, combine, parse_text
 
 
 def _terms(query: str) -> list[tuple[float, str]]:
@@ -116,6 +116,26 @@ def test_an_empty_term_is_refused(query):
         parse_text(query)
 
 
+def test_weights_up_to_the_api_limit_are_kept():
+    assert MAX_WEIGHT == 100  # as a weight of the HTTP API (schemas.Weight)
+    assert _terms('100*"red" - 100.0*"blue" + 0*"green"') == [(100.0, "red"), (-100.0, "blue"), (0.0, "green")]
+
+
+@pytest.mark.parametrize(
+    "query, weight",
+    [
+        ('99999999999999999999999*"red"', "99999999999999999999999"),
+        ("100.5*red", "100.5"),
+        ('"blue" - 1000*"red"', "1000"),
+        ("1" + "0" * 400 + "*red", "1" + "0" * 400),  # float() of it is inf
+    ],
+)
+def test_a_weight_out_of_range_is_refused(query, weight):
+    with pytest.raises(QueryError) as e:
+        parse_text(query)
+    assert str(e.value) == f"weight {weight} is out of range: a term's weight is at most {MAX_WEIGHT:g}"
+
+
 def test_query_errors_are_value_errors():
     # The API maps QueryError to 400 and callers may catch ValueError.
     with pytest.raises(ValueError):
@@ -175,3 +195,28 @@ def test_combine_non_finite_values_are_refused(bad):
         combine([v, E[1]], [1.0, 1.0])
     with pytest.raises(QueryError, match="non-finite"):
         combine([E[0]], [bad])
+
+
+def test_combine_keeps_its_direction_for_weights_up_to_the_limit():
+    # float32 sums of such weights overflowed the norm: q / inf gave a zero query, every score 0.0
+    q = combine([E[0], E[1]], [MAX_COMBINED_WEIGHT, MAX_COMBINED_WEIGHT / 2])
+    np.testing.assert_allclose(q, [2 / 5**0.5, 1 / 5**0.5, 0.0, 0.0], atol=1e-6)
+    assert q.dtype == np.float32
+
+
+@pytest.mark.parametrize("weight", [1e23, -1e7, MAX_COMBINED_WEIGHT * 1.01])
+def test_combine_refuses_a_weight_out_of_range(weight):
+    with pytest.raises(QueryError) as e:
+        combine([E[0], E[1]], [1.0, weight])
+    assert str(e.value) == f"weight {weight:g} is out of range: at most {MAX_COMBINED_WEIGHT:g} in magnitude"
+
+
+def test_combine_terms_that_cancel_to_rounding_noise_are_refused():
+    # Large opposite weights leave a float32 rounding residue that is no direction at all.
+    v = np.array([0.6, 0.8, 0.0, 0.0], np.float32)
+    w = np.array([0.6000001, 0.7999999, 0.0, 0.0], np.float32)
+    with pytest.raises(QueryError, match="cancel"):
+        combine([v, w], [1000.0, -1000.0])
+    np.testing.assert_allclose(
+        combine([v, E[2]], [1000.0, -1.0]), v * 1000 / np.sqrt(1000**2 + 1) - E[2] / np.sqrt(1000**2 + 1), atol=1e-6
+    )

@@ -11,10 +11,12 @@ from ...encoders.video import UnreadableVideoError
 from ...imageio import UnreadableImageError
 from ...library import Library
 from ...search.query import MediaNotFoundError
-from ..files import OutsideRootsError, safe_path
+from ..files import OutsideRootsError, content_type_of, safe_path
 from ..schemas import MAX_ID, MediaOut
 from ..state import AppState
 from ..urls import file_url, thumbnail_url
+
+NO_SNIFFING = {"X-Content-Type-Options": "nosniff"}  # browsers take the type given, never guess one
 
 
 def find_media(library: Library, media_id: int):
@@ -64,7 +66,16 @@ def media_router(state: AppState) -> APIRouter:
 
     @router.get("/media/{media_id}/file", dependencies=state.read)
     def media_file(media_id: int):
-        return FileResponse(served_path(library, find_media(library, media_id)))
+        """The file as the type its bytes are, whatever its name says; a file that is not media
+        (a page named .jpg) is an attachment of no type, which a browser saves and never renders."""
+        path = served_path(library, find_media(library, media_id))
+        try:
+            content_type = content_type_of(path)
+        except OSError as e:
+            raise HTTPException(404, f"file of media {media_id} is gone: {path}") from e
+        if content_type is None:
+            return FileResponse(path, media_type="application/octet-stream", filename=path.name, headers=NO_SNIFFING)
+        return FileResponse(path, media_type=content_type, headers=NO_SNIFFING)
 
     @router.get("/media/{media_id}/thumbnail", dependencies=state.read)
     def media_thumbnail(media_id: int, t: float | None = Query(None, ge=0, description="Seconds into a video.")):

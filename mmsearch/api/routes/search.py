@@ -7,11 +7,12 @@ import time
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from ...imageio import UnreadableImageError, decode_rgb
+from ...imageio import UnreadableImageError
 from ...search.query import SearchRequest, Term, build_terms
 from ...services.generate_on_miss import prompt_of
 from ..schemas import GenerationIn, HitOut, SearchIn, SearchOut
 from ..state import AppState
+from ..uploads import decode_query_image, upload_body_limit
 from ..urls import hit_json
 from .generate import generate_options
 
@@ -21,11 +22,9 @@ def query_terms(body: SearchIn) -> list[Term]:
     return terms + [Term(text=t.text, media_id=t.media_id, vector=t.vector, weight=t.weight) for t in body.terms]
 
 
-async def read_limited(request: Request, upload: UploadFile, limit: int) -> bytes:
-    """An upload's bytes, refused (413) past `limit` before reading it all when its size is declared."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:  # form overhead
-        raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
+async def read_limited(upload: UploadFile, limit: int) -> bytes:
+    """An upload's bytes, refused (413) past `limit`. The route's body limit has already
+    refused a body over it while it streamed in (the upload was spooled up to it, no further)."""
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
@@ -69,9 +68,13 @@ def search_router(state: AppState) -> APIRouter:
         other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
         return run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)
 
-    @router.post("/search/image", response_model=SearchOut, dependencies=state.read)
+    @router.post(
+        "/search/image",
+        response_model=SearchOut,
+        dependencies=state.read,
+        max_body_size=upload_body_limit(settings.max_upload_bytes),
+    )
     async def search_image(
-        request: Request,
         file: UploadFile = File(..., description="The query image."),
         text: str | None = Form(None, max_length=1000),
         image_weight: float = Form(1.0, ge=-100, le=100, allow_inf_nan=False),
@@ -79,11 +82,11 @@ def search_router(state: AppState) -> APIRouter:
         k: int = Form(10, ge=1, le=1000),
         offset: int = Form(0, ge=0, le=100_000),
     ) -> dict:
-        data = await read_limited(request, file, settings.max_upload_bytes)
+        data = await read_limited(file, settings.max_upload_bytes)
 
         def decode_and_search() -> dict:  # CPU work: off the event loop
             try:
-                image = decode_rgb(data, max_pixels=settings.max_pixels)
+                image = decode_query_image(data, settings.max_pixels)
             except UnreadableImageError as e:  # the table's 400, with a detail naming the upload
                 raise HTTPException(400, f"the upload is not a readable image: {e}") from e
             terms = build_terms(text=text, image=image, weights={"image": image_weight})
