@@ -26,7 +26,9 @@ from .services import contents, drawing, jobs
 from .services.drawing import Edit, GenerateOptions, Towards, generator_errors, with_generator_defaults
 from .services.drawing import GenerationRequestError as GenerationRequestError  # the API and CLI answer these
 from .services.drawing import GenerationUnavailable as GenerationUnavailable
+from .services.drawing_queue import DrawingBusy as DrawingBusy  # the API answers these
 from .services.drawing_queue import DrawingQueue
+from .services.drawing_queue import DrawingTimeout as DrawingTimeout
 from .services.generate_on_miss import MissThresholds, Outcome, generator_for, search_or_generate
 from .services.jobs import RootNotAllowedError as RootNotAllowedError
 from .services.miss_thresholds import miss_thresholds
@@ -34,6 +36,7 @@ from .storage.captions import CaptionFinder
 from .storage.generated import GenerationParams, delete_generated, save_generated
 from .storage.generated import NotGeneratedError as NotGeneratedError
 from .storage.index_set import IndexSet
+from .storage.rwlock import LockTimeout as LockTimeout
 from .storage.store import Media, Store
 
 

@@ -167,10 +167,9 @@ def clip_retrieval_router(state: AppState) -> APIRouter:
 
         def run() -> list[dict]:
             term = _query_term(body, library)
-            with state.search_lock:
-                hits = library.search(SearchRequest(terms=[term], k=wanted, kind=kind))
+            hits = library.search(SearchRequest(terms=[term], k=wanted, kind=kind))
             if body.deduplicate and hits:
-                vectors = np.stack([library.media_vector(h.id) for h in hits])
+                vectors = library.media_vectors([h.id for h in hits])
                 hits = [hits[i] for i in _deduplicate(vectors)]
             describe = ClipRetrievalMetadata(library, base_url)
             shown = library.media_many([h.id for h in hits[: body.num_images]])

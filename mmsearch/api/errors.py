@@ -19,7 +19,14 @@ from fastapi.responses import JSONResponse
 
 from ..encoders.base import EncoderError
 from ..imageio import UnreadableImageError
-from ..library import GenerationRequestError, GenerationUnavailable, NotGeneratedError
+from ..library import (
+    DrawingBusy,
+    DrawingTimeout,
+    GenerationRequestError,
+    GenerationUnavailable,
+    LockTimeout,
+    NotGeneratedError,
+)
 from ..search.query import MediaNotFoundError, QueryError
 from .files import OutsideRootsError
 
@@ -31,7 +38,10 @@ STATUS_OF_ERROR: dict[type[Exception], int] = {
     MediaNotFoundError: 404,  # a media id the library does not have
     NotGeneratedError: 409,  # deleting media from the user's folders, not generated ones
     GenerationRequestError: 422,  # generation settings the generator refuses (a sampler it lacks)
+    DrawingBusy: 429,  # the drawing queue is full: try again shortly
     GenerationUnavailable: 503,  # no generator can serve: turned off, untrained, another space
+    DrawingTimeout: 503,  # the drawing outlasted the request's wait (it is stored when done)
+    LockTimeout: 503,  # an index update held the index past a search's wait
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,9 +18,6 @@ from .security import Access
 class AppState:
     library: Library
     settings: Settings
-    # One search at a time: FAISS and the encoder are shared, and a generation is stored and
-    # indexed before the next query runs (so a repeat finds it). Generation and deletion hold it too.
-    search_lock: threading.Lock
     jobs: ThreadPoolExecutor  # index jobs, one at a time, in order
     metrics: Metrics
     access: Access
@@ -33,7 +29,6 @@ class AppState:
         return cls(
             library=library,
             settings=settings,
-            search_lock=threading.Lock(),
             jobs=ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-job"),
             metrics=Metrics(library),
             access=Access(settings),

@@ -8,12 +8,19 @@ from mmsearch.api.errors import STATUS_OF_ERROR, status_of
 from mmsearch.api.files import OutsideRootsError
 from mmsearch.encoders.base import EncoderError, HubUnreachableError, ImageDecodeError, UnknownModelError
 from mmsearch.imageio import UnreadableImageError
-from mmsearch.library import GenerationRequestError, GenerationUnavailable, NotGeneratedError
+from mmsearch.library import (
+    DrawingBusy,
+    DrawingTimeout,
+    GenerationRequestError,
+    GenerationUnavailable,
+    LockTimeout,
+    NotGeneratedError,
+)
 from mmsearch.search.query import MediaNotFoundError, QueryError
 
 from ..helpers import open_library
 
-# The statuses the endpoints answered before the table existed: pinned here, not read from the table.
+# The statuses the endpoints answer: pinned here, not read from the table.
 EXPECTED = {
     QueryError: 400,
     EncoderError: 400,
@@ -23,6 +30,10 @@ EXPECTED = {
     NotGeneratedError: 409,
     GenerationRequestError: 422,
     GenerationUnavailable: 503,
+    # Waits with a bound (searches in parallel, drawings off the search path): busy, try again.
+    DrawingBusy: 429,
+    DrawingTimeout: 503,
+    LockTimeout: 503,
 }
 RAISED = [
     *[(error_type(f"{error_type.__name__} says why"), status) for error_type, status in EXPECTED.items()],

@@ -140,3 +140,26 @@ def test_without_a_trained_generator_auto_still_answers_and_always_is_503(traine
         always = client.post("/search", json={"text": "a green star", "generate": "always"})
         assert always.status_code == 503 and "prior_config.json is missing" in always.json()["detail"]
     lib.close()
+
+
+def test_searches_answer_while_a_drawing_runs(served):
+    """Drawing runs off the search path: a DDPM drawing (1,000 steps, seconds) holds no lock
+    that searches need. (Before, one lock held every search until the drawing was stored.)"""
+    import threading
+
+    client, lib = served
+    drawing = threading.Thread(
+        target=lambda: client.post("/generate", json={"prompt": "a slow brown cross", "sampler": "ddpm", "seed": 3})
+    )
+    drawing.start()
+    answered_during = 0
+    try:
+        for _ in range(200):
+            if not drawing.is_alive():
+                break
+            r = client.post("/search", json={"text": "a red circle", "kind": "image", "generate": "never"})
+            assert r.status_code == 200 and r.json()["results"]
+            answered_during += drawing.is_alive()
+    finally:
+        drawing.join(120)
+    assert answered_during >= 3

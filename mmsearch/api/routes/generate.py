@@ -37,14 +37,13 @@ def generate_router(state: AppState) -> APIRouter:
         state.access.check_generation(request)
         t0 = time.perf_counter()
         options = generate_options(state.settings, "always", body)
-        with state.search_lock:
-            if body.from_media_id is not None:
-                interpolate = (body.interpolate.media_id, body.interpolate.alpha) if body.interpolate else None
-                hits = library.generate_from_media(
-                    body.from_media_id, options, edit=tuple(body.edit) if body.edit else None, interpolate=interpolate
-                )
-            else:
-                hits = library.generate(body.prompt, options)
+        if body.from_media_id is not None:
+            interpolate = (body.interpolate.media_id, body.interpolate.alpha) if body.interpolate else None
+            hits = library.generate_from_media(
+                body.from_media_id, options, edit=tuple(body.edit) if body.edit else None, interpolate=interpolate
+            )
+        else:
+            hits = library.generate(body.prompt, options)  # drawn on the library's drawing queue
         state.metrics.count_generation("generate", len(hits))
         return GenerateOut(
             results=[HitOut(**hit_json(h)) for h in hits], took_ms=(time.perf_counter() - t0) * 1000
@@ -55,8 +54,7 @@ def generate_router(state: AppState) -> APIRouter:
         """Delete a generated image (row, vector, file), e.g. a poor drawing that a repeated
         query would otherwise keep returning. Media from the library's folders answer 409."""
         find_media(library, media_id)
-        with state.search_lock:
-            deleted = library.delete_generated([media_id])
+        deleted = library.delete_generated([media_id])
         state.thumbnails.forget(media_id)
         return {"deleted": deleted}
 

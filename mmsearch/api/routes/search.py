@@ -40,8 +40,7 @@ def search_router(state: AppState) -> APIRouter:
     ) -> dict:
         t0 = time.perf_counter()
         options = generate_options(settings, mode or settings.generate_default, generation or GenerationIn())
-        with state.search_lock:
-            outcome = state.library.search_or_generate(req, prompt, options)
+        outcome = state.library.search_or_generate(req, prompt, options)
         fresh = [st["media"] for st in outcome.steps if st.get("stage") == "generated" and "media" in st]
         state.metrics.count_generation("search", sum(map(len, fresh)))  # not images served again from an earlier miss
         return SearchOut(
