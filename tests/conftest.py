@@ -23,10 +23,12 @@ def mini_encoder():
     return load_encoder("mini", device="cpu")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained(tmp_path_factory, mini_encoder):
     """A library of 60 synthetic images and a prior + decoder trained on it for a few steps:
-    (base folder, generator folder). Too briefly trained to draw well; enough for the mechanics."""
+    (base folder, generator folder). Too briefly trained to draw well; enough for the mechanics.
+    Module-scoped: its users add and delete generated images and count them, so each module
+    gets its own library and no result depends on which other modules ran first."""
     import torch
 
     from mmsearch.generation.models import DecoderConfig, PriorConfig
@@ -74,3 +76,50 @@ def _generated_count(lib) -> int:
 def generated_count():
     """How many generated images a library holds: generated_count(lib)."""
     return _generated_count
+
+
+VIDEO_SEED = 21
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> tuple[Path, dict]:
+    """Eight synthetic clips (some with cuts) and their manifest: (folder, manifest). Read-only:
+    a test that needs to change a clip copies it into its own tmp_path."""
+    root = tmp_path_factory.mktemp("videos") / "clips"
+    manifest = synth.generate(root, 0, 8, seed=VIDEO_SEED, split="train")
+    return root, manifest
+
+
+@pytest.fixture(scope="module")
+def video_library(tmp_path_factory, videos, mini_encoder):
+    """The `videos` indexed with the mini encoder and mean pooling: (library, folder, manifest,
+    job summary). Module-scoped: a module's API server stops the library's jobs on shutdown."""
+    from .helpers import open_library
+
+    root, manifest = videos
+    lib = open_library(tmp_path_factory.mktemp("videolib"), encoder=mini_encoder, pooling="mean")
+    summary = lib.index([root])
+    yield lib, root, manifest, summary
+    lib.close()
+
+
+def _write_audio_only(path: Path) -> None:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+
+
+@pytest.fixture
+def write_audio_only():
+    """Writes an mp4 with an audio stream and no video stream: write_audio_only(path)."""
+    return _write_audio_only

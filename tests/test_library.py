@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmsearch.library import Library
+from mmsearch.encoders.video import SamplingConfig
 from mmsearch.search.query import SearchRequest, parse_text
 
 from .helpers import make_corpus, open_library
@@ -48,4 +48,5 @@ def test_a_small_library_reports_what_it_holds(tmp_path, mini_encoder):
         first_captions = {str((corpus / i["file"]).resolve()): i["captions"][0] for i in manifest["items"]}
         assert {m.path: lib.caption(m) for m in media.values()} == first_captions
         assert all(lib.serving_roots(m) == [root] for m in media.values())
-        assert lib.sampling == Library.sampling_for(lib.settings)
+        # the default settings' video sampling: shots at 2 fps, at most 256 frames, 12 when uniform
+        assert lib.sampling == SamplingConfig(strategy="shots", num_frames=12, fps=2.0, max_frames=256, frame_side=224)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from sqlalchemy import update
 
@@ -17,6 +18,7 @@ def _draw(lib, colour: str, prompt: str, backend: str = "mini", source: dict | N
     return save_generated(lib.store, lib.indexes, lib.encoder, lib.dir, [image], params)[0]
 
 
+@pytest.mark.slow  # opens a library with the mini encoder and indexes drawings
 def test_a_prompt_finds_only_images_drawn_from_exactly_it_by_the_same_backend(tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         first = _draw(lib, "green", "a green star")
@@ -33,6 +35,7 @@ def test_a_prompt_finds_only_images_drawn_from_exactly_it_by_the_same_backend(tm
         assert find_generated(lib.store, "a green star", "mini", lib.encoder.space) == [second]
 
 
+@pytest.mark.slow  # opens a library with the mini encoder and indexes drawings
 def test_a_drawing_stored_under_another_model_is_found_once_embedded_in_this_one(tmp_path, mini_encoder):
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         drawn = _draw(lib, "green", "a green star")
