@@ -51,3 +51,16 @@ def create_app(library: Library) -> FastAPI:
     add_page(app)
     app.state.library = library
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app over the library MMSEARCH_* names: what each worker process of
+    `mmsearch serve --workers N` builds for itself (the library is closed when it stops)."""
+    from .observability import configure_json_logging
+
+    configure_json_logging()
+    library = Library.open()
+    library.encoder  # load the model before accepting requests
+    app = create_app(library)
+    app.router.on_shutdown.append(library.close)
+    return app

@@ -15,8 +15,17 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535),
     library: Optional[Path] = LIBRARY_OPT,
     model: Optional[str] = MODEL_OPT,
+    workers: int = typer.Option(
+        1,
+        min=1,
+        max=64,
+        help="Server processes. Searches run in parallel threads in each, but their Python work shares one core "
+        "per process: on N cores, N workers answer up to N times as many searches (each loads the model).",
+    ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import os
+
     import uvicorn
 
     from ..api.app import create_app
@@ -27,6 +36,21 @@ def serve(
         lib = open_library(library, model)
         lib.encoder  # load the model before accepting requests
     console.print(f"serving {lib.dir} on http://{host}:{port}/ (web page: /, API docs: /docs)")
+    if workers > 1:
+        lib.close()  # each worker opens the library itself, from the settings passed on here
+        os.environ["MMSEARCH_LIBRARY_DIR"], os.environ["MMSEARCH_MODEL"] = str(lib.dir), lib.settings.model
+        # Torch's threads per worker: the cores shared out, not each worker taking them all.
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+        uvicorn.run(
+            "mmsearch.api.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+        )
+        return
     configure_json_logging()
     with lib:
         # uvicorn keeps our JSON handler (log_config=None); its access log would repeat ours
