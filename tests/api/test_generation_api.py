@@ -143,13 +143,13 @@ def test_without_a_trained_generator_auto_still_answers_and_always_is_503(traine
 
 
 def test_searches_answer_while_a_drawing_runs(served):
-    """Drawing runs off the search path: a DDPM drawing (1,000 steps, seconds) holds no lock
+    """Drawing runs off the search path: a long drawing (250 DDIM steps, seconds) holds no lock
     that searches need. (Before, one lock held every search until the drawing was stored.)"""
     import threading
 
     client, lib = served
     drawing = threading.Thread(
-        target=lambda: client.post("/generate", json={"prompt": "a slow brown cross", "sampler": "ddpm", "seed": 3})
+        target=lambda: client.post("/generate", json={"prompt": "a slow brown cross", "n": 2, "steps": 250, "seed": 3})
     )
     drawing.start()
     answered_during = 0
