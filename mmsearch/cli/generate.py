@@ -39,7 +39,7 @@ def generate(
     """Generate images from text, or variations and edits of an indexed image."""
     from ..library import GenerationUnavailable, Library
     from ..search.query import QueryError
-    from ..services.generate_on_miss import GenerateOptions
+    from ..services.drawing import GenerateOptions
 
     if prompt is None and from_media is None:
         fail("give a PROMPT or --from-media ID")

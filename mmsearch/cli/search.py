@@ -41,7 +41,8 @@ def search(
     from ..imageio import UnreadableImageError, decode_rgb
     from ..library import GenerationUnavailable
     from ..search.query import QueryError, SearchRequest, build_terms
-    from ..services.generate_on_miss import GENERATE_MODES, GenerateOptions, prompt_of
+    from ..services.drawing import GenerateOptions
+    from ..services.generate_on_miss import GENERATE_MODES, prompt_of
 
     with failing_on(QueryError, EncoderError, UnreadableImageError, FileNotFoundError, GenerationUnavailable):
         terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)

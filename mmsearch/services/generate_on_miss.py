@@ -17,8 +17,7 @@ from typing import Callable
 from ..search.engine import Hit, QueryVectors, SearchEngine
 from ..search.query import SearchRequest
 from ..storage.generated import GenerationParams, find_generated
-from .drawing import GenerateOptions as GenerateOptions  # the CLI and API build options from here
-from .drawing import GenerationUnavailable, draw
+from .drawing import GenerateOptions, GenerationUnavailable, draw
 from .drawing_queue import DrawingQueue
 
 GENERATE_MODES = ("auto", "never", "always")

@@ -5,7 +5,7 @@ anything is drawn."""
 import pytest
 
 from mmsearch.search.query import SearchRequest, parse_text
-from mmsearch.services.generate_on_miss import GenerateOptions
+from mmsearch.services.drawing import GenerateOptions
 
 from ..helpers import open_library
 

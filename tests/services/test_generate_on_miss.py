@@ -9,8 +9,9 @@ import pytest
 from mmsearch.search.engine import Hit, QueryVectors
 from mmsearch.search.query import SearchRequest, parse_text
 from mmsearch.services import drawing
+from mmsearch.services.drawing import GenerateOptions
 from mmsearch.services.drawing_queue import DrawingQueue
-from mmsearch.services.generate_on_miss import GenerateOptions, MissThresholds, generator_for, search_or_generate
+from mmsearch.services.generate_on_miss import MissThresholds, generator_for, search_or_generate
 from mmsearch.storage.generated import GenerationParams
 
 from .test_drawing import FakeGenerator

@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request
 
 from ...config import Settings
-from ...services.generate_on_miss import GenerateOptions
+from ...services.drawing import GenerateOptions
 from ..schemas import GenerateIn, GenerateOut, GenerationIn, HitOut
 from ..state import AppState
 from ..urls import hit_json
