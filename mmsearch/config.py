@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         "never", description="generate-on-miss mode of requests that do not say."
     )
     generate_steps: int = Field(25, ge=1, le=1000, description="Default sampling steps of generated images.")
+    generate_step_budget: int = Field(
+        8000,
+        ge=1,
+        description="Most denoising steps one generation request may cost: images x steps per image, DDPM "
+        "counted at its whole schedule (8 mini DDPM images = 8000); more is refused with 422 before queueing.",
+    )
     max_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="Images with more pixels are refused as decompression bombs."
     )

@@ -207,6 +207,7 @@ class Library:
         """Search; on a miss, per options.mode, search with the prior or generate (see generate_on_miss)."""
         generator, unavailable = generator_for(options.mode, prompt, lambda: self.generator)
         options = with_generator_defaults(options, generator)
+        self._check_step_budget(generator, options)
         with generator_errors():
             outcome = search_or_generate(
                 self.engine,
@@ -228,6 +229,7 @@ class Library:
 
     def generate(self, prompt: str, options: GenerateOptions) -> list[Hit]:
         """Generate, store and index images for a prompt; hits for them, scored against the prompt."""
+        self._check_step_budget(self.generator, options)
         ids = self._drawings.run(None, lambda: self.store_generated(*self.draw(prompt, options)))
         return self.engine.hits_for_media(self.encoder.embed_texts([prompt])[0], ids, "generated")
 
@@ -236,10 +238,15 @@ class Library:
     ) -> list[Hit]:
         """Variations, interpolations and edits of an indexed image (see draw_from_media),
         stored and indexed; hits for them, scored against the source image."""
+        self._check_step_budget(self.generator, options)
         ids = self._drawings.run(
             None, lambda: self.store_generated(*self.draw_from_media(media_id, options, edit, interpolate))
         )
         return self.engine.hits_for_media(self.media_vector(media_id), ids, "generated")
+
+    def _check_step_budget(self, generator, options: GenerateOptions) -> None:
+        """A drawing over the per-request budget is refused before it takes a place in the queue."""
+        drawing.check_step_budget(generator, options, self.settings.generate_step_budget)
 
     def draw(self, prompt: str, options: GenerateOptions) -> tuple[list[Image.Image], GenerationParams]:
         """Images for a prompt and how they were made, not stored."""

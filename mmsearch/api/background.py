@@ -8,6 +8,8 @@ import time
 
 import uvicorn
 
+from .http_protocol import PROTOCOL
+
 
 class BackgroundServer:
     """`with BackgroundServer(app) as server: httpx.get(server.url + "/health")`"""
@@ -19,7 +21,7 @@ class BackgroundServer:
         self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind((host, port))
         self.url = f"http://{host}:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", http=PROTOCOL))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def __enter__(self) -> "BackgroundServer":

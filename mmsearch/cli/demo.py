@@ -126,9 +126,10 @@ def demo(
         import uvicorn
 
         from ..api.app import create_app
+        from ..api.http_protocol import PROTOCOL
 
         console.print(f"\nserving the web page on http://127.0.0.1:{port}/ (API docs: /docs); Ctrl-C stops")
         with lib:
-            uvicorn.run(create_app(lib), host="127.0.0.1", port=port, log_level="warning")
+            uvicorn.run(create_app(lib), host="127.0.0.1", port=port, log_level="warning", http=PROTOCOL)
     else:
         lib.close()

@@ -29,6 +29,7 @@ def serve(
     import uvicorn
 
     from ..api.app import create_app
+    from ..api.http_protocol import PROTOCOL
     from ..api.observability import configure_json_logging
     from ..encoders.base import EncoderError
 
@@ -47,6 +48,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
+            http=PROTOCOL,
             log_config=None,
             access_log=False,
         )
@@ -54,4 +56,4 @@ def serve(
     configure_json_logging()
     with lib:
         # uvicorn keeps our JSON handler (log_config=None); its access log would repeat ours
-        uvicorn.run(create_app(lib), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(create_app(lib), host=host, port=port, log_config=None, access_log=False, http=PROTOCOL)

@@ -212,6 +212,11 @@ class KarloGenerator:
         )
         self.default_guidance = _call_default(self.pipe, "decoder_guidance_scale")
 
+    def denoising_steps(self, steps: int, sampler: str) -> int:
+        """Prior, decoder and super-res steps per image (as generate() runs them)."""
+        unclip_steps = max(steps, UNCLIP_MIN_STEPS)
+        return 2 * unclip_steps + min(unclip_steps, KARLO_SUPER_RES_STEPS)
+
     def generate(
         self,
         prompt: str,
@@ -324,6 +329,10 @@ class Kandinsky22Generator:
         self.image_size = math.ceil(side / self._scale**2) * self._scale**2
         self.max_steps = min(int(self.prior.scheduler.config.num_train_timesteps), int(config["num_train_timesteps"]))
         self.default_guidance = _call_default(self.decoder, "guidance_scale")
+
+    def denoising_steps(self, steps: int, sampler: str) -> int:
+        """Prior and decoder steps per image (as generate() runs them)."""
+        return max(steps, UNCLIP_MIN_STEPS) + steps
 
     def generate(
         self,

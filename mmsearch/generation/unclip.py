@@ -42,6 +42,10 @@ class Generator(Protocol):
         sampler: str = "ddim",
     ) -> list[Image.Image]: ...
 
+    def denoising_steps(self, steps: int, sampler: str) -> int:
+        """Denoiser steps one image costs with these settings: what a request's budget counts."""
+        ...
+
 
 class EmbeddingGenerator(Generator, Protocol):
     """A generator that can also work in embedding space (the DALL-E 2 tricks)."""
@@ -125,6 +129,10 @@ class MiniGenerator:
         self.image_size = output_size
         self.default_guidance = self.decoder.cfg.guidance
         self.prior_guidance, self.candidates = prior_guidance, candidates
+
+    def denoising_steps(self, steps: int, sampler: str) -> int:
+        """The decoder's steps per image: DDPM runs its whole schedule, whatever `steps` says."""
+        return self.decoder.schedule.num_steps if sampler == "ddpm" else steps
 
     @staticmethod
     def _generator(seed: int | None) -> torch.Generator:

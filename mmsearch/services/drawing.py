@@ -49,6 +49,25 @@ def generator_errors():
         raise GenerationRequestError(str(e)) from e
 
 
+def check_step_budget(generator, options: GenerateOptions, budget: int) -> None:
+    """Refuse, before it is queued, a request whose drawing would cost more than `budget`
+    denoiser steps: its images times the steps each costs (DDPM: the whole schedule)."""
+    if generator is None:
+        return
+    options = with_generator_defaults(options, generator)
+    per_image = (
+        generator.denoising_steps(options.steps, options.sampler)
+        if hasattr(generator, "denoising_steps")
+        else options.steps
+    )
+    if options.n * per_image > budget:
+        raise GenerationRequestError(
+            f"{options.n} image(s) x {per_image} {options.sampler} steps = {options.n * per_image} denoising steps, "
+            f"over this server's {budget} per request (generate_step_budget): ask for fewer images or steps"
+            + (", or the ddim sampler" if options.sampler == "ddpm" else "")
+        )
+
+
 def draw_seed(seed: int | None) -> int:
     """The seed asked for, else a fresh one; either way it is recorded, so a drawing can be redone."""
     return seed if seed is not None else random.randrange(2**31)

@@ -3,7 +3,8 @@
 A search never waits for a drawing it did not ask for. A request that asks for a drawing
 already queued or running under the same key (a repeated generate-on-miss prompt) waits for
 that one instead of drawing it twice; when the queue is full a new drawing is refused at
-once (DrawingBusy), and a wait for a drawing has a bound (DrawingTimeout)."""
+once (DrawingBusy), as is a request beyond the bound on waiting requests, and a wait for a
+drawing has a bound of time (DrawingTimeout)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ T = TypeVar("T")
 
 DRAWING_WORKERS = 1  # drawing is CPU-bound: one at a time leaves the other cores to searches
 MAX_WAITING = 4  # drawings queued behind the running ones; more are refused
+# Requests waiting for drawings, joiners of a drawing in flight included: each holds a server
+# thread, so a crowd repeating one prompt cannot take the threads searches need.
+MAX_WAITERS = 16
 WAIT_TIMEOUT_S = 600.0  # the longest a request waits for its drawing
 
 
@@ -29,11 +33,13 @@ class DrawingTimeout(TimeoutError):
 
 
 class DrawingQueue:
-    def __init__(self, workers: int = DRAWING_WORKERS, max_waiting: int = MAX_WAITING):
+    def __init__(self, workers: int = DRAWING_WORKERS, max_waiting: int = MAX_WAITING, max_waiters: int = MAX_WAITERS):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drawing")
         self._capacity = workers + max_waiting
         self._lock = threading.Lock()
         self._in_flight: dict[Hashable, Future] = {}
+        self._max_waiters = max_waiters
+        self._waiters = 0
 
     def submit(self, key: Hashable | None, draw: Callable[[], T]) -> Future:
         """The drawing's future. With a key already queued or running, that drawing's future;
@@ -48,11 +54,18 @@ class DrawingQueue:
         self, key: Hashable | None, draw: Callable[[], T], timeout: float = WAIT_TIMEOUT_S
     ) -> tuple[T, bool]:
         """run(), and whether the result came from another request's drawing (joined)."""
-        future, joined = self._submit(key, draw)
+        with self._lock:
+            if self._waiters >= self._max_waiters:
+                raise DrawingBusy(f"{self._waiters} requests are waiting for drawings; try again shortly")
+            self._waiters += 1
         try:
+            future, joined = self._submit(key, draw)
             return future.result(timeout), joined
         except FutureTimeout as e:
             raise DrawingTimeout(f"the drawing took longer than {timeout:g} s; it is stored when done") from e
+        finally:
+            with self._lock:
+                self._waiters -= 1
 
     def _submit(self, key: Hashable | None, draw: Callable[[], T]) -> tuple[Future, bool]:
         with self._lock:

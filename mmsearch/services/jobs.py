@@ -32,8 +32,8 @@ def shown(root: str | os.PathLike) -> str:
     return text if len(text) <= SHOWN_ROOT_CHARS else text[: SHOWN_ROOT_CHARS - 3] + "..."
 
 
-def _checked(root: str | Path, absolute_only: bool) -> Path:
-    """The root as an absolute, resolved folder; BadRootError or FileNotFoundError otherwise."""
+def _resolved(root: str | Path, absolute_only: bool) -> Path:
+    """The root as an absolute path, symlinks and '..' followed; BadRootError when no folder can have its name."""
     text = os.fspath(root)
     if absolute_only and not text:
         raise BadRootError("an empty root is not an absolute path")
@@ -45,16 +45,21 @@ def _checked(root: str | Path, absolute_only: bool) -> Path:
         raise BadRootError(f"{shown(text)} is not an absolute path")
     try:
         p = Path(text).expanduser().resolve()
-        is_dir = p.is_dir()
+        p.is_dir()  # an over-long name fails here, as a BadRootError
     except RuntimeError as e:  # ~user of no user (pathlib's message says only "home directory")
         raise BadRootError(f"{shown(text)} cannot be indexed: no such user's home folder") from e
     except (OSError, ValueError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise BadRootError(f"{shown(text)} cannot be indexed: {reason}") from e
-    if not is_dir:
-        raise FileNotFoundError(f"{shown(text)} is not a folder")
+    return p
+
+
+def _folder(root: str | Path, p: Path) -> Path:
+    """The resolved root, when it is a folder whose stored paths can be written."""
+    if not p.is_dir():
+        raise FileNotFoundError(f"{shown(root)} is not a folder")
     if display_path(p) != str(p):  # through a symlink: the stored paths under it could not be written
-        raise BadRootError(f"{shown(text)} cannot be indexed: it leads to {shown(p)}, whose name is not valid UTF-8")
+        raise BadRootError(f"{shown(root)} cannot be indexed: it leads to {shown(p)}, whose name is not valid UTF-8")
     return p
 
 
@@ -63,11 +68,10 @@ def job_roots(roots: list[str | Path], allowed: list[Path] | None = None) -> lis
 
     With `allowed` (a remote client's job: POST /jobs), each root must be written as an absolute
     path and lie, once resolved (symlinks and '..' followed), inside one of the allowed folders
-    (RootNotAllowedError otherwise; none allowed: every folder is refused). What is not a
-    folder is refused first, whatever `allowed` says (400 over HTTP, as before there was a
-    list)."""
+    (RootNotAllowedError otherwise; none allowed: every folder is refused). That is checked
+    before whether the root exists, so a client cannot probe which folders exist outside them."""
     absolute_only = allowed is not None
-    resolved = [_checked(r, absolute_only) for r in roots]
+    resolved = [_resolved(r, absolute_only) for r in roots]
     if allowed is not None:
         if not allowed:
             raise RootNotAllowedError(
@@ -78,7 +82,7 @@ def job_roots(roots: list[str | Path], allowed: list[Path] | None = None) -> lis
         for r, p in zip(roots, resolved):
             if not any(p == a or p.is_relative_to(a) for a in allowed_real):
                 raise RootNotAllowedError(f"{shown(r)} is outside the folders MMSEARCH_INDEX_ROOTS allows")
-    return outermost(resolved)
+    return outermost([_folder(r, p) for r, p in zip(roots, resolved)])
 
 
 def outermost(paths: list[Path]) -> list[Path]:

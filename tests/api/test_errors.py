@@ -84,7 +84,14 @@ def test_an_error_outside_the_table_stays_a_server_error(client):
         ("GET", f"/media/{2**63}/file", None, 404, f"no media with id {2**63}"),
         ("DELETE", "/media/999", None, 404, "no media with id 999"),
         ("POST", "/generate", {"prompt": "a red circle"}, 503, "generation is turned off (MMSEARCH_GENERATOR=none)"),
-        ("POST", "/jobs", {"roots": ["/no/such/folder"]}, 400, "/no/such/folder is not a folder"),
+        ("POST", "/jobs", {"roots": [""]}, 400, "an empty root is not an absolute path"),
+        (
+            "POST",
+            "/jobs",
+            {"roots": ["/no/such/folder"]},
+            403,
+            "indexing over HTTP is turned off: MMSEARCH_INDEX_ROOTS is empty (set it to the folders clients may index)",
+        ),
     ],
 )
 def test_real_endpoints_answer_their_errors_as_before(client, method, url, body, status, detail):

@@ -75,6 +75,26 @@ def test_bad_generation_settings_answer_422(served, generation, generated_count)
     assert generated_count(lib) == before
 
 
+def test_a_drawing_over_the_step_budget_is_refused_before_it_is_queued(served, generated_count):
+    client, lib = served
+    before = generated_count(lib)
+    budget = lib.settings.generate_step_budget
+    lib.settings.generate_step_budget = 10
+    try:
+        over = {"prompt": "a green star", "n": 4, "steps": 3, "sampler": "ddim"}
+        r = client.post("/generate", json=over)
+        assert r.status_code == 422
+        assert r.json()["detail"].startswith("4 image(s) x 3 ddim steps = 12 denoising steps, over this server's 10")
+        body = {"text": "a green star", "generate": "auto", "generation": {"n": 4, "steps": 3, "sampler": "ddim"}}
+        assert client.post("/search", json=body).status_code == 422
+        ddpm = {"from_media_id": 1, "steps": 2, "sampler": "ddpm"}  # DDPM: the whole schedule, whatever steps say
+        assert "ddpm steps" in client.post("/generate", json=ddpm).json()["detail"]
+        assert client.post("/generate", json={**over, "n": 3}).status_code == 200  # 9 steps: within it
+    finally:
+        lib.settings.generate_step_budget = budget
+    assert generated_count(lib) == before + 3
+
+
 def test_generate_endpoint_prompt_variation_edit_and_interpolation(served):
     client, lib = served
     made = client.post(

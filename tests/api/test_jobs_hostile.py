@@ -94,22 +94,26 @@ def test_roots_outside_the_allowed_folders_answer_403_naming_the_setting(served,
         assert "MMSEARCH_INDEX_ROOTS" in r.json()["detail"]
     r = client.post("/jobs", json={"roots": [str(base / "lib"), "/"]})  # one root outside refuses the job
     assert r.status_code == 403
+    # A missing folder outside answers as an existing one does; inside, the client is told it is missing.
+    assert client.post("/jobs", json={"roots": ["/no/such/folder"]}).status_code == 403
+    r = client.post("/jobs", json={"roots": [str(base / "missing")]})
+    assert (r.status_code, r.json()["detail"]) == (400, f"{base / 'missing'} is not a folder")
 
 
 def test_a_server_without_index_roots_refuses_every_job_with_403(tmp_path, mini_encoder):
     (tmp_path / "photos").mkdir()
     lib = open_library(tmp_path / "lib", encoder=mini_encoder)
     with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
-        for root in (str(tmp_path / "photos"), "/"):
+        for root in (str(tmp_path / "photos"), "/", "/no/such/folder"):  # whether it exists is not told
             r = client.post("/jobs", json={"roots": [root]})
             assert r.status_code == 403, root
             assert r.json()["detail"] == (
                 "indexing over HTTP is turned off: MMSEARCH_INDEX_ROOTS is empty "
                 "(set it to the folders clients may index)"
             )
-        # What no folder can be is refused first, whatever the setting: 400 as before.
-        assert client.post("/jobs", json={"roots": ["/no/such/folder"]}).status_code == 400
+        # What no folder can be named is refused first, whatever the setting: 400 as before.
         assert client.post("/jobs", json={"roots": [""]}).status_code == 400
+        assert client.post("/jobs", json={"roots": ["/tmp/a\x00b"]}).status_code == 400
         assert client.get("/jobs").json() == []
     lib.close()
 

@@ -407,3 +407,34 @@ def test_import_is_lazy_and_missing_diffusers_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` raise ImportError
     with pytest.raises(ImportError, match=r"mmsearch\[diffusers\]"):
         KarloGenerator("/does/not/matter")
+
+
+# ---------------------------------------------------------------- what a request costs
+
+
+def _count_steps(monkeypatch, schedulers) -> list[int]:
+    """Calls of each scheduler's step(), counted as a drawing runs."""
+    counts = [0] * len(schedulers)
+    for i, scheduler in enumerate(schedulers):
+
+        def counted(*args, _i=i, _step=scheduler.step, **kwargs):
+            counts[_i] += 1
+            return _step(*args, **kwargs)
+
+        monkeypatch.setattr(scheduler, "step", counted)
+    return counts
+
+
+@pytest.mark.parametrize("steps", [1, 3, 9])
+def test_karlo_counts_the_steps_its_stages_run(karlo, monkeypatch, steps):
+    pipe = karlo.pipe
+    counts = _count_steps(monkeypatch, [pipe.prior_scheduler, pipe.decoder_scheduler, pipe.super_res_scheduler])
+    karlo.generate("cat", seed=0, steps=steps, sampler="ddpm")
+    assert sum(counts) == karlo.denoising_steps(steps, "ddpm")
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_kandinsky_counts_the_steps_its_stages_run(kandinsky, monkeypatch, sampler):
+    counts = _count_steps(monkeypatch, [kandinsky.prior.scheduler, *kandinsky._schedulers.values()])
+    kandinsky.generate("dog", seed=1, steps=3, sampler=sampler)
+    assert sum(counts) == kandinsky.denoising_steps(3, sampler)

@@ -56,3 +56,10 @@ def test_slerp_and_text_diff_edit():
     edited = text_diff_edit(a, src, tgt)
     assert np.linalg.norm(edited) == pytest.approx(1.0, abs=1e-5)
     assert edited @ tgt > a @ tgt and edited @ src < a @ src
+
+
+def test_mini_counts_ddpm_at_its_whole_schedule(mini_encoder):
+    gen = MiniGenerator(mini_encoder)
+    assert gen.decoder.schedule.num_steps == 1000
+    assert gen.denoising_steps(25, "ddim") == 25
+    assert gen.denoising_steps(25, "ddpm") == 1000

@@ -167,3 +167,32 @@ def test_a_generator_of_another_space_cannot_draw_from_media():
     with pytest.raises(GenerationUnavailable):
         draw_from_media(Bare(), FakeEncoder(), VECTORS.__getitem__, 1, GenerateOptions())
     assert other.calls == []
+
+
+class ScheduledGenerator(FakeGenerator):
+    """Runs a 1000-step schedule whole under DDPM, as mini does."""
+
+    def denoising_steps(self, steps, sampler):
+        return 1000 if sampler == "ddpm" else steps
+
+
+def test_a_request_over_the_step_budget_is_refused_with_what_it_would_cost():
+    gen = ScheduledGenerator()
+    drawing.check_step_budget(gen, GenerateOptions(n=8, steps=250, sampler="ddim"), 2000)  # 8 x 250: allowed
+    with pytest.raises(GenerationRequestError) as caught:
+        drawing.check_step_budget(gen, GenerateOptions(n=3, steps=25, sampler="ddpm"), 2000)
+    assert str(caught.value) == (
+        "3 image(s) x 1000 ddpm steps = 3000 denoising steps, over this server's 2000 per request "
+        "(generate_step_budget): ask for fewer images or steps, or the ddim sampler"
+    )
+    # no sampler given: the generator's preferred one (ddpm here) is what is counted
+    with pytest.raises(GenerationRequestError, match="= 3000 denoising steps"):
+        drawing.check_step_budget(gen, GenerateOptions(n=3, steps=25), 2000)
+    assert gen.calls == []
+
+
+def test_a_generator_that_does_not_count_its_steps_is_charged_the_steps_asked_for():
+    drawing.check_step_budget(FakeGenerator(), GenerateOptions(n=2, steps=10, sampler="ddpm"), 20)
+    with pytest.raises(GenerationRequestError, match="2 image\\(s\\) x 11 ddpm steps = 22 denoising steps"):
+        drawing.check_step_budget(FakeGenerator(), GenerateOptions(n=2, steps=11, sampler="ddpm"), 20)
+    drawing.check_step_budget(None, GenerateOptions(n=8, steps=1000), 1)  # nothing draws: nothing to refuse

@@ -77,3 +77,29 @@ def test_a_failed_drawing_fails_every_waiter_and_is_forgotten(queue):
         queue.run("k", broken, timeout=5)
     assert queue.in_flight() == 0
     assert queue.run("k", lambda: "retried", timeout=5) == "retried"
+
+
+def test_requests_waiting_on_one_drawing_are_bounded_and_the_bound_frees_as_they_finish():
+    # Before: every repeat of a prompt being drawn joined it and held a server thread up to
+    # the wait bound, however many came.
+    queue = DrawingQueue(workers=1, max_waiting=1, max_waiters=3)
+    held = HeldDrawing(["media 7"])
+    answers = []
+    waiters = [
+        threading.Thread(target=lambda: answers.append(queue.run_shared("a red star", held, timeout=5)))
+        for _ in range(3)
+    ]
+    for t in waiters:
+        t.start()
+    held.started.wait(5)
+    while queue._waiters < 3:
+        threading.Event().wait(0.01)
+    with pytest.raises(DrawingBusy, match="3 requests are waiting for drawings"):
+        queue.run_shared("a red star", held, timeout=5)
+    held.release.set()
+    for t in waiters:
+        t.join(5)
+    assert sorted(answers) == [(["media 7"], False), (["media 7"], True), (["media 7"], True)]
+    assert held.calls == 1
+    assert queue.run("another", lambda: "drawn", timeout=5) == "drawn"
+    queue.close()

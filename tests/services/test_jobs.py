@@ -88,12 +88,18 @@ def test_job_roots_under_allowed_folders_only_absolute_inside_and_existing(tmp_p
     for outside in (other, allowed / "escape", allowed / ".." / "other", "/"):
         with pytest.raises(RootNotAllowedError, match="outside the folders MMSEARCH_INDEX_ROOTS allows"):
             job_roots([str(outside)], allowed=[allowed])
-    with pytest.raises(FileNotFoundError, match=r"^/no/such/folder is not a folder$"):
+    with pytest.raises(FileNotFoundError, match=r"/allowed/missing is not a folder$"):
+        job_roots([str(allowed / "missing")], allowed=[allowed])
+    # Outside the allowed folders, a missing folder is refused as an existing one is: a client
+    # cannot tell which exist. (Before: "is not a folder", a 400, for the missing ones only.)
+    with pytest.raises(RootNotAllowedError, match="outside the folders MMSEARCH_INDEX_ROOTS allows"):
         job_roots(["/no/such/folder"], allowed=[allowed])
     with pytest.raises(RootNotAllowedError, match=r"MMSEARCH_INDEX_ROOTS is empty"):
         job_roots([str(allowed)], allowed=[])
+    with pytest.raises(RootNotAllowedError, match=r"MMSEARCH_INDEX_ROOTS is empty"):
+        job_roots(["/no/such/folder"], allowed=[])
     with pytest.raises(FileNotFoundError, match=r"^/no/such/folder is not a folder$"):
-        job_roots(["/no/such/folder"], allowed=[])  # what is no folder answers so, whatever the setting
+        job_roots(["/no/such/folder"])  # the CLI: not restricted, so told what is missing
     assert isinstance(RootNotAllowedError("x"), PermissionError)
 
 
