@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .imageio import DEFAULT_MAX_PIXELS
 
+# The model a new library gets when none is named: see README "Models" for why this one.
+DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+
 # The built-in models' folders (`mini`, ...), shipped inside the package.
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
 
@@ -31,9 +34,10 @@ class Settings(BaseSettings):
         Path("mmsearch-library"), description="Where the database, indexes and generated media live."
     )
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in library_dir.")
-    model: str = Field(
-        "mini",
-        description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR.",
+    model: str | None = Field(
+        None,
+        description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR; "
+        f"default: the library's own model, and {DEFAULT_MODEL} for a new library.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per encoder batch.")

@@ -15,14 +15,17 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .config import Settings
-from .encoders.temporal import TemporalPooler, resolve_pooler, video_space
+from .config import DEFAULT_MODEL, Settings
+from .encoders.temporal import TemporalPooler
 from .encoders.video import SamplingConfig
 from .indexer.jobs import IndexJobRunner, create_job, interrupt_stale_jobs, other_writer
 from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
+from .indexer.lock import writer_lock
+from .indexer.space_filler import SpaceFiller, create_fill_job
 from .search.engine import Hit, SearchEngine
 from .search.query import SearchRequest
-from .services import contents, drawing, jobs
+from .services import contents, drawing, jobs, models
+from .services.active_model import ModelParts, ModelSlot
 from .services.drawing import Edit, GenerateOptions, Towards, generator_errors, with_generator_defaults
 from .services.drawing import GenerationRequestError as GenerationRequestError  # the API and CLI answer these
 from .services.drawing import GenerationUnavailable as GenerationUnavailable
@@ -32,11 +35,15 @@ from .services.drawing_queue import DrawingTimeout as DrawingTimeout
 from .services.generate_on_miss import MissThresholds, Outcome, generator_for, search_or_generate
 from .services.jobs import RootNotAllowedError as RootNotAllowedError
 from .services.miss_thresholds import miss_thresholds
+from .services.models import ModelMismatchError as ModelMismatchError  # the API and CLI answer these
+from .services.models import ModelNotAdded as ModelNotAdded
+from .services.models import ModelStateError as ModelStateError
 from .storage.captions import CaptionFinder
 from .storage.generated import GenerationParams, delete_generated, save_generated
 from .storage.generated import NotGeneratedError as NotGeneratedError
 from .storage.index_set import IndexSet
 from .storage.rwlock import LockTimeout as LockTimeout
+from .storage.spaces import activate, active_space, find_space, record_space
 from .storage.store import Media, Store
 
 
@@ -46,11 +53,11 @@ class Library:
         self.dir = settings.library_dir.resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.resolved_database_url)
-        self._encoder = encoder
-        self._indexes: IndexSet | None = None
-        self._pooler: TemporalPooler | None = None
+        # The model the library searches with: its recorded one (a different one asked for is a
+        # ModelMismatchError). Tests and notebooks may hand in a loaded encoder: its model is the one asked for.
+        spec = models.library_spec(self.store, getattr(encoder, "name", None) or settings.model, DEFAULT_MODEL)
+        self._models = ModelSlot(settings, self.store, self.dir, spec, encoder, on_swap=self._forget_generator)
         self._generator = None
-        self._engine: SearchEngine | None = None
         self._drawings = DrawingQueue()  # drawings run here, off the search path
         self._captions = CaptionFinder()  # keeps the manifests it has read, for the library's life
         self._lock = threading.RLock()
@@ -67,21 +74,21 @@ class Library:
         return cls(settings, encoder=encoder)
 
     # -- components, built on first use -------------------------------------------------------
+    def _model(self) -> ModelParts:
+        return self._models.current()
+
+    @property
+    def model_spec(self) -> str:
+        """The spec of the model the library searches with."""
+        return self._models.spec
+
     @property
     def encoder(self):
-        with self._lock:
-            if self._encoder is None:
-                from .encoders import encoder_for
-
-                self._encoder = encoder_for(self.settings)
-            return self._encoder
+        return self._model().encoder
 
     @property
     def pooler(self) -> TemporalPooler:
-        with self._lock:
-            if self._pooler is None:
-                self._pooler = resolve_pooler(self.settings)
-            return self._pooler
+        return self._model().pooler
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -95,30 +102,17 @@ class Library:
 
     @property
     def indexes(self) -> IndexSet:
-        with self._lock:
-            if self._indexes is None:
-                self._indexes = IndexSet(
-                    self.store,
-                    self.dir / "indexes",
-                    self.encoder.space,
-                    self.encoder.dim,
-                    kind_spaces={"video": video_space(self.encoder.space, self.pooler)},
-                )
-            return self._indexes
+        return self._model().indexes
 
     def index_sizes(self) -> dict[str, int]:
         """Vectors per kind in the indexes opened so far (none before the first search or job)."""
-        with self._lock:
-            return self._indexes.sizes() if self._indexes is not None else {}
+        parts = self._models.loaded()
+        return parts.indexes.sizes() if parts is not None else {}
 
     @property
     def engine(self) -> SearchEngine:
-        with self._lock:
-            if self._engine is None:
-                self._engine = SearchEngine(
-                    self.store, self.encoder, self.indexes, video_text_map=self.pooler.adapt_query
-                )
-            return self._engine
+        self._models.follow_active()
+        return self._model().engine
 
     @property
     def generator(self):
@@ -153,6 +147,8 @@ class Library:
         roots = jobs.job_roots(roots, allowed=self.settings.index_roots if remote else None)
         if remote and (busy := self.other_writer()):
             raise LibraryBusyError(busy)
+        if active_space(self.store) is None:  # first indexed: the library's model from now on
+            record_space(self.store, self.model_spec, self.encoder.space, self.encoder.dim, active=True)
         return create_job(self.store, roots, self.encoder.space)
 
     def other_writer(self) -> str | None:
@@ -162,18 +158,35 @@ class Library:
             return None if self._jobs_running else other_writer(self.dir)
 
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+        """Run a job: an index job, or a model's add job (see add_model)."""
         config = jobs.pipeline_config(self.settings, workers)
-        runner = IndexJobRunner(
-            self.store,
-            self.encoder,
-            self.indexes,
-            self.dir,
-            config,
-            progress,
-            stop=self._stop_jobs,
-            sampling=self.sampling,
-            pooler=self.pooler,
-        )
+        task, space = jobs.job_task(self.store, job_id)
+        if task == "add-model":
+            parts = self._models.candidate(find_space(self.store, space=space).spec)
+            runner = SpaceFiller(
+                self.store,
+                parts.encoder,
+                parts.pooler,
+                parts.indexes,
+                self.dir,
+                config,
+                self.sampling,
+                progress,
+                self._stop_jobs,
+            )
+        else:
+            parts = self._model()
+            runner = IndexJobRunner(
+                self.store,
+                parts.encoder,
+                parts.indexes,
+                self.dir,
+                config,
+                progress,
+                self._stop_jobs,
+                self.sampling,
+                parts.pooler,
+            )
         with self._jobs_guard:  # after a look in progress: from here on, other_writer knows the lock is ours
             self._jobs_running += 1
         try:
@@ -187,6 +200,45 @@ class Library:
     ) -> dict:
         """Index (or re-index) the roots: new and changed files are embedded, deleted ones removed."""
         return self.run_job(self.create_job(roots), workers=workers, progress=progress)
+
+    # -- models: side by side, switched without downtime (services/models.py) -------------------
+    def models(self) -> list[dict]:
+        """The library's spaces: model, active or not, coverage, vectors and index bytes."""
+        return models.describe(self.store, self.dir / "indexes")
+
+    def create_model_job(self, spec: str) -> int:
+        """A pending job embedding every media item with `spec`, beside the active model."""
+        if spec == self.model_spec:
+            raise ModelStateError(f"{spec!r} is already the library's model")
+        parts = self._models.candidate(spec)
+        if parts.space == self.encoder.space:
+            raise ModelStateError(f"{spec!r} makes the active model's space ({parts.space})")
+        record_space(self.store, spec, parts.space, parts.encoder.dim, active=False)
+        return create_fill_job(self.store, parts.space, spec)
+
+    def add_model(self, spec: str, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+        return self.run_job(self.create_model_job(spec), workers=workers, progress=progress)
+
+    def use_model(self, spec: str) -> None:
+        """Switch to a model whose space covers every media item: searches in flight finish on
+        the old one, the next ones use the new one (this process at once, others within a second)."""
+        row = models.check_complete(self.store, spec)
+        parts = self._models.candidate(spec)
+        with self._jobs_guard:
+            if self._jobs_running:
+                raise LibraryBusyError("a job is running on this library; switch models after it")
+            with writer_lock(self.dir):
+                activate(self.store, row.space)
+        self._models.swap(parts)
+
+    def drop_model(self, spec: str) -> dict:
+        """Remove a model that is not active: its vectors, index files and record."""
+        self._models.forget(spec)
+        return models.drop(self.store, self.dir / "indexes", spec)
+
+    def _forget_generator(self) -> None:
+        with self._lock:
+            self._generator = None  # drawn in the old model's space
 
     def stop_jobs(self) -> None:
         """Ask a running job to stop after its current batch (it ends 'interrupted')."""
@@ -294,8 +346,7 @@ class Library:
 
     def close(self) -> None:
         self._drawings.close()
-        if self._indexes is not None:
-            self._indexes.checkpoint(force=True)
+        self._models.checkpoint()
         self.store.close()
 
     def __enter__(self) -> "Library":

@@ -42,3 +42,27 @@ def paths_with(corpus: Path, **attrs: str) -> set[str]:
         for i in manifest["items"]
         if any(all(o[k] == v for k, v in attrs.items()) for o in i["objects"])
     }
+
+
+def perturbed_mini(folder: Path, seed: int = 1, scale: float = 0.05) -> Path:
+    """A second model for switching tests: mini's CLIP with every weight nudged by noise,
+    saved as a local open_clip checkpoint folder (its own space, close enough to still work)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from mmsearch.config import builtin_weights
+
+    mini = builtin_weights("mini")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("open_clip_config.json", "synonyms.json"):
+        shutil.copy(mini / name, folder / name)
+    weights = load_file(mini / "open_clip_model.safetensors")
+    noise = torch.Generator().manual_seed(seed)
+    for key, tensor in weights.items():
+        if tensor.is_floating_point() and tensor.numel() > 1:
+            # multiplicative: a variance or a scale stays positive
+            weights[key] = tensor * (1 + scale * torch.randn(tensor.shape, generator=noise))
+    save_file(weights, folder / "open_clip_model.safetensors")
+    return folder

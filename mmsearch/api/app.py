@@ -17,6 +17,7 @@ from .routes.generate import generate_router
 from .routes.health import health_router
 from .routes.jobs import jobs_router
 from .routes.media import media_router
+from .routes.models import models_router
 from .routes.page import add_page
 from .routes.search import search_router
 from .security import add_cors
@@ -25,7 +26,15 @@ from .uploads import json_body_limit
 
 # Starlette tries routes in this order: media's GET /media/{id} before generate's DELETE of
 # the same path keeps the Allow header of a 405 there as it was ("GET").
-ROUTERS = (health_router, search_router, media_router, generate_router, jobs_router, clip_retrieval_router)
+ROUTERS = (
+    health_router,
+    search_router,
+    media_router,
+    generate_router,
+    jobs_router,
+    models_router,
+    clip_retrieval_router,
+)
 
 
 def create_app(library: Library) -> FastAPI:

@@ -25,6 +25,9 @@ from ..library import (
     GenerationRequestError,
     GenerationUnavailable,
     LockTimeout,
+    ModelMismatchError,
+    ModelNotAdded,
+    ModelStateError,
     NotGeneratedError,
 )
 from ..search.query import MediaNotFoundError, QueryError
@@ -36,7 +39,10 @@ STATUS_OF_ERROR: dict[type[Exception], int] = {
     UnreadableImageError: 400,  # an image the client sent does not decode
     OutsideRootsError: 403,  # a media row whose file lies outside the library's roots
     MediaNotFoundError: 404,  # a media id the library does not have
+    ModelNotAdded: 404,  # a model the library holds no vectors of
     NotGeneratedError: 409,  # deleting media from the user's folders, not generated ones
+    ModelStateError: 409,  # switching to an incomplete model, dropping the active one
+    ModelMismatchError: 409,  # a model other than the library's
     GenerationRequestError: 422,  # generation settings the generator refuses (a sampler it lacks)
     DrawingBusy: 429,  # the drawing queue is full: try again shortly
     GenerationUnavailable: 503,  # no generator can serve: turned off, untrained, another space

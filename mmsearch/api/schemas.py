@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from ..search.query import RERANK_TOP_DEFAULT, RERANK_TOP_MAX
+
 MAX_ID = 2**63 - 1  # SQL integer ids; larger numbers are refused with 422, not a 500
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]
@@ -68,6 +70,20 @@ class SearchIn(BaseModel):
     generation: GenerationIn = Field(
         default_factory=GenerationIn, description="How to generate, when it comes to that."
     )
+    rerank: Literal["itm"] | None = Field(
+        None,
+        description="itm: score the first rerank_top hits again with BLIP's image-text matching head and "
+        "reorder them by it (libraries with a blip: model; a text query of text terms only).",
+    )
+    rerank_top: int = Field(
+        RERANK_TOP_DEFAULT, ge=1, le=RERANK_TOP_MAX, description="How many of the first hits a rerank scores."
+    )
+
+    @model_validator(mode="after")
+    def _rerank_top_with_rerank(self) -> "SearchIn":
+        if "rerank_top" in self.model_fields_set and self.rerank is None:
+            raise ValueError("rerank_top applies with rerank")
+        return self
 
 
 class InterpolateIn(BaseModel):
@@ -110,6 +126,11 @@ class HitOut(BaseModel):
     via: str
     file_url: str
     thumbnail_url: str
+    rerank_score: float | None = Field(
+        None,
+        exclude_if=lambda v: v is None,  # only in the hits a rerank scored
+        description="P(match) from the rerank's image-text matching head; score stays the embeddings' cosine.",
+    )
 
 
 class SearchOut(BaseModel):
@@ -119,7 +140,9 @@ class SearchOut(BaseModel):
         "text", description="What answered: text, image, prior (the prior's predicted embedding) or generated."
     )
     stages: list[dict] = Field(
-        default_factory=list, description="Each stage of generate-on-miss: its best score and threshold."
+        default_factory=list,
+        description="Each stage of generate-on-miss (its best score and threshold), and a rerank "
+        "(method, model, top) when one reordered the results.",
     )
     took_ms: float
 

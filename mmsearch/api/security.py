@@ -2,7 +2,8 @@
 
 With `api_keys` configured, requests that change state (index jobs, generation when
 `protect_generation` is on) need a key in the X-API-Key header; with `protect_reads`,
-everything else but the page, /health and the docs needs one too. Reads also accept the
+everything else but the page, /health and the docs needs one too. Adding, switching and
+dropping models is refused outright unless keys are configured. Reads also accept the
 key in the `mmsearch_api_key` cookie, which the web page sets so that <img> and <video>
 requests (which cannot carry headers) are let through; writes never do, so a cross-site
 form cannot start a job on a visitor's behalf.
@@ -55,6 +56,13 @@ class Access:
     def write(self, request: Request) -> None:
         if self.enabled and not _valid(request.headers.get(KEY_HEADER), self.settings):
             raise _refuse("this request changes the library")
+
+    def manage(self, request: Request) -> None:
+        """Requests that load models the server then runs (adding and switching models): only
+        with keys configured, and with a key."""
+        if not self.enabled:
+            raise HTTPException(403, "managing models over HTTP needs API keys (set MMSEARCH_API_KEYS)")
+        self.write(request)
 
     def check_generation(self, request: Request) -> None:
         """For a request that will generate images (and store them in the library)."""

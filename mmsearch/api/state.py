@@ -41,6 +41,11 @@ class AppState:
         return [Depends(self.access.read)]
 
     @property
+    def manage(self) -> list:
+        """Route dependencies of model management (keys must be configured, and sent)."""
+        return [Depends(self.access.manage)]
+
+    @property
     def write(self) -> list:
         """Route dependencies of requests that change the library (an API key when keys are set)."""
         return [Depends(self.access.write)]

@@ -9,7 +9,7 @@ import logging
 import typer
 
 # Modules, not their functions: `from .index import index` would hide the module mmsearch.cli.index.
-from . import demo, evaluate, generate, index, search, serve, synth, train
+from . import demo, evaluate, generate, index, model, search, serve, synth, train
 
 app = typer.Typer(
     help="mmsearch: multimodal search over your photos and videos.", no_args_is_help=True, add_completion=False
@@ -34,6 +34,7 @@ app.command("delete-generated")(generate.delete_generated)
 app.command("calibrate-miss")(evaluate.calibrate_miss)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
+app.add_typer(model.model_app, name="model")  # groups are listed after the commands
 app.add_typer(train.train_app, name="train")
 
 __all__ = ["app"]

@@ -14,13 +14,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..config import Settings, builtin_weights
+from ..config import DEFAULT_MODEL, Settings, builtin_weights
 
 console = Console(stderr=True)  # messages and bars; stdout carries only results (JSON, tables)
 LIBRARY_OPT = typer.Option(
     None, "--library", "-l", help="Library folder (default: MMSEARCH_LIBRARY_DIR or ./mmsearch-library)."
 )
-MODEL_OPT = typer.Option(None, "--model", "-m", help="Encoder spec (default: MMSEARCH_MODEL or mini).")
+MODEL_OPT = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="Encoder spec (default: the library's own model; for a new library MMSEARCH_MODEL, else "
+    f"{DEFAULT_MODEL}). Another model than the library's is an error: see `mmsearch model`.",
+)
 BUILTIN_WEIGHTS = builtin_weights("mini")  # the trainers' default output folder
 
 
@@ -63,9 +69,26 @@ def failing_on(*errors: type[BaseException]) -> Iterator[None]:
 
 
 def open_library(library: Optional[Path], model: Optional[str] = None, device: Optional[str] = None):
-    from ..library import Library
+    """The library, with its own model unless another is named (then exit 2 if it is not the library's)."""
+    from ..library import Library, ModelMismatchError
 
-    return Library.open(settings=Settings().with_overrides(library_dir=library, model=model, device=device))
+    with failing_on(ModelMismatchError):
+        return Library.open(settings=Settings().with_overrides(library_dir=library, model=model, device=device))
+
+
+def job_progress(bar: Progress, task) -> Callable[[dict], None]:
+    """A job's progress callback (its summary after each batch) that moves `task`."""
+
+    def show(summary: dict) -> None:
+        elapsed = max(bar.tasks[task].elapsed or 0.0, 1e-6)
+        bar.update(
+            task,
+            total=summary["total"],
+            completed=summary["done"],
+            info=f"{summary['done'] / elapsed:.1f} files/s, {summary['errors']} errors",
+        )
+
+    return show
 
 
 def print_report(report: dict, as_json: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import LIBRARY_OPT, MODEL_OPT, console, failing_on, open_library, progress_bar
+from .common import LIBRARY_OPT, MODEL_OPT, console, failing_on, job_progress, open_library, progress_bar
 
 
 def index(
@@ -30,18 +30,8 @@ def index(
         job_id = lib.create_job(roots)
     with lib, progress_bar() as bar:
         task = bar.add_task(f"index job {job_id}", total=None, info="")
-
-        def show(summary: dict) -> None:
-            elapsed = max(bar.tasks[task].elapsed or 0.0, 1e-6)
-            bar.update(
-                task,
-                total=summary["total"],
-                completed=summary["done"],
-                info=f"{summary['done'] / elapsed:.1f} files/s, {summary['errors']} errors",
-            )
-
         with failing_on(LibraryBusyError):
-            summary = lib.run_job(job_id, workers=workers, progress=show)
+            summary = lib.run_job(job_id, workers=workers, progress=job_progress(bar, task))
     console.print(
         f"job {summary['id']} {summary['state']}: {summary['new']} new, {summary['changed']} changed, "
         f"{summary['unchanged']} unchanged, {summary['deleted']} deleted, {summary['errors']} errors"

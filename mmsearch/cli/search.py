@@ -31,6 +31,12 @@ def search(
     ),
     steps: Optional[int] = typer.Option(None, min=1, max=1000, help="Sampling steps when generating."),
     seed: Optional[int] = typer.Option(None, help="Seed when generating."),
+    rerank: Optional[str] = typer.Option(
+        None, help="itm: reorder the first hits by BLIP's image-text matching head (a blip: library, text query)."
+    ),
+    rerank_top: Optional[int] = typer.Option(
+        None, "--rerank-top", min=1, max=200, help="How many of the first hits --rerank scores (default 20)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per hit."),
     library: Optional[Path] = LIBRARY_OPT,
     model: Optional[str] = MODEL_OPT,
@@ -40,10 +46,14 @@ def search(
     from ..encoders.base import EncoderError
     from ..imageio import UnreadableImageError, decode_rgb
     from ..library import GenerationUnavailable
-    from ..search.query import QueryError, SearchRequest, build_terms
+    from ..search.query import RERANK_METHODS, RERANK_TOP_DEFAULT, QueryError, SearchRequest, build_terms
     from ..services.drawing import GenerateOptions
     from ..services.generate_on_miss import GENERATE_MODES, prompt_of
 
+    if rerank is not None and rerank not in RERANK_METHODS:
+        fail(f"--rerank must be one of {RERANK_METHODS}")
+    if rerank_top is not None and rerank is None:
+        fail("--rerank-top applies with --rerank")
     with failing_on(QueryError, EncoderError, UnreadableImageError, FileNotFoundError, GenerationUnavailable):
         terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
         with open_library(library, model) as lib:
@@ -51,23 +61,39 @@ def search(
             if mode not in GENERATE_MODES:
                 fail(f"--generate must be one of {GENERATE_MODES}")
             request = SearchRequest(
-                terms=terms, k=k, offset=offset, kind=kind, path_prefix=path_prefix, min_score=min_score
+                terms=terms,
+                k=k,
+                offset=offset,
+                kind=kind,
+                path_prefix=path_prefix,
+                min_score=min_score,
+                rerank=rerank,
+                rerank_top=rerank_top or RERANK_TOP_DEFAULT,
             )
             options = GenerateOptions(mode=mode, seed=seed, steps=steps or lib.settings.generate_steps)
             outcome = lib.search_or_generate(request, prompt_of(query, image is not None or media is not None), options)
             hits = outcome.hits
+            model_name = lib.encoder.name
     if outcome.miss and not as_json:
         console.print(f"[yellow]miss[/yellow]: nothing scored above the threshold; answered via {outcome.via}")
+    reranked = rerank is not None and outcome.via != "generated"  # drawn images are not reranked
+    if reranked and not as_json:
+        console.print(f"reranked the first {request.rerank_top} hits by {rerank} ({model_name})", soft_wrap=True)
     if as_json:
         for hit in hits:
-            sys.stdout.write(json.dumps(hit_json(hit)) + "\n")
+            line = hit_json(hit)
+            if line["rerank_score"] is None:  # as the API: only a reranked hit carries one
+                del line["rerank_score"]
+            sys.stdout.write(json.dumps(line) + "\n")
         return
     from rich.table import Table
 
     show_via = any(h.via not in ("text", "image") for h in hits)  # prior or generated: worth a column
-    table = Table("#", "score", "kind", "moment", *(["via"] if show_via else []))
+    table = Table("#", "score", *(["itm"] if reranked else []), "kind", "moment", *(["via"] if show_via else []))
     table.add_column("path", overflow="fold")  # wrap long paths rather than cut them
     for rank, hit in enumerate(hits, 1 + offset):
         moment = f"{hit.t_start:.1f}-{hit.t_end:.1f}s" if hit.t_start is not None else ""
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.kind, moment, *([hit.via] if show_via else []), hit.path)
+        itm = [f"{hit.rerank_score:.3f}" if hit.rerank_score is not None else ""] if reranked else []
+        via = [hit.via] if show_via else []
+        table.add_row(str(rank), f"{hit.score:.3f}", *itm, hit.kind, moment, *via, hit.path)
     Console().print(table)  # stdout: the result, where messages go to stderr

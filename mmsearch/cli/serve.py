@@ -39,7 +39,7 @@ def serve(
     console.print(f"serving {lib.dir} on http://{host}:{port}/ (web page: /, API docs: /docs)")
     if workers > 1:
         lib.close()  # each worker opens the library itself, from the settings passed on here
-        os.environ["MMSEARCH_LIBRARY_DIR"], os.environ["MMSEARCH_MODEL"] = str(lib.dir), lib.settings.model
+        os.environ["MMSEARCH_LIBRARY_DIR"], os.environ["MMSEARCH_MODEL"] = str(lib.dir), lib.model_spec
         # Torch's threads per worker: the cores shared out, not each worker taking them all.
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
         uvicorn.run(

@@ -27,8 +27,13 @@ def load_encoder(
 
 def encoder_for(settings) -> "Encoder":
     """The encoder a Settings object names (its model, device, batch size and hub timeout)."""
+    from ..config import DEFAULT_MODEL
+
     return load_encoder(
-        settings.model, device=settings.device, batch_size=settings.batch_size, hub_timeout_s=settings.hub_timeout_s
+        settings.model or DEFAULT_MODEL,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        hub_timeout_s=settings.hub_timeout_s,
     )
 
 

@@ -90,16 +90,18 @@ class BlipEncoder:
         return embed_batched(images, self.batch_size, self.dim, embed)
 
     def itm_scores(self, text: str, images: Sequence[ImageInput]) -> np.ndarray:
-        """P(match) of one text against each image, from BLIP's image-text matching head."""
+        """P(match) of one text against each image, from BLIP's image-text matching head,
+        float32 of shape (len(images),). The text is tokenised once and repeated per batch."""
         scores = [np.zeros((0,), np.float32)]
+        tokens = self._text_inputs([text])  # (1, length): never rebound below, so every batch reads the query
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 pixels = self._pixels(images[start : start + self.batch_size], offset=start)
                 image_embeds = self.model.vision_model(pixel_values=pixels).last_hidden_state
                 image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
-                text = self._text_inputs([text] * len(pixels))
+                batch = {k: v.expand(len(pixels), -1) for k, v in tokens.items()}
                 hidden = self.model.text_encoder(
-                    **text, encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts
+                    **batch, encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts
                 ).last_hidden_state
                 logits = self.model.itm_head(hidden[:, 0, :])
                 scores.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())

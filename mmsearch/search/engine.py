@@ -13,6 +13,7 @@ from ..storage.index_set import IndexSet
 from ..storage.store import Media, Store, Vector, decode_embeddings
 from .moments import best_moment
 from .query import MediaNotFoundError, QueryError, SearchRequest, Term, combine
+from .rerank import reranked_page
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Hit:
     t_end: float | None = None
     generated: bool = False
     via: str = "text"
+    rerank_score: float | None = None  # P(match) from a rerank (search/rerank.py); score stays the cosine
 
 
 @dataclass
@@ -171,6 +173,8 @@ class SearchEngine:
         first round's size, when a large page asks for more) and the page is the best found."""
         if not (np.all(np.isfinite(q.main)) and np.all(np.isfinite(q.video))):
             raise QueryError("the query vector has non-finite values")
+        if req.rerank is not None:  # the first rerank_top hits reordered, then the page (search/rerank.py)
+            return reranked_page(self, q, req)
         wanted = req.offset + req.k
         fetch = max(4 * wanted, 32)
         cap = max(MAX_FETCH, fetch)

@@ -17,6 +17,9 @@ from PIL import Image
 
 MAX_WEIGHT = 100.0  # of one term as written ("2*red"), as a weight of the HTTP API
 MAX_COMBINED_WEIGHT = 1e6  # of a term as combined (a written weight times the API's weight of its part)
+RERANK_METHODS = ("itm",)  # itm: BLIP's image-text matching head (search/rerank.py)
+RERANK_TOP_DEFAULT = 20  # hits a rerank scores again, unless the request says how many
+RERANK_TOP_MAX = 200
 
 
 class QueryError(ValueError):
@@ -45,6 +48,8 @@ class SearchRequest:
     path_prefix: str | None = None
     generated: bool | None = None  # None: both
     min_score: float | None = None
+    rerank: str | None = None  # one of RERANK_METHODS: reorder the first rerank_top hits by its score
+    rerank_top: int = RERANK_TOP_DEFAULT
 
 
 _WEIGHT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*\*\s*")

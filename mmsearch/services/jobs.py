@@ -98,6 +98,15 @@ def pipeline_config(settings: Settings, workers: int | None = None) -> PipelineC
     return PipelineConfig(workers=workers, batch_size=settings.batch_size, max_pixels=settings.max_pixels)
 
 
+def job_task(store: Store, job_id: int) -> tuple[str, str]:
+    """(task, space) of a job: an index job, or an add-model job filling that space."""
+    with store.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"no job with id {job_id}")
+        return job.task, job.space
+
+
 def recent_jobs(store: Store, limit: int = 20) -> list[dict]:
     """The latest jobs, newest first (without their error lists)."""
     with store.session() as s:

@@ -33,9 +33,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from . import schema
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # schema_info's version: what releases before migrations check (see storage/schema.py)
 
 
 ACTIVE_JOB_STATES = ("pending", "running")
@@ -98,9 +100,24 @@ class Vector(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, little endian
 
 
+class Space(Base):
+    """An embedding space the library holds vectors in: the model that makes it, and whether
+    searches use it (one active space). Pooled video vectors of a space are in spaces named
+    "<space>|pool=..."."""
+
+    __tablename__ = "spaces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    spec: Mapped[str | None] = mapped_column(String(1024))  # None: written before specs were recorded
+    space: Mapped[str] = mapped_column(String(256), unique=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
 class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(String(16), default="index", server_default="index")  # index | add-model
     roots: Mapped[list] = mapped_column(JSON)
     space: Mapped[str] = mapped_column(String(256))
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed|interrupted
@@ -178,16 +195,7 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
 
     def _create_or_check_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
-        with self.session() as s:
-            row = s.get(SchemaInfo, "schema_version")
-            if row is None:
-                s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row.value) > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema v{row.value} is newer than this mmsearch (v{SCHEMA_VERSION}); upgrade mmsearch"
-                )
-            # Future versions: apply migrations for int(row.value) < SCHEMA_VERSION here, in order.
+        schema.upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -320,6 +328,7 @@ __all__ = [
     "Vector",
     "Job",
     "JobError",
+    "Space",
     "encode_embedding",
     "decode_embeddings",
     "job_summary",

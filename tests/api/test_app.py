@@ -213,6 +213,6 @@ def test_index_job_over_http(served, tmp_path):
     assert [j["id"] for j in latest] == [job_id] and latest[0]["state"] == "done"
     assert client.get("/jobs", params={"limit": 0}).status_code == 422
     assert client.get("/health").json()["media"] >= 102
-    assert client.post("/jobs", json={"roots": ["/no/such/folder"]}).status_code == 400
+    assert client.post("/jobs", json={"roots": [str(tmp_path / "missing")]}).status_code == 400  # inside the roots
     assert client.post("/jobs", json={"roots": []}).status_code == 422
     assert client.get("/jobs/99999").status_code == 404

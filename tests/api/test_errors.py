@@ -14,6 +14,9 @@ from mmsearch.library import (
     GenerationRequestError,
     GenerationUnavailable,
     LockTimeout,
+    ModelMismatchError,
+    ModelNotAdded,
+    ModelStateError,
     NotGeneratedError,
 )
 from mmsearch.search.query import MediaNotFoundError, QueryError
@@ -28,6 +31,10 @@ EXPECTED = {
     OutsideRootsError: 403,
     MediaNotFoundError: 404,
     NotGeneratedError: 409,
+    # A library's models: one it does not hold, one not complete or active, one not its own.
+    ModelNotAdded: 404,
+    ModelStateError: 409,
+    ModelMismatchError: 409,
     GenerationRequestError: 422,
     GenerationUnavailable: 503,
     # Waits with a bound (searches in parallel, drawings off the search path): busy, try again.

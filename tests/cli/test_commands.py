@@ -16,12 +16,15 @@ TOP_LEVEL = [
     "calibrate-miss",
     "serve",
     "demo",
+    "model",
     "train",
 ]
 TRAIN = ["clip", "temporal", "prior", "decoder", "attribute-classifier"]
+MODEL = ["list", "add", "use", "drop"]
 
 
 def test_every_command_is_registered_in_help_order():
     cli = typer.main.get_command(app)
     assert list(cli.commands) == TOP_LEVEL
     assert list(cli.commands["train"].commands) == TRAIN
+    assert list(cli.commands["model"].commands) == MODEL

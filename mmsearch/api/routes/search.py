@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ...imageio import UnreadableImageError
 from ...search.query import SearchRequest, Term, build_terms
+from ...search.rerank import rerank_stage
 from ...services.generate_on_miss import prompt_of
 from ..schemas import GenerationIn, HitOut, SearchIn, SearchOut
 from ..state import AppState
@@ -41,6 +42,8 @@ def search_router(state: AppState) -> APIRouter:
         t0 = time.perf_counter()
         options = generate_options(settings, mode or settings.generate_default, generation or GenerationIn())
         outcome = state.library.search_or_generate(req, prompt, options)
+        if req.rerank is not None and outcome.via != "generated":  # drawn images are not reranked
+            outcome.steps.append(rerank_stage(req, state.library.encoder))
         fresh = [st["media"] for st in outcome.steps if st.get("stage") == "generated" and "media" in st]
         state.metrics.count_generation("search", sum(map(len, fresh)))  # not images served again from an earlier miss
         return SearchOut(
@@ -63,6 +66,8 @@ def search_router(state: AppState) -> APIRouter:
             path_prefix=body.path_prefix,
             generated=body.generated,
             min_score=body.min_score,
+            rerank=body.rerank,
+            rerank_top=body.rerank_top,
         )
         other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
         return run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)

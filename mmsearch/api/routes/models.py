@@ -1,0 +1,60 @@
+"""The library's models over HTTP: list them; add one (a job, run beside searches), switch to
+it once complete, drop one. Changing models needs API keys configured and sent."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from ..state import AppState
+
+log = logging.getLogger(__name__)
+
+
+class ModelIn(BaseModel):
+    spec: str = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        description="An encoder spec, as --model takes: an open_clip NAME/TAG, hf-hub:ORG/REPO, a local folder...",
+    )
+
+
+def models_router(state: AppState) -> APIRouter:
+    router = APIRouter()
+    library = state.library
+
+    @router.get("/models", dependencies=state.read)
+    def list_models() -> list[dict]:
+        """Each model the library holds vectors of: active or not, coverage, vectors, index bytes."""
+        return library.models()
+
+    @router.post("/models", status_code=202, dependencies=state.manage)
+    def add_model(body: ModelIn) -> dict:
+        """Embed every media item with another model, beside the active one (which keeps
+        serving); follow the job at /jobs/{id}. Resumes where an earlier add stopped."""
+        job_id = library.create_model_job(body.spec)
+
+        def run() -> None:
+            try:
+                library.run_job(job_id)
+            except Exception:  # the job row records the failure; keep the worker alive
+                log.exception("add-model job %d failed", job_id)
+
+        state.jobs.submit(run)
+        return library.job(job_id)
+
+    @router.post("/models/use", dependencies=state.manage)
+    def use_model(body: ModelIn) -> list[dict]:
+        """Search with this model from now on: 409 until it covers every media item."""
+        library.use_model(body.spec)
+        return library.models()
+
+    @router.post("/models/drop", dependencies=state.manage)
+    def drop_model(body: ModelIn) -> dict:
+        """Remove a model's vectors and index files; 409 for the active model."""
+        return library.drop_model(body.spec)
+
+    return router

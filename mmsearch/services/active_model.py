@@ -1,0 +1,137 @@
+"""The parts a library searches with, all of one model: its encoder, video pooling, the
+indexes of its space and the search engine over them. Built together and swapped together,
+so a search holding one engine never mixes two models' vectors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Settings
+from ..encoders.temporal import TemporalPooler, resolve_pooler, video_space
+from ..search.engine import SearchEngine
+from ..storage.index_set import IndexSet
+from ..storage.spaces import active_space
+from ..storage.store import Store
+from . import models
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    spec: str
+    encoder: object
+    pooler: TemporalPooler
+    indexes: IndexSet
+    engine: SearchEngine
+
+    @property
+    def space(self) -> str:
+        return self.encoder.space
+
+
+def model_settings(settings: Settings, spec: str) -> Settings:
+    """The settings with the model set: what the encoder and the pooling are built from."""
+    return settings.with_overrides(model=spec)
+
+
+def load_parts(settings: Settings, store: Store, library_dir: Path, spec: str, encoder=None) -> ModelParts:
+    """A model's parts (loading its encoder unless one is given)."""
+    own = model_settings(settings, spec)
+    if encoder is None:
+        from ..encoders import encoder_for
+
+        encoder = encoder_for(own)
+    pooler = resolve_pooler(own)
+    indexes = IndexSet(
+        store,
+        library_dir / "indexes",
+        encoder.space,
+        encoder.dim,
+        kind_spaces={"video": video_space(encoder.space, pooler)},
+    )
+    return ModelParts(spec, encoder, pooler, indexes, SearchEngine(store, encoder, indexes, pooler.adapt_query))
+
+
+ACTIVE_CHECK_S = 1.0  # how often a library looks whether another process switched its model
+
+
+class ModelSlot:
+    """The model a library searches with, and the models being added beside it, each loaded
+    once. A switch swaps all the parts at once: searches in flight finish on the old ones."""
+
+    def __init__(
+        self, settings: Settings, store: Store, library_dir: Path, spec: str, given_encoder=None, on_swap=None
+    ):
+        self.settings, self.store, self.dir = settings, store, library_dir
+        self._spec, self._given = spec, given_encoder  # a loaded encoder handed in (tests, notebooks)
+        self._on_swap = on_swap or (lambda: None)
+        self._parts: ModelParts | None = None
+        self._candidates: dict[str, ModelParts] = {}
+        self._lock = threading.RLock()
+        self._switching = threading.Lock()
+        self._checked = time.monotonic()
+
+    @property
+    def spec(self) -> str:
+        return self._spec
+
+    def _load(self, spec: str) -> ModelParts:
+        given = self._given if getattr(self._given, "name", None) == spec else None
+        return load_parts(self.settings, self.store, self.dir, spec, given)
+
+    def current(self) -> ModelParts:
+        """The active model's parts, loaded on first use (checking its space is the library's)."""
+        with self._lock:
+            if self._parts is None:
+                parts = self._load(self._spec)
+                models.adopt(self.store, self._spec, parts.space)
+                self._parts = parts
+            return self._parts
+
+    def loaded(self) -> ModelParts | None:
+        return self._parts
+
+    def candidate(self, spec: str) -> ModelParts:
+        """A model's parts, the active one's or loaded once for adding and switching."""
+        with self._lock:
+            if self._parts is not None and self._parts.spec == spec:
+                return self._parts
+            if spec not in self._candidates:
+                self._candidates[spec] = self._load(spec)
+            return self._candidates[spec]
+
+    def forget(self, spec: str) -> None:
+        with self._lock:
+            self._candidates.pop(spec, None)
+
+    def swap(self, parts: ModelParts) -> None:
+        with self._lock:
+            old, self._parts, self._spec = self._parts, parts, parts.spec
+            self._candidates.pop(parts.spec, None)
+        self._on_swap()
+        if old is not None:
+            old.indexes.checkpoint(force=True)
+
+    def follow_active(self) -> None:
+        """Another process may have switched the model (`mmsearch model use`): look at most once
+        a second; one search thread loads the new model while the others go on with the old."""
+        now = time.monotonic()
+        if self._parts is None or now - self._checked < ACTIVE_CHECK_S:
+            return
+        self._checked = now
+        row = active_space(self.store)
+        if row is None or row.spec is None or row.space == self._parts.space or not self._switching.acquire(False):
+            return
+        try:
+            self.swap(self.candidate(row.spec))
+        finally:
+            self._switching.release()
+
+    def checkpoint(self) -> None:
+        """Save every opened index (at close)."""
+        with self._lock:
+            opened = [p for p in (self._parts, *self._candidates.values()) if p is not None]
+        for parts in opened:
+            parts.indexes.checkpoint(force=True)

@@ -1,0 +1,140 @@
+"""A library's models: the one it searches with (recorded in SQL when first indexed), and the
+others it holds vectors of, side by side: added, switched to when complete, dropped.
+
+`mmsearch model add` fills a space (indexer/space_filler.py) while the active one serves;
+`model use` switches once the new space covers every media item; `model drop` removes a
+space that is not active, vectors and index files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..storage.index_set import space_slug
+from ..storage.spaces import (
+    active_space,
+    all_spaces,
+    coverage,
+    find_space,
+    forget_space,
+    record_space,
+    vector_counts,
+    vector_spaces,
+)
+from ..storage.store import Store
+
+# Libraries indexed before models were recorded used this model unless told otherwise.
+LEGACY_MODEL = "mini"
+
+
+class ModelMismatchError(ValueError):
+    """The model asked for is not the library's: searching with it would find nothing."""
+
+
+class ModelNotAdded(LookupError):
+    """The library holds no vectors of that model."""
+
+
+class ModelStateError(RuntimeError):
+    """Not now: the space is incomplete, or is the active one."""
+
+
+def how_to_switch(spec: str) -> str:
+    return f"to search with {spec!r}: `mmsearch model add {spec}`, then `mmsearch model use {spec}`"
+
+
+def library_spec(store: Store, requested: str | None, default: str) -> str:
+    """The model spec the library searches with: its recorded one; a library not indexed yet
+    takes the one asked for, else the default. Asking for another is a ModelMismatchError."""
+    row = active_space(store)
+    if row is None:
+        return requested or default
+    if row.spec is None:  # recorded by the migration; the open checks its space (adopt)
+        return requested or LEGACY_MODEL
+    if requested is not None and requested != row.spec:
+        raise ModelMismatchError(
+            f"this library searches with model {row.spec!r}, not {requested!r} (leave out --model / "
+            f"MMSEARCH_MODEL to use it); {how_to_switch(requested)}"
+        )
+    return row.spec
+
+
+def adopt(store: Store, spec: str, space: str) -> None:
+    """Once the encoder of library_spec() is loaded: its space must be the active one's. A
+    library from before specs were recorded learns its spec here."""
+    row = active_space(store)
+    if row is None or row.space == space:
+        if row is not None and row.spec is None:
+            record_space(store, spec, row.space, row.dim, active=True)
+        return
+    if row.spec is None:
+        raise ModelMismatchError(
+            f"this library's vectors are in space {row.space!r}, indexed before mmsearch recorded its models; "
+            f"model {spec!r} makes {space!r}: open it once with --model set to the model that indexed it"
+        )
+    raise ModelMismatchError(
+        f"model {spec!r} now makes space {space!r}, not the library's {row.space!r} (were its weights changed?); "
+        f"re-embed with `mmsearch model add` of the changed model, then `model use` it"
+    )
+
+
+def _index_files(index_dir: Path, names: list[str]) -> list[Path]:
+    """The index files (and their metadata) of the given space names."""
+    if not index_dir.is_dir():
+        return []
+    slugs = {space_slug(name) for name in names}
+    return sorted(p for p in index_dir.iterdir() if p.name.split(".", 1)[0] in slugs)
+
+
+def describe(store: Store, index_dir: Path) -> list[dict]:
+    """Each space: its model, whether active, how much of the library it covers, its vectors
+    per kind and the bytes of its index files."""
+    out = []
+    for row in all_spaces(store):
+        covered, total = coverage(store, row.space)
+        names = [row.space, *vector_spaces(store, row.space)]
+        out.append(
+            {
+                "spec": row.spec,
+                "space": row.space,
+                "dim": row.dim,
+                "active": row.active,
+                "covered": covered,
+                "total": total,
+                "coverage": covered / total if total else 1.0,
+                "vectors": vector_counts(store, row.space),
+                "index_bytes": sum(p.stat().st_size for p in _index_files(index_dir, names)),
+            }
+        )
+    return out
+
+
+def space_of(store: Store, spec: str):
+    row = find_space(store, spec=spec)
+    if row is None:
+        raise ModelNotAdded(f"this library has no vectors of model {spec!r}; add them with `mmsearch model add {spec}`")
+    return row
+
+
+def check_complete(store: Store, spec: str):
+    """The space of a model the library may switch to: added, and covering every media item."""
+    row = space_of(store, spec)
+    covered, total = coverage(store, row.space)
+    if covered < total:
+        raise ModelStateError(
+            f"model {spec!r} covers {covered} of {total} media items ({covered / total:.0%}); "
+            f"finish it with `mmsearch model add {spec}` (it resumes), then switch"
+        )
+    return row
+
+
+def drop(store: Store, index_dir: Path, spec: str) -> dict:
+    """Remove a model's vectors, index files and row; the active model cannot be dropped."""
+    row = space_of(store, spec)
+    if row.active:
+        raise ModelStateError(f"{spec!r} is the library's active model: switch to another before dropping it")
+    files = _index_files(index_dir, [row.space, *vector_spaces(store, row.space)])
+    vectors = forget_space(store, row.space)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return {"spec": spec, "space": row.space, "vectors": vectors, "files": len(files)}

@@ -1,0 +1,73 @@
+"""Creating and upgrading a library's database with the Alembic migrations in migrations/.
+
+A new database is built by running every migration; one at an older revision is upgraded;
+one written before migrations existed (schema_info version 1, no alembic_version table) is
+first stamped with the baseline revision, whose schema it holds. A database at a revision
+this mmsearch does not know was written by a later one, and is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BASELINE = "0001"  # the schema of the releases before migrations (schema_info version 1)
+# Alembic runs env.py through module-level proxies (alembic.context): one migration at a time
+# per process. Processes racing on one new database are handled by Store's retries.
+_ALEMBIC = threading.Lock()
+
+
+class NewerSchemaError(RuntimeError):
+    """The database was written by a later mmsearch."""
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def head() -> str:
+    """The revision this mmsearch writes."""
+    return _scripts().get_current_head()
+
+
+def revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database to this mmsearch's revision (a no-op when it is there)."""
+    with _ALEMBIC, engine.begin() as connection:
+        current = revision(connection)
+        if current is None and inspect(connection).has_table("schema_info"):
+            version = connection.execute(text("SELECT value FROM schema_info WHERE key = 'schema_version'")).scalar()
+            if version is not None and int(version) > 1:
+                raise NewerSchemaError(
+                    f"database schema v{version} is newer than this mmsearch understands; upgrade mmsearch"
+                )
+            command.stamp(_config(connection), BASELINE)
+            current = BASELINE
+        known = {r.revision for r in _scripts().walk_revisions()}
+        if current is not None and current not in known:
+            raise NewerSchemaError(
+                f"database revision {current} was written by a later mmsearch (this one knows up to {head()}); "
+                "upgrade mmsearch"
+            )
+        if current != head():
+            command.upgrade(_config(connection), "head")
