@@ -43,8 +43,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(library: Path, port: int, index_roots: Path, workers: int) -> subprocess.Popen:
-    env = os.environ | {"MMSEARCH_GENERATOR": "mini", "MMSEARCH_INDEX_ROOTS": str(index_roots)}
+def start_server(library: Path, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:
+    """`mmsearch serve` of the library in a process of its own, with these MMSEARCH_* settings
+    (the library's own model: MMSEARCH_MODEL is not passed on); back once /health answers."""
+    env = {k: v for k, v in os.environ.items() if k != "MMSEARCH_MODEL"} | env
     cmd = [sys.executable, "-m", "mmsearch", "serve", "--library", str(library), "--port", str(port)]
     cmd += ["--workers", str(workers)]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -127,13 +129,14 @@ def main() -> int:
         if library is None:
             library = tmp / "lib"
             synth.generate(tmp / "media", 400, 0, seed=3, split="train")
-            with Library.open(settings=Settings(library_dir=library, decode_workers=0)) as lib:
+            with Library.open(settings=Settings(library_dir=library, model="mini", decode_workers=0)) as lib:
                 lib.index([tmp / "media"])
         fresh = tmp / "fresh"
         synth.generate(fresh, 300, 0, seed=4, split="train")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = start_server(library, port, fresh, args.workers)
+        env = {"MMSEARCH_GENERATOR": "mini", "MMSEARCH_INDEX_ROOTS": str(fresh)}
+        server = start_server(library, port, env, args.workers)
         try:
             rows = [("alone", load(url, n, args.seconds), "") for n in levels]
             gen_clients = 16 if 16 in levels else levels[-1]

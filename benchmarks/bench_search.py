@@ -168,7 +168,7 @@ def bench_api(n_images: int, n_requests: int, k: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         lib_dir = Path(tmp) / "lib"
         synth.generate(Path(tmp) / "media", n_images, 0, seed=5, workers=2)
-        with Library.open(settings=Settings(library_dir=lib_dir, decode_workers=0)) as lib:
+        with Library.open(settings=Settings(library_dir=lib_dir, model="mini", decode_workers=0)) as lib:
             lib.index([Path(tmp) / "media"])
             encode_ms, faiss_ms, api_ms = [], [], []
             for i in range(n_requests):

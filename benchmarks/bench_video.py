@@ -60,7 +60,7 @@ def encode_only(encoder, sampled: list) -> float:
 
 
 def end_to_end(encoder, corpus: Path, lib_dir: Path, workers: int, frames: int) -> float:
-    settings = Settings(library_dir=lib_dir, decode_workers=workers, pooling="mean")
+    settings = Settings(library_dir=lib_dir, model="mini", decode_workers=workers, pooling="mean")
     with Library.open(settings=settings, encoder=encoder) as lib:
         t0 = time.perf_counter()
         job = lib.index([corpus])

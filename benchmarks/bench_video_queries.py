@@ -71,7 +71,7 @@ def main() -> None:
             if item.get("kind") == "video" and len(item["shots"]) == 1 and item["shots"][0]["motion"] in MOTIONS
         }
         rows = []
-        with Library.open(settings=Settings(library_dir=Path(tmp) / "lib")) as lib:
+        with Library.open(settings=Settings(library_dir=Path(tmp) / "lib", model="mini")) as lib:
             lib.index([Path(tmp) / "clips"])
             with lib.store.session() as s:
                 media_ids = dict(s.execute(select(Media.path, Media.id).where(Media.path.in_(list(shots)))).all())

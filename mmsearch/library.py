@@ -18,7 +18,8 @@ from PIL import Image
 from .config import DEFAULT_MODEL, Settings
 from .encoders.temporal import TemporalPooler
 from .encoders.video import SamplingConfig
-from .indexer.jobs import IndexJobRunner, create_job, interrupt_stale_jobs, other_writer
+from .indexer.job_runs import create_job, interrupt_stale_jobs, other_writer
+from .indexer.jobs import IndexJobRunner
 from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
 from .indexer.lock import writer_lock
 from .indexer.space_filler import SpaceFiller, create_fill_job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ from ..library import Library
 from .files import ThumbnailCache
 from .observability import Metrics
 from .security import Access
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +52,17 @@ class AppState:
     def write(self) -> list:
         """Route dependencies of requests that change the library (an API key when keys are set)."""
         return [Depends(self.access.write)]
+
+    def start_job(self, job_id: int) -> None:
+        """Run a library job (index or add-model) on the jobs executor, after those before it."""
+
+        def run() -> None:
+            try:
+                self.library.run_job(job_id)
+            except Exception:  # the job row records the failure; keep the worker alive
+                log.exception("job %d failed", job_id)
+
+        self.jobs.submit(run)
 
     def close(self) -> None:
         self.library.stop_jobs()  # a running job stops after its batch, as 'interrupted'; the next job resumes it

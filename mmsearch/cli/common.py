@@ -68,6 +68,13 @@ def failing_on(*errors: type[BaseException]) -> Iterator[None]:
         fail(str(e))
 
 
+def tool_settings(**overrides) -> Settings:
+    """Settings of the commands that train and evaluate on synthetic corpora, outside any
+    library: their model is mini unless one is named (flag or MMSEARCH_MODEL)."""
+    settings = Settings().with_overrides(**overrides)
+    return settings if settings.model else settings.with_overrides(model="mini")
+
+
 def open_library(library: Optional[Path], model: Optional[str] = None, device: Optional[str] = None):
     """The library, with its own model unless another is named (then exit 2 if it is not the library's)."""
     from ..library import Library, ModelMismatchError

@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-from ..config import Settings
 from ..encoders import encoder_for
 from .common import (
     BUILTIN_WEIGHTS,
@@ -20,6 +19,7 @@ from .common import (
     loss_reporter,
     open_library,
     progress_bar,
+    tool_settings,
     training_bar,
 )
 
@@ -87,7 +87,7 @@ def train_temporal(
     data: list[Path] = typer.Option(
         ..., help="Video corpora written by `mmsearch synth --videos N` (the train split); repeat for several."
     ),
-    model: Optional[str] = typer.Option(None, help="Frozen encoder spec (default: settings' model)."),
+    model: Optional[str] = typer.Option(None, help="Frozen encoder spec (default: MMSEARCH_MODEL, else mini)."),
     out: Path = typer.Option(BUILTIN_WEIGHTS, help="Folder to write the seqTransf head into."),
     steps: int = typer.Option(2500, min=1),
     batch_size: int = typer.Option(128, min=2),
@@ -100,7 +100,7 @@ def train_temporal(
     from ..training.temporal_trainer import train_temporal as run
     from .evaluate import video_features
 
-    settings = Settings().with_overrides(model=model)
+    settings = tool_settings(model=model)
     with failing_on(EncoderError, FileNotFoundError, ValueError):
         encoder = encoder_for(settings)
         # One bar for all: the corpora's embedding tasks, then the training task.

@@ -1,28 +1,22 @@
-"""Index jobs: a job row in SQL, the scan, the pipeline, and one transaction per batch.
+"""Index jobs: the scan, the pipeline, and one transaction per batch (the job row, lock and
+end states are job_runs.py's).
 
 Crash safety: every batch commits its media rows, vectors and the job's counters in one
 transaction, and FAISS is told only after the commit. A job killed at any point leaves
 SQL consistent; the next job skips what was committed (same size and mtime) and the
 FAISS index catches up from SQL when it is opened. Nothing is indexed twice.
-
-Stale jobs: a job a dead process left 'running' or 'pending' becomes 'interrupted' (rerun
-it to resume) once the writer lock shows no live process is indexing: when a job starts,
-and when a library is opened (interrupt_stale_jobs).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable, Protocol
 
 import numpy as np
-from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import update
 
 from ..encoders.temporal import TemporalPooler, video_space
 from ..encoders.video import SamplingConfig
@@ -35,102 +29,17 @@ from ..storage.store import (
     Vector,
     decode_embeddings,
     encode_embedding,
-    job_summary,
 )
 from .decode import Decoded
 from .decode_video import DecodedVideo, decode_video
-from .lock import LibraryBusyError, writer_lock
+from .job_runs import IndexSink, JobRunner, ProgressFn
 from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
 from .scan import Candidate, scan
 from .video_vectors import save_keyframe, video_vectors
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[dict], None]
-
-# How long a job waits for the writer lock: another process opening the library (or a server
-# answering POST /jobs) holds it for an instant to look; only a longer hold is another job.
-LOCK_WAIT_S = 2.0
-INTERRUPTED_RUNNING = "the indexing process stopped before finishing; rerun to resume"
-INTERRUPTED_PENDING = "the process that queued this job stopped before running it; rerun to resume"
 NOT_MEDIA = "not an image or video (content matches no supported format)"
-
-
-class IndexSink(Protocol):
-    """Where committed vectors go (the FAISS side); see storage/index_set.py."""
-
-    def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def remove(self, ids: list[int]) -> None: ...
-
-    def checkpoint(self, force: bool = False) -> None: ...
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def mark_dead_jobs(store: Store, at_open: bool = False) -> list[int]:
-    """Call with the library's writer lock held. Any job still 'running' then belongs to a
-    process that died (kill -9, power loss) before finishing. A 'pending' job is stale when
-    the process that queued it is gone (a server stopped with jobs queued); when a library is
-    being opened, one of this pid is stale too: an earlier life of the same pid queued it (a
-    server is pid 1 in every life of its container), as a library just opened has queued
-    nothing. Both become 'interrupted'; the ids marked are returned."""
-    with store.session() as s:
-        marked = []
-        for job in s.scalars(select(Job).where(Job.state.in_(("running", "pending")))):
-            if job.state == "running":
-                job.message = INTERRUPTED_RUNNING
-            elif (at_open and job.pid == os.getpid()) or (job.pid != os.getpid() and not _alive(job.pid)):
-                job.message = INTERRUPTED_PENDING
-            else:
-                continue
-            job.state = "interrupted"
-            marked.append(job.id)
-        return marked
-
-
-def interrupt_stale_jobs(store: Store, library_dir: Path) -> list[int]:
-    """When a library is opened: mark_dead_jobs if no live process holds the writer lock (one
-    that does is indexing, and its jobs are not stale). A library folder or database that
-    cannot be written leaves the jobs as they are (the library can still be searched)."""
-    try:
-        with writer_lock(library_dir):
-            return mark_dead_jobs(store, at_open=True)
-    except LibraryBusyError:
-        return []
-    except (OSError, SQLAlchemyError) as e:
-        log.warning("could not check %s for stale index jobs: %s", library_dir, e)
-        return []
-
-
-def other_writer(library_dir: Path) -> str | None:
-    """Why a job cannot start now: another process holds the library's writer lock (the
-    LibraryBusyError's message), else None. Looks by taking the lock for an instant."""
-    try:
-        with writer_lock(library_dir):
-            return None
-    except LibraryBusyError as e:
-        return str(e)
-
-
-def create_job(store: Store, roots: list[Path], space: str) -> int:
-    with store.session() as s:
-        job = Job(roots=[str(r) for r in roots], space=space, state="pending", pid=os.getpid())
-        s.add(job)
-        s.flush()
-        return job.id
 
 
 def _error_of(c: Candidate) -> str:
@@ -138,12 +47,8 @@ def _error_of(c: Candidate) -> str:
     return c.error or ("empty file" if c.size == 0 else NOT_MEDIA)
 
 
-class JobCancelled(Exception):
-    """The job was asked to stop (server shutdown); it ends as 'interrupted' and resumes next time."""
-
-
-class IndexJobRunner:
-    """Runs one job to completion (or failure); progress(summary) is called after each batch."""
+class IndexJobRunner(JobRunner):
+    """Runs one index job to completion (or failure); progress(summary) is called after each batch."""
 
     def __init__(
         self,
@@ -162,42 +67,6 @@ class IndexJobRunner:
         self.stop = stop or threading.Event()
         self.sampling = sampling or SamplingConfig()
         self.pooler = pooler or TemporalPooler("mean")
-
-    def run(self, job_id: int) -> dict:
-        """Run the job; raises LibraryBusyError (job marked failed) when another process is indexing."""
-        try:
-            with writer_lock(self.library_dir, wait_s=LOCK_WAIT_S):
-                mark_dead_jobs(self.store)
-                return self._run_locked(job_id)
-        except LibraryBusyError as e:
-            with self.store.session() as s:
-                job = s.get(Job, job_id)
-                job.state, job.message, job.finished_at = "failed", str(e), time.time()
-            raise
-
-    def _run_locked(self, job_id: int) -> dict:
-        with self.store.session() as s:
-            job = s.get(Job, job_id)
-            roots = [Path(r) for r in job.roots]
-            job.state, job.started_at, job.pid = "running", time.time(), os.getpid()
-        try:
-            self._run(job_id, roots)
-        except BaseException as e:
-            with self.store.session() as s:
-                job = s.get(Job, job_id)
-                job.state = "interrupted" if isinstance(e, (KeyboardInterrupt, JobCancelled)) else "failed"
-                job.message, job.finished_at = f"{type(e).__name__}: {e}", time.time()
-            self.sink.checkpoint(force=True)
-            raise
-        return self.summary(job_id)
-
-    def summary(self, job_id: int) -> dict:
-        with self.store.session() as s:
-            return job_summary(s.get(Job, job_id))
-
-    def _report(self, job_id: int) -> None:
-        if self.progress:
-            self.progress(self.summary(job_id))
 
     def _run(self, job_id: int, roots: list[Path]) -> None:
         result = scan(
@@ -247,18 +116,12 @@ class IndexJobRunner:
                 self._write(job_id, [], np.zeros((0, 0), np.float32), [bad], by_path)
             else:
                 self._write_video(job_id, video, by_path[video.path])
-        with self.store.session() as s:
-            job = s.get(Job, job_id)
-            job.state, job.finished_at, job.updated_at = "done", time.time(), time.time()
-        self.sink.checkpoint(force=True)
-        self._report(job_id)
 
     def _write(
         self, job_id: int, good: list[Decoded], vectors: np.ndarray, bad: list[Decoded], by_path: dict[str, Candidate]
     ) -> None:
         """One transaction: media rows (new or replaced), their vectors, error rows, job counters."""
-        if self.stop.is_set():
-            raise JobCancelled("stopped before finishing; rerun to resume")
+        self._check_stop()
         space, dim = self.encoder.space, self.encoder.dim
         new_vectors: list[Vector] = []
         with self.store.session() as s:
@@ -314,8 +177,7 @@ class IndexJobRunner:
     def _write_video(self, job_id: int, video: DecodedVideo, cand: Candidate) -> None:
         """One transaction: the video's media row, its segments (with keyframes) and its
         frame, segment and video vectors."""
-        if self.stop.is_set():
-            raise JobCancelled("stopped before finishing; rerun to resume")
+        self._check_stop()
         vecs = video_vectors(video, self.encoder, self.pooler)
         # Keyframes are named by content, so a crashed and retried job rewrites the same files.
         keyframe_dir = self.library_dir / "keyframes" / video.content_hash[:2]

@@ -32,16 +32,13 @@ from ..storage.store import (
     Vector,
     decode_embeddings,
     encode_embedding,
-    job_summary,
 )
 from .decode import Decoded
 from .decode_video import DecodedVideo, decode_video
-from .jobs import IndexSink, JobCancelled, ProgressFn, mark_dead_jobs
-from .lock import writer_lock
+from .job_runs import IndexSink, JobRunner, ProgressFn
 from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
 from .video_vectors import video_vectors
 
-LOCK_WAIT_S = 2.0
 BATCH = 256  # media read from SQL per round
 CHANGED = "its file changed since it was indexed; run `mmsearch index` on its folder, then add the model again"
 
@@ -54,7 +51,7 @@ def create_fill_job(store: Store, space: str, spec: str) -> int:
         return job.id
 
 
-class SpaceFiller:
+class SpaceFiller(JobRunner):
     """Runs one add-model job: embeds the media without vectors in the encoder's space."""
 
     def __init__(
@@ -75,32 +72,7 @@ class SpaceFiller:
         self.space, self.dim = encoder.space, encoder.dim
         self.pooled_space = video_space(encoder.space, pooler)
 
-    def run(self, job_id: int) -> dict:
-        with writer_lock(self.library_dir, wait_s=LOCK_WAIT_S):
-            mark_dead_jobs(self.store)
-            with self.store.session() as s:
-                job = s.get(Job, job_id)
-                job.state, job.started_at, job.pid = "running", time.time(), os.getpid()
-            try:
-                self._run(job_id)
-            except BaseException as e:
-                with self.store.session() as s:
-                    job = s.get(Job, job_id)
-                    job.state = "interrupted" if isinstance(e, (KeyboardInterrupt, JobCancelled)) else "failed"
-                    job.message, job.finished_at = f"{type(e).__name__}: {e}", time.time()
-                self.sink.checkpoint(force=True)
-                raise
-        return self._summary(job_id)
-
-    def _summary(self, job_id: int) -> dict:
-        with self.store.session() as s:
-            return job_summary(s.get(Job, job_id))
-
-    def _report(self, job_id: int) -> None:
-        if self.progress:
-            self.progress(self._summary(job_id))
-
-    def _run(self, job_id: int) -> None:
+    def _run(self, job_id: int, roots: list[Path]) -> None:
         covered, total = coverage(self.store, self.space)
         with self.store.session() as s:
             job = s.get(Job, job_id)
@@ -120,15 +92,6 @@ class SpaceFiller:
             decode = partial(decode_video, sampling=self.sampling)
             for video in decoded_in_order(list(videos), decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1):
                 self._write_video(job_id, videos[video.path], video)
-        with self.store.session() as s:
-            job = s.get(Job, job_id)
-            job.state, job.finished_at, job.updated_at = "done", time.time(), time.time()
-        self.sink.checkpoint(force=True)
-        self._report(job_id)
-
-    def _check_stop(self) -> None:
-        if self.stop.is_set():
-            raise JobCancelled("stopped before finishing; rerun to resume")
 
     def _errors(self, s, job_id: int, failed: list[tuple[str, str]]) -> None:
         for path, error in failed:

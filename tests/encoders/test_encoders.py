@@ -15,6 +15,8 @@ from mmsearch.encoders.base import CheckpointNotFoundError, HubUnreachableError,
 from mmsearch.encoders.openclip import pad_to_aspect
 from mmsearch.encoders.synonyms import Synonyms
 
+from .tiny_blip import tiny_blip_folder
+
 
 def _unit_rows(x: np.ndarray) -> bool:
     return x.dtype == np.float32 and np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
@@ -142,42 +144,8 @@ def test_local_checkpoint_of_a_real_architecture(tmp_path):
         assert "@" in enc.space and enc.space.endswith("shortest224")
 
 
-def _tiny_blip_folder(tmp_path):
-    from transformers import BertTokenizerFast, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "blue", "circle", "square", "dog"]
-    folder = tmp_path / "tiny-blip"
-    folder.mkdir()
-    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    config = BlipConfig(
-        text_config={
-            "vocab_size": len(words),
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-            "max_position_embeddings": 64,
-            "encoder_hidden_size": 48,
-        },
-        vision_config={
-            "hidden_size": 48,
-            "intermediate_size": 96,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        image_text_hidden_size=24,
-    )
-    torch.manual_seed(0)
-    BlipForImageTextRetrieval(config).save_pretrained(folder)
-    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(folder)
-    return folder
-
-
 def test_blip_from_a_saved_folder(tmp_path):
-    folder = _tiny_blip_folder(tmp_path)
+    folder = tiny_blip_folder(tmp_path / "tiny-blip")
     enc = load_encoder(f"blip:{folder}", device="cpu", batch_size=2)
     assert enc.dim == 24
     t = enc.embed_texts(["a red circle", "a blue square", "a dog"])

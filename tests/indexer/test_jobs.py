@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from mmsearch.library import ModelMismatchError
 from mmsearch.search.query import SearchRequest, Term, parse_text
 from mmsearch.storage.store import JobError, Media, Vector
 
@@ -182,18 +183,22 @@ class _OtherSpace(CountingEncoder):
 
 
 @pytest.mark.slow
-def test_switching_model_reembeds_everything(corpus, tmp_path, mini_encoder):
+def test_a_model_that_now_makes_another_space_is_refused_not_reembedded_over_the_library(
+    corpus, tmp_path, mini_encoder
+):
+    # Before: an index job with another space deleted every media row and re-created it (new
+    # ids, the old vectors gone while it ran). Models now change side by side (mmsearch model).
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         lib.index([corpus])
-    other = _OtherSpace(mini_encoder)
+        ids = sorted(m.id for m in lib.media_many(list(range(1, 200))).values())
+    other = _OtherSpace(mini_encoder)  # named mini, as after mini's weights changed
     with open_library(tmp_path / "lib", encoder=other) as lib:
-        job = lib.index([corpus])
-        assert other.images_embedded == 90 and job["changed"] == 90
-        hits = lib.search(SearchRequest(terms=parse_text("a shape"), k=200))
-        assert len(hits) == 90
+        with pytest.raises(ModelMismatchError, match="model 'mini' now makes space 'open_clip:some-other-model"):
+            lib.index([corpus])
+        assert other.images_embedded == 0
+        assert sorted(lib.media_many(list(range(1, 200)))) == ids
         with lib.store.session() as s:
-            spaces = set(s.scalars(select(Vector.space)))
-        assert spaces == {other.space}  # the replaced space's vectors are gone with their media rows
+            assert set(s.scalars(select(Vector.space).where(Vector.kind == "image"))) == {mini_encoder.space}
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from mmsearch.config import Settings
-from mmsearch.indexer.jobs import INTERRUPTED_PENDING, INTERRUPTED_RUNNING, create_job
+from mmsearch.indexer.job_runs import INTERRUPTED_PENDING, INTERRUPTED_RUNNING, create_job
 from mmsearch.indexer.lock import writer_lock
 from mmsearch.library import Library
 from mmsearch.storage.store import Job

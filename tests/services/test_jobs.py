@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmsearch.config import Settings
-from mmsearch.indexer.jobs import create_job
+from mmsearch.indexer.job_runs import create_job
 from mmsearch.indexer.pipeline import PipelineConfig, default_decode_workers
 from mmsearch.services.jobs import (
     RECENT_JOB_ERRORS,

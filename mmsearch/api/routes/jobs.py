@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, HTTPException, Query
 
 from ...library import LibraryBusyError, RootNotAllowedError
 from ..schemas import MAX_ID, JobIn
 from ..state import AppState
-
-log = logging.getLogger(__name__)
 
 
 def jobs_router(state: AppState) -> APIRouter:
@@ -29,14 +25,7 @@ def jobs_router(state: AppState) -> APIRouter:
             raise HTTPException(403, str(e)) from e
         except LibraryBusyError as e:
             raise HTTPException(409, str(e)) from e
-
-        def run() -> None:
-            try:
-                library.run_job(job_id)
-            except Exception:  # the job row records the failure; keep the worker alive
-                log.exception("index job %d failed", job_id)
-
-        state.jobs.submit(run)
+        state.start_job(job_id)
         return library.job(job_id)
 
     @router.get("/jobs", dependencies=state.read)

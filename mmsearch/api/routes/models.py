@@ -3,14 +3,10 @@ it once complete, drop one. Changing models needs API keys configured and sent."
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from ..state import AppState
-
-log = logging.getLogger(__name__)
 
 
 class ModelIn(BaseModel):
@@ -36,14 +32,7 @@ def models_router(state: AppState) -> APIRouter:
         """Embed every media item with another model, beside the active one (which keeps
         serving); follow the job at /jobs/{id}. Resumes where an earlier add stopped."""
         job_id = library.create_model_job(body.spec)
-
-        def run() -> None:
-            try:
-                library.run_job(job_id)
-            except Exception:  # the job row records the failure; keep the worker alive
-                log.exception("add-model job %d failed", job_id)
-
-        state.jobs.submit(run)
+        state.start_job(job_id)
         return library.job(job_id)
 
     @router.post("/models/use", dependencies=state.manage)
