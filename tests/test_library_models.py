@@ -5,7 +5,12 @@ switched to once complete, and the first dropped."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +187,30 @@ def test_a_library_from_before_models_were_recorded_refuses_another_model(tmp_pa
     with pytest.raises(ModelMismatchError, match="indexed before mmsearch recorded its models"):
         lib.encoder
     lib.close()
+
+
+def test_an_add_killed_with_sigkill_resumes_and_embeds_each_item_once(tmp_path, mini_encoder, model_b):
+    root = tmp_path / "photos"
+    make_corpus(root, n=160, seed=22)
+    with open_library(tmp_path / "lib", encoder=mini_encoder, generator="none") as lib:
+        lib.index([root])
+    env = {**os.environ, "MMSEARCH_BATCH_SIZE": "8", "MMSEARCH_DECODE_WORKERS": "0"}
+    cmd = [sys.executable, "-m", "mmsearch", "model", "add", model_b, "--library", str(tmp_path / "lib")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, committed = time.time() + 600, 0  # generous: a loaded machine imports torch slowly
+    while time.time() < deadline and proc.poll() is None and committed < 24:
+        with open_library(tmp_path / "lib", encoder=mini_encoder, generator="none") as lib:
+            b = [r for r in lib.models() if r["spec"] == model_b]
+            committed = b[0]["covered"] if b else 0
+        time.sleep(0.2)
+    assert proc.poll() is None, "the add finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    with open_library(tmp_path / "lib", encoder=mini_encoder, generator="none") as lib:
+        assert lib.recent_jobs(1)[0]["state"] == "interrupted"  # marked when the library was opened
+        b = next(r for r in lib.models() if r["spec"] == model_b)
+        assert 24 <= b["covered"] < 160
+        resumed = lib.add_model(model_b)
+        assert (resumed["state"], resumed["total"]) == ("done", 160 - b["covered"])
+        b = next(r for r in lib.models() if r["spec"] == model_b)
+        assert (b["covered"], b["vectors"]) == (160, {"image": 160})  # one vector per image: none twice
