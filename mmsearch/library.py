@@ -9,6 +9,8 @@ thresholds, what the library holds (contents).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -56,7 +58,11 @@ class Library:
         self.store = Store(settings.resolved_database_url)
         # The model the library searches with: its recorded one (a different one asked for is a
         # ModelMismatchError). Tests and notebooks may hand in a loaded encoder: its model is the one asked for.
-        spec = models.library_spec(self.store, getattr(encoder, "name", None) or settings.model, DEFAULT_MODEL)
+        try:
+            spec = models.library_spec(self.store, getattr(encoder, "name", None) or settings.model, DEFAULT_MODEL)
+        except ModelMismatchError:
+            self.store.close()
+            raise
         self._models = ModelSlot(settings, self.store, self.dir, spec, encoder, on_swap=self._forget_generator)
         self._generator = None
         self._drawings = DrawingQueue()  # drawings run here, off the search path
@@ -131,8 +137,15 @@ class Library:
             return self._generator
 
     def miss_thresholds(self) -> MissThresholds:
-        """Configured thresholds, else the ones calibrated for this encoder's space."""
-        return miss_thresholds(self.encoder.space, self.settings.miss_threshold, self.settings.prior_miss_threshold)
+        """Configured thresholds, else the library's calibrated miss rule (services.miss_signal)
+        and the prior threshold shipped for this encoder's space."""
+        return miss_thresholds(
+            self.encoder.space,
+            self.settings.miss_threshold,
+            self.settings.prior_miss_threshold,
+            engine=self.engine,
+            library_dir=self.dir,
+        )
 
     # -- the facade -------------------------------------------------------------------------------
     def serving_roots(self, media: Media) -> list[Path]:
@@ -223,19 +236,29 @@ class Library:
     def use_model(self, spec: str) -> None:
         """Switch to a model whose space covers every media item: searches in flight finish on
         the old one, the next ones use the new one (this process at once, others within a second)."""
-        row = models.check_complete(self.store, spec)
+        models.check_complete(self.store, spec)  # a clear refusal before loading anything
         parts = self._models.candidate(spec)
-        with self._jobs_guard:
-            if self._jobs_running:
-                raise LibraryBusyError("a job is running on this library; switch models after it")
-            with writer_lock(self.dir):
-                activate(self.store, row.space)
+        with self._no_job_running("switch models"):
+            row = models.check_complete(self.store, spec)  # again: a job may have added media since
+            if parts.space != row.space:
+                raise ModelMismatchError(f"model {spec!r} now makes space {parts.space!r}, not {row.space!r}")
+            activate(self.store, row.space)
         self._models.swap(parts)
 
     def drop_model(self, spec: str) -> dict:
         """Remove a model that is not active: its vectors, index files and record."""
-        self._models.forget(spec)
-        return models.drop(self.store, self.dir / "indexes", spec)
+        with self._no_job_running("drop models"):
+            self._models.forget(spec)
+            return models.drop(self.store, self.dir / "indexes", spec)
+
+    @contextmanager
+    def _no_job_running(self, doing: str) -> Iterator[None]:
+        """Held while the library's models change: no job of this process or another runs meanwhile."""
+        with self._jobs_guard:
+            if self._jobs_running:
+                raise LibraryBusyError(f"a job is running on this library; {doing} after it")
+            with writer_lock(self.dir):
+                yield
 
     def _forget_generator(self) -> None:
         with self._lock:

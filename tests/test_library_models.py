@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from mmsearch.library import Library, ModelMismatchError, ModelNotAdded, ModelStateError
+from mmsearch.indexer.lock import writer_lock
+from mmsearch.library import Library, LibraryBusyError, ModelMismatchError, ModelNotAdded, ModelStateError
 from mmsearch.search.query import SearchRequest, parse_text
 from mmsearch.services import active_model
 from mmsearch.storage.generated import GenerationParams
@@ -214,3 +215,13 @@ def test_an_add_killed_with_sigkill_resumes_and_embeds_each_item_once(tmp_path, 
         assert (resumed["state"], resumed["total"]) == ("done", 160 - b["covered"])
         b = next(r for r in lib.models() if r["spec"] == model_b)
         assert (b["covered"], b["vectors"]) == (160, {"image": 160})  # one vector per image: none twice
+
+
+def test_models_do_not_change_while_a_job_holds_the_library(library, model_b):
+    library.add_model(model_b)
+    with writer_lock(library.dir):  # as another process's index job
+        with pytest.raises(LibraryBusyError):
+            library.use_model(model_b)
+        with pytest.raises(LibraryBusyError):
+            library.drop_model(model_b)
+    assert library.model_spec == "mini" and len(library.models()) == 2

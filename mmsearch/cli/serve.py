@@ -38,8 +38,15 @@ def serve(
         lib.encoder  # load the model before accepting requests
     console.print(f"serving {lib.dir} on http://{host}:{port}/ (web page: /, API docs: /docs)")
     if workers > 1:
+        recorded = any(m["active"] for m in lib.models())
         lib.close()  # each worker opens the library itself, from the settings passed on here
-        os.environ["MMSEARCH_LIBRARY_DIR"], os.environ["MMSEARCH_MODEL"] = str(lib.dir), lib.model_spec
+        os.environ["MMSEARCH_LIBRARY_DIR"] = str(lib.dir)
+        # Workers open the library with its own model, so one started after a `model use` (uvicorn
+        # restarts dead workers) takes the new one; a library with no model yet gets this one.
+        if recorded:
+            os.environ.pop("MMSEARCH_MODEL", None)
+        else:
+            os.environ["MMSEARCH_MODEL"] = lib.model_spec
         # Torch's threads per worker: the cores shared out, not each worker taking them all.
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
         uvicorn.run(

@@ -303,6 +303,7 @@ class Store:
 def job_summary(job: Job) -> dict:
     return {
         "id": job.id,
+        "task": job.task,
         "roots": job.roots,
         "state": job.state,
         "space": job.space,

@@ -113,3 +113,12 @@ def test_a_server_without_keys_refuses_to_manage_models(tmp_path, mini_encoder):
         )
         assert client.get("/models").json() == []  # nothing indexed: no model recorded yet
     lib.close()
+
+
+def test_jobs_say_their_task(served):
+    client, lib, model_b = served
+    job = client.post("/models", json={"spec": model_b}, headers=HEADERS).json()
+    assert (job["task"], job["roots"], job["space"]) == ("add-model", [], lib._models.candidate(model_b).space)
+    while client.get(f"/jobs/{job['id']}").json()["state"] in ("pending", "running"):
+        time.sleep(0.2)
+    assert [j["task"] for j in client.get("/jobs").json()] == ["add-model", "index"]
