@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in library_dir.")
     model: str | None = Field(
         None,
-        description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, or blip:DIR; "
+        description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, blip:DIR or hf-clip:DIR; "
         f"default: the library's own model, and {DEFAULT_MODEL} for a new library.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")

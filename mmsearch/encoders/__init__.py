@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 def load_encoder(
     spec: str = "mini", device: str = "auto", batch_size: int = 64, hub_timeout_s: float = 5.0
 ) -> "Encoder":
-    """Build the encoder a spec string names (see openclip.py and blip.py for the forms)."""
+    """Build the encoder a spec string names (see openclip.py, blip.py and hf_clip.py for the forms)."""
+    if spec.startswith("hf-clip:"):
+        from .hf_clip import HfClipEncoder
+
+        return HfClipEncoder(spec[len("hf-clip:") :], device=device, batch_size=batch_size, hub_timeout_s=hub_timeout_s)
     if spec.startswith("blip:"):
         from .blip import BlipEncoder
 

@@ -144,7 +144,7 @@ class OpenClipEncoder:
             raise CheckpointNotFoundError(f"checkpoint {spec} does not exist")
         raise UnknownModelError(
             f"unknown model spec {spec!r}: expected 'mini', an open_clip NAME/TAG (e.g. ViT-B-32/laion2b_s34b_b79k), "
-            "hf-hub:ORG/REPO, blip:DIR, or a local checkpoint path"
+            "hf-hub:ORG/REPO, blip:DIR, hf-clip:DIR, or a local checkpoint path"
         )
 
     def _load_pretrained_tag(self, spec: str):

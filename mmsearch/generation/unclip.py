@@ -1,10 +1,11 @@
 """Text-to-image generation behind one protocol, and the built-in unCLIP backend.
 
 A Generator turns a prompt into images, declaring the embedding space its image embeddings
-live in. When that is the search encoder's space (the built-in backend), the search engine
-can also use the prior on its own: a text mapped to a predicted image embedding is a better
-query than the raw text embedding ("via: prior"), and variations and edits decode from
-embeddings of indexed images.
+live in. When that is the search encoder's space (the built-in backend; Kandinsky 2.2 on a
+library indexed with `hf-clip:` over its prior's CLIP), the search engine can also use the
+prior on its own: a text mapped to a predicted image embedding is a better query than the
+raw text embedding ("via: prior"), and variations and edits decode from embeddings of
+indexed images.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Generator(Protocol):
 
 
 class EmbeddingGenerator(Generator, Protocol):
-    """A generator that can also work in embedding space (the DALL-E 2 tricks)."""
+    """A generator that can also work in embedding space (the DALL-E 2 tricks). Embeddings
+    are (n, dim) float32 of its `space`, L2-normalised as the library stores them."""
 
     def prior_embeddings(self, prompts: list[str], seed: int | None = None) -> np.ndarray: ...
 

@@ -58,10 +58,10 @@ def _tokenizer(tmp: Path):
     return CLIPTokenizer.from_pretrained(str(tmp), model_max_length=SEQ)
 
 
-def _text_encoder(vocab_size: int):
+def _text_encoder(vocab_size: int, seed: int = 0):
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return CLIPTextModelWithProjection(
         CLIPTextConfig(
             vocab_size=vocab_size,
@@ -153,12 +153,14 @@ def _save_karlo(root: Path) -> Path:
     return out
 
 
-def _save_kandinsky(root: Path) -> Path:
+def _save_kandinsky(root: Path, clip_seed: int = 0) -> Path:
+    """A tiny Kandinsky 2.2 folder (prior/ and decoder/). Its prior's CLIP (text_encoder +
+    image_encoder) is drawn from clip_seed; everything else is the same for every clip_seed."""
     from diffusers import DDPMScheduler, KandinskyV22Pipeline, KandinskyV22PriorPipeline, UNet2DConditionModel, VQModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     tokenizer = _tokenizer(root / "tok-src")
-    torch.manual_seed(0)
+    torch.manual_seed(clip_seed)
     image_encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(
             hidden_size=EMB,
@@ -184,7 +186,7 @@ def _save_kandinsky(root: Path) -> Path:
     prior = KandinskyV22PriorPipeline(
         prior=_prior(1),
         image_encoder=image_encoder,
-        text_encoder=_text_encoder(len(tokenizer)),
+        text_encoder=_text_encoder(len(tokenizer), clip_seed),
         tokenizer=tokenizer,
         scheduler=_unclip_scheduler("fixed_small_log", "sample", clip_sample=True, clip_sample_range=10.0),
         image_processor=image_processor,
@@ -322,7 +324,7 @@ def test_karlo_rejects_ddim_and_bad_requests(karlo):
 def test_kandinsky_loads_from_a_local_folder(kandinsky, kandinsky_dir):
     assert isinstance(kandinsky, Kandinsky22Generator) and isinstance(kandinsky, Generator)
     assert kandinsky.name == f"kandinsky22:{kandinsky_dir}"
-    assert kandinsky.space.startswith("kandinsky22:")
+    assert kandinsky.space.startswith("hf-clip:")  # the space of the CLIP in its prior pipeline
     assert kandinsky.image_size == 2 * KANDINSKY_LATENT_PX
     assert kandinsky.SAMPLERS == ("ddim", "ddpm")
 
@@ -362,6 +364,89 @@ def test_kandinsky_rejects_bad_requests(kandinsky):
     for steps in (0, 1001):
         with pytest.raises(ValueError, match="steps"):
             kandinsky.generate("cat", steps=steps)
+
+
+# ---------------------------------------------------------------- Kandinsky 2.2 in embedding space
+
+
+def test_kandinsky_declares_the_space_of_its_priors_clip(kandinsky, kandinsky_dir, tmp_path):
+    from mmsearch.encoders.hf_clip import clip_space
+
+    prior = kandinsky.prior
+    assert kandinsky.space == clip_space(prior.text_encoder, prior.image_encoder, prior.image_processor)
+    assert kandinsky.dim == EMB
+    # the same CLIP under other decoders and folder names: the same space; another CLIP: another
+    assert Kandinsky22Generator(f"{kandinsky_dir / 'prior'},{kandinsky_dir / 'decoder'}").space == kandinsky.space
+    other = _save_kandinsky(tmp_path, clip_seed=1)
+    assert Kandinsky22Generator(str(other)).space != kandinsky.space
+
+
+def test_kandinsky_prior_and_query_embeddings(kandinsky):
+    prompts = ["a red cat", "a blue dog"]
+    sampled = kandinsky.prior_embeddings(prompts, seed=1)
+    query = kandinsky.query_embeddings(prompts)
+    for out in (sampled, query):
+        assert out.shape == (2, EMB) and out.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(sampled, kandinsky.prior_embeddings(prompts, seed=1))
+    assert not np.allclose(sampled, kandinsky.prior_embeddings(prompts, seed=2))
+    # deterministic, and a prompt's search vector does not depend on the prompts asked with it
+    np.testing.assert_array_equal(query, kandinsky.query_embeddings(prompts))
+    np.testing.assert_allclose(kandinsky.query_embeddings(prompts[1:])[0], query[1], atol=1e-6)
+    assert kandinsky.prior_embeddings([]).shape == (0, EMB) and kandinsky.query_embeddings([]).shape == (0, EMB)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_kandinsky_decodes_given_embeddings(kandinsky, sampler):
+    e = kandinsky.prior_embeddings(["a red cat", "a blue dog"], seed=0)
+    a = kandinsky.decode(e, seed=4, steps=2, sampler=sampler)
+    _check_images(a, 2, kandinsky.image_size)
+    b = kandinsky.decode(e * 3.0, seed=4, steps=2, sampler=sampler)  # only the direction counts (to rounding)
+    for x, y in zip(_pixels(a), _pixels(b)):
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
+    c = kandinsky.decode(e, seed=5, steps=2, sampler=sampler)
+    assert not np.array_equal(_pixels(a)[0], _pixels(c)[0])
+
+
+def test_kandinsky_decodes_at_the_typical_embedding_norm(kandinsky, monkeypatch):
+    """Unit vectors are scaled to sqrt(|clip_mean|^2 + |clip_std|^2), the prior's statistics of
+    the raw CLIP image embeddings its decoder was trained on, and drawn against the embedding of
+    the empty image, as a generation is."""
+    stats = kandinsky.prior.prior
+    expected = float(torch.sqrt((stats.clip_mean.detach() ** 2).sum() + (stats.clip_std.detach() ** 2).sum()))
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(kandinsky, "decoder", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        kandinsky.decode(np.eye(EMB, dtype=np.float32)[:2], seed=0, steps=1)
+    np.testing.assert_allclose(seen["image_embeds"].norm(dim=-1).numpy(), expected, rtol=1e-5)
+    with torch.no_grad():
+        zero = kandinsky.prior.get_zero_embed(2)
+    np.testing.assert_allclose(seen["negative_image_embeds"].numpy(), zero.numpy(), atol=1e-6)
+
+
+def test_kandinsky_decode_rejects_bad_requests(kandinsky):
+    e = kandinsky.prior_embeddings(["cat"], seed=0)
+    with pytest.raises(ValueError, match=r"\(n, 32\)"):
+        kandinsky.decode(e[:, :-1], steps=1)
+    with pytest.raises(ValueError, match=r"\(n, 32\)"):
+        kandinsky.decode(e[0], steps=1)
+    with pytest.raises(ValueError, match="n must"):
+        kandinsky.decode(e[:0], steps=1)
+    with pytest.raises(ValueError, match="supports 'ddim', 'ddpm'"):
+        kandinsky.decode(e, steps=1, sampler="euler")
+    with pytest.raises(ValueError, match="steps"):
+        kandinsky.decode(e, steps=0)
+
+
+def test_karlo_keeps_its_own_space(karlo):
+    """UnCLIPPipeline holds no image tower, so Karlo cannot name the image space its prior
+    predicts: it stays a plain Generator, in a space no library has."""
+    assert karlo.space == karlo.name and not hasattr(karlo, "decode") and not hasattr(karlo, "query_embeddings")
 
 
 # ---------------------------------------------------------------- specs and failures
