@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in library_dir.")
     model: str | None = Field(
         None,
-        description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, blip:DIR or hf-clip:DIR; "
-        f"default: the library's own model, and {DEFAULT_MODEL} for a new library.",
+        description="Encoder spec: mini, an open_clip NAME/TAG, hf-hub:ORG/REPO, a local checkpoint, blip:DIR or "
+        f"hf-clip:DIR; default: the library's own model, and {DEFAULT_MODEL} for a new library.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per encoder batch.")

@@ -135,13 +135,16 @@ class HitOut(BaseModel):
 
 class SearchOut(BaseModel):
     results: list[HitOut]
-    miss: bool = Field(..., description="The text search alone found nothing at or above the miss threshold.")
+    miss: bool = Field(
+        ..., description="The text search alone found no close match (the first stage says by which rule)."
+    )
     via: str = Field(
         "text", description="What answered: text, image, prior (the prior's predicted embedding) or generated."
     )
     stages: list[dict] = Field(
         default_factory=list,
-        description="Each stage of generate-on-miss (its best score and threshold), and a rerank "
+        description="Each stage of generate-on-miss: the rule that judged it (configured, calibrated, ...), "
+        "its best score, and for the calibrated rule its signal and threshold in that rule's units; and a rerank "
         "(method, model, top) when one reordered the results.",
     )
     took_ms: float

@@ -57,11 +57,7 @@ def _show_generate_on_miss(lib) -> None:
         except GenerationUnavailable as e:
             console.print(f"  [yellow]cannot generate:[/yellow] {e}")
             return
-        stages = ", ".join(
-            f"{s['stage']} best {s['best']:.3f} {'<' if s['best'] < s['threshold'] else '>='} {s['threshold']:.3f}"
-            for s in outcome.steps
-            if s.get("best") is not None
-        )
+        stages = ", ".join(_judged(s) for s in outcome.steps if s.get("threshold") is not None)
         # The repeat finds the earlier drawing either by search (the prior stage) or as this prompt's stored generation.
         reused = any(hit.id in drawn for hit in outcome.hits)
         drawn.update(m for s in outcome.steps if s["stage"] == "generated" for m in s["media"])
@@ -133,3 +129,14 @@ def demo(
             uvicorn.run(create_app(lib), host="127.0.0.1", port=port, log_level="warning", http=PROTOCOL)
     else:
         lib.close()
+
+
+def _judged(stage: dict) -> str:
+    """A stage's decision as the demo prints it: the measure the rule used against its threshold
+    (the calibrated rule's signal, else the best score)."""
+    value = stage.get("signal") if stage.get("rule") == "calibrated" else stage.get("best")
+    if value is None:
+        return f"{stage['stage']}: nothing found"
+    sign = "<" if value < stage["threshold"] else ">="
+    what = "signal" if stage.get("rule") == "calibrated" else "best"
+    return f"{stage['stage']} {what} {value:.3f} {sign} {stage['threshold']:.3f}"

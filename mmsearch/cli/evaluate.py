@@ -1,4 +1,5 @@
-"""`mmsearch eval-*` and `calibrate-miss`: the measures of mmsearch.evaluation on synthetic corpora."""
+"""`mmsearch eval-*` and `calibrate-miss`: the measures of mmsearch.evaluation on synthetic
+corpora, and a library's own miss calibration."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ from rich.progress import Progress
 
 from ..config import Settings
 from ..encoders import encoder_for
-from .common import MODEL_OPT, failing_on, print_report, progress_bar
+from .common import (
+    LIBRARY_OPT,
+    MODEL_OPT,
+    console,
+    fail,
+    failing_on,
+    open_library,
+    print_report,
+    progress_bar,
+    tool_settings,
+)
 
 
 def eval_encoder(
@@ -95,20 +106,47 @@ def video_features(bar: Progress, data: Path, encoder, settings: Settings):
 
 
 def calibrate_miss(
-    data: Path = typer.Option(..., help="A heldout corpus written by `mmsearch synth --split heldout`."),
+    library: Optional[Path] = LIBRARY_OPT,
     model: Optional[str] = MODEL_OPT,
-    with_prior: bool = typer.Option(
-        True, help="Also calibrate the prior's threshold (needs the mini generator's prior)."
+    data: Optional[Path] = typer.Option(
+        None,
+        help="Measure instead, with labels: a heldout corpus written by `mmsearch synth --split heldout`; "
+        "prints the labelled thresholds of the model's space (text and prior).",
     ),
-    save: bool = typer.Option(False, help="Write the thresholds into the shipped miss_thresholds.json."),
+    with_prior: bool = typer.Option(
+        True, help="With --data: also the prior's threshold (needs the mini generator's prior)."
+    ),
+    save: bool = typer.Option(
+        False,
+        help="With --data: write the thresholds into the shipped miss_thresholds.json (the prior stage uses them).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
-    """Find the score below which a query counts as a miss, for the model's embedding space."""
+    """Calibrate a library's miss rule from its own vectors, per media kind, no labels needed
+    (kept in the library folder, redone by searches when a kind grows or shrinks by a quarter)."""
     from ..encoders.base import EncoderError
+
+    if data is None:
+        if save:
+            fail("--save applies with --data (a library's calibration is always kept in its folder)")
+        from dataclasses import asdict
+
+        from ..services.miss_signal import PROBE_TEXTS, miss_signal_for
+
+        with failing_on(EncoderError, FileNotFoundError, ValueError):
+            with open_library(library, model) as lib:
+                signal = miss_signal_for(lib.engine, lib.dir)
+                kinds = {kind: asdict(c) for kind, c in signal.calibrate(force=True).items()}
+                report = {"library": str(lib.dir), "space": signal.space, "probes": len(PROBE_TEXTS), "kinds": kinds}
+                report["file"] = str(signal.path)
+        if not kinds:
+            console.print("[yellow]the library holds no image or video vectors yet: nothing to calibrate[/yellow]")
+        print_report(report, as_json)
+        return
     from ..evaluation.miss_calibration import calibrate
     from ..services.miss_thresholds import save_thresholds
 
-    settings = Settings().with_overrides(model=model)
+    settings = tool_settings(model=model)
     with failing_on(EncoderError, FileNotFoundError, ValueError):
         encoder = encoder_for(settings)
         prior = None

@@ -75,7 +75,7 @@ def search(
             hits = outcome.hits
             model_name = lib.encoder.name
     if outcome.miss and not as_json:
-        console.print(f"[yellow]miss[/yellow]: nothing scored above the threshold; answered via {outcome.via}")
+        console.print(f"[yellow]miss[/yellow]: no close match in the library; answered via {outcome.via}")
     reranked = rerank is not None and outcome.via != "generated"  # drawn images are not reranked
     if reranked and not as_json:
         console.print(f"reranked the first {request.rerank_top} hits by {rerank} ({model_name})", soft_wrap=True)

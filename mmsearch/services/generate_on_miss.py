@@ -1,12 +1,15 @@
 """Generate on miss: answer a text query from the library when it can, else draw the image.
 
-In order: (1) search with the text; a best score at or above the text threshold is a hit.
-(2) Map the text through the generator's prior to a predicted image embedding and search
-with that (image-to-image scores run higher than text-to-image ones, hence a threshold of
-its own); a hit there is returned marked `via: prior`. (3) Unless told never to, reuse
-images generated earlier for exactly this prompt, or generate new ones, store and index
-them, and return them marked `generated`. Drawing runs on the drawing queue, never under a
-search's locks; in auto mode a repeat of a prompt being drawn waits for that drawing.
+In order: (1) search with the text; it is a hit when the configured text threshold says so
+(a best score at or above it), else when the library's calibrated miss rule does (see
+services.miss_signal: the best item must stand out from the library more than unrelated
+text does, judged per kind, image or video). (2) Map the text through the generator's
+prior to a predicted image embedding and search with that (image-to-image scores run
+higher than text-to-image ones, hence a threshold of its own); a hit there is returned
+marked `via: prior`. (3) Unless told never to, reuse images generated earlier for exactly
+this prompt, or generate new ones, store and index them, and return them marked
+`generated`. Drawing runs on the drawing queue, never under a search's locks; in auto mode
+a repeat of a prompt being drawn waits for that drawing.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ from ..search.query import SearchRequest
 from ..storage.generated import GenerationParams, find_generated
 from .drawing import GenerateOptions, GenerationUnavailable, draw
 from .drawing_queue import DrawingQueue
+from .miss_signal import MissSignal
 
 GENERATE_MODES = ("auto", "never", "always")
 
 
 @dataclass
 class MissThresholds:
-    text: float  # best text-to-image score below this is a miss
+    text: float | None = None  # configured: a best text score below this is a miss (wins over `signal`)
     prior: float | None = None  # best score of the prior's predicted embedding below this is a miss
+    signal: MissSignal | None = None  # the library's calibrated rule, when no text threshold is configured
+    prior_rule: str = "configured"  # where `prior` comes from: configured | shipped (a labelled calibration)
 
 
 @dataclass
@@ -39,10 +45,11 @@ class Outcome:
 
 def _best_score(engine: SearchEngine, q: QueryVectors, req: SearchRequest, page: list[Hit]) -> float | None:
     """The query's best score over all results, not the page's: every page of one query
-    must be judged the same way (a later page's first hit is always weaker)."""
-    if req.offset == 0:
+    must be judged the same way (a later page's first hit is always weaker). A rerank
+    reorders the page, so then the best is read from the cosine ranking, without the rerank."""
+    if req.offset == 0 and req.rerank is None:
         return page[0].score if page else None
-    top = engine.search_vectors(q, replace(req, k=1, offset=0))
+    top = engine.search_vectors(q, replace(req, k=1, offset=0, rerank=None))
     return top[0].score if top else None
 
 
@@ -61,8 +68,8 @@ def search_or_generate(
     q = engine.query_vectors(req.terms, req.kind)
     hits = engine.search_vectors(q, req)
     best = _best_score(engine, q, req, hits)
-    steps = [{"stage": "text", "best": best, "threshold": thresholds.text}]
-    miss = best is None or best < thresholds.text
+    step, miss = judge_text(q, req, best, thresholds)
+    steps = [step]
     if opts.mode != "always" and not miss:
         return Outcome(hits, False, q.via, steps)
     # Only a text query can be drawn, and only images are drawn.
@@ -71,7 +78,9 @@ def search_or_generate(
         predicted = QueryVectors.single(generator.query_embeddings([prompt])[0], "prior")
         prior_hits = engine.search_vectors(predicted, req)
         prior_best = _best_score(engine, predicted, req, prior_hits)
-        steps.append({"stage": "prior", "best": prior_best, "threshold": thresholds.prior})
+        steps.append(
+            {"stage": "prior", "rule": thresholds.prior_rule, "best": prior_best, "threshold": thresholds.prior}
+        )
         if prior_best is not None and prior_best >= thresholds.prior:
             return Outcome(prior_hits, miss, "prior", steps)
     if opts.mode == "never" or not can_generate or req.offset > 0:
@@ -98,6 +107,23 @@ def search_or_generate(
         stored = ids
     steps.append({"stage": "stored", "media": stored})
     return Outcome(engine.hits_for_media(q.main, stored[: req.k], "generated"), miss, "generated", steps)
+
+
+def judge_text(
+    q: QueryVectors, req: SearchRequest, best: float | None, thresholds: MissThresholds
+) -> tuple[dict, bool]:
+    """The text stage's record and whether it missed. Nothing found is a miss; otherwise a
+    configured threshold decides ("configured"), else the calibrated rule ("calibrated",
+    with the kind that decided, its signal and threshold); a library whose searched kinds
+    hold no vector to calibrate on answers what it found ("uncalibrated")."""
+    step = {"stage": "text", "rule": "configured", "best": best, "threshold": thresholds.text}
+    if thresholds.text is not None:
+        return step, best is None or best < thresholds.text
+    verdict = thresholds.signal.judge(q, req) if thresholds.signal is not None and best is not None else None
+    if verdict is None:
+        return {**step, "rule": "uncalibrated" if best is not None else "empty"}, best is None
+    step.update(rule="calibrated", kind=verdict.kind, signal=verdict.signal, threshold=verdict.threshold)
+    return step, verdict.miss
 
 
 def generator_for(mode: str, prompt: str | None, load: Callable[[], object]) -> tuple[object | None, str | None]:

@@ -9,6 +9,7 @@ this mmsearch does not know was written by a later one, and is refused rather th
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from pathlib import Path
 
@@ -24,6 +25,9 @@ BASELINE = "0001"  # the schema of the releases before migrations (schema_info v
 # Alembic runs env.py through module-level proxies (alembic.context): one migration at a time
 # per process. Processes racing on one new database are handled by Store's retries.
 _ALEMBIC = threading.Lock()
+# Alembic says "Context impl SQLiteImpl." at INFO each time a library is opened: not news in a
+# server's log. Its migrations still log at WARNING and above.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
 class NewerSchemaError(RuntimeError):

@@ -185,6 +185,9 @@ def test_a_video_hit_plays_its_moment_in_place(page, site):
     _search(page, shot["caption"], "video")
     first = page.get_by_test_id("result").first
     expect(first).to_have_attribute("data-path", str((clips / item["file"]).resolve()), timeout=SLOW)
+    # Before: a correct video hit was flagged "No close match" (a flat threshold for every kind).
+    expect(page.get_by_test_id("search-summary")).to_have_attribute("data-miss", "false")
+    expect(page.get_by_test_id("miss-note")).to_be_hidden()
     media_id = first.get_attribute("data-id")
     t_start, t_end = float(first.get_attribute("data-t-start")), float(first.get_attribute("data-t-end"))
     assert t_start > 0.5 and iou((t_start, t_end), (shot["t_start"], shot["t_end"])) >= 0.5
