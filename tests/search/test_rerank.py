@@ -152,3 +152,20 @@ def test_the_itm_caption_is_the_text_terms_joined(blip):
     joined = SearchRequest(build_terms('2*"red circle" + "blue square"'), rerank="itm")
     assert rerank_text(joined, blip) == "red circle, blue square"
     assert rerank_text(SearchRequest([Term(text="dog", weight=0.5)], rerank="itm"), blip) == "dog"
+
+
+@pytest.mark.slow
+def test_a_rerank_leaves_the_miss_judged_by_the_cosine_best(blip_library):
+    # Before: the miss check read the reranked page's first hit, the best by ITM, not by cosine.
+    from mmsearch.services.drawing import GenerateOptions
+
+    def first_stage(**kw):
+        outcome = blip_library.search_or_generate(
+            SearchRequest(build_terms(TEXT), k=3, **kw), TEXT, GenerateOptions(mode="never")
+        )
+        return outcome.steps[0]
+
+    plain = first_stage()
+    assert plain["best"] == search(blip_library, k=1)[0].score
+    for kw in ({"rerank": "itm"}, {"rerank": "itm", "offset": 2}):
+        assert first_stage(**kw) == plain
