@@ -35,7 +35,7 @@ from .decode_video import DecodedVideo, decode_video
 from .job_runs import IndexSink, JobRunner, ProgressFn
 from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
 from .scan import Candidate, scan
-from .video_vectors import save_keyframe, video_vectors
+from .video_vectors import save_keyframe, video_rows, video_vectors
 
 log = logging.getLogger(__name__)
 
@@ -207,39 +207,14 @@ class IndexJobRunner(JobRunner):
             ]
             s.add_all(segments)
             s.flush()
-            rows = [
-                Vector(
-                    media_id=media.id,
-                    segment_id=segments[seg].id,
-                    kind="frame",
-                    space=space,
-                    t=float(t),
-                    dim=dim,
-                    embedding=encode_embedding(v),
-                )
-                for v, t, seg in zip(vecs.frames, video.times, vecs.frame_segment)
-            ]
-            segment_rows = [
-                Vector(
-                    media_id=media.id,
-                    segment_id=seg.id,
-                    kind="segment",
-                    space=space,
-                    dim=dim,
-                    embedding=encode_embedding(v),
-                )
-                for seg, v in zip(segments, vecs.segments)
-            ]
-            video_row = Vector(
-                media_id=media.id, kind="video", space=pooled_space, dim=dim, embedding=encode_embedding(vecs.video)
-            )
-            s.add_all(rows + segment_rows + [video_row])
+            rows = video_rows(media.id, segments, video.times, vecs, space, pooled_space)
+            s.add_all(rows.all())
             s.flush()
             job = s.get(Job, job_id)
             job.done += 1
             job.updated_at = time.time()
         self.sink.remove(replaced)
-        for kind, written in (("segment", segment_rows), ("video", [video_row])):
+        for kind, written in (("segment", rows.segments), ("video", [rows.video])):
             self.sink.add(
                 kind,
                 np.asarray([v.id for v in written], np.int64),

@@ -37,7 +37,7 @@ from .decode import Decoded
 from .decode_video import DecodedVideo, decode_video
 from .job_runs import IndexSink, JobRunner, ProgressFn
 from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
-from .video_vectors import video_vectors
+from .video_vectors import video_rows, video_vectors
 
 BATCH = 256  # media read from SQL per round
 CHANGED = "its file changed since it was indexed; run `mmsearch index` on its folder, then add the model again"
@@ -146,42 +146,13 @@ class SpaceFiller(JobRunner):
         video.segments = [(seg.t_start, seg.t_end) for seg in segments]
         vecs = video_vectors(video, self.encoder, self.pooler)
         with self.store.session() as s:
-            frame_rows = [
-                Vector(
-                    media_id=media.id,
-                    segment_id=segments[k].id,
-                    kind="frame",
-                    space=self.space,
-                    t=float(t),
-                    dim=self.dim,
-                    embedding=encode_embedding(v),
-                )
-                for v, t, k in zip(vecs.frames, video.times, vecs.frame_segment)
-            ]
-            segment_rows = [
-                Vector(
-                    media_id=media.id,
-                    segment_id=seg.id,
-                    kind="segment",
-                    space=self.space,
-                    dim=self.dim,
-                    embedding=encode_embedding(v),
-                )
-                for seg, v in zip(segments, vecs.segments)
-            ]
-            video_row = Vector(
-                media_id=media.id,
-                kind="video",
-                space=self.pooled_space,
-                dim=self.dim,
-                embedding=encode_embedding(vecs.video),
-            )
-            s.add_all(frame_rows + segment_rows + [video_row])
+            rows = video_rows(media.id, segments, video.times, vecs, self.space, self.pooled_space)
+            s.add_all(rows.all())
             job = s.get(Job, job_id)
             job.done += 1
             job.updated_at = time.time()
             s.flush()
-        for kind, written in (("segment", segment_rows), ("video", [video_row])):
+        for kind, written in (("segment", rows.segments), ("video", [rows.video])):
             self.sink.add(
                 kind,
                 np.asarray([v.id for v in written], np.int64),

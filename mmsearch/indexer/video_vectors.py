@@ -11,6 +11,7 @@ from PIL import Image
 
 from ..encoders.temporal import TemporalPooler, mean_pool
 from ..storage.files import atomic_path
+from ..storage.store import Segment, Vector, encode_embedding
 from .decode_video import DecodedVideo, segment_members
 
 KEYFRAME_SIDE = 256
@@ -52,3 +53,35 @@ def save_keyframe(frame: np.ndarray, directory: Path, name: str) -> Path:
     with atomic_path(path, durable=False) as tmp:  # a keyframe can be cut again from its video
         img.save(tmp, format="JPEG", quality=85)
     return path
+
+
+@dataclass
+class VideoRows:
+    """A video's vector rows in one space, to add to a session: its frames', its segments' and
+    its pooled one (in the pooled space)."""
+
+    frames: list[Vector]
+    segments: list[Vector]
+    video: Vector
+
+    def all(self) -> list[Vector]:
+        return [*self.frames, *self.segments, self.video]
+
+
+def video_rows(
+    media_id: int, segments: list[Segment], times: np.ndarray, vecs: VideoVectors, space: str, pooled_space: str
+) -> VideoRows:
+    """The rows of a video's vectors, on its segment rows (in the order of vecs.segments)."""
+    dim = int(vecs.video.shape[-1])
+
+    def row(kind: str, v: np.ndarray, **where) -> Vector:
+        return Vector(media_id=media_id, kind=kind, dim=dim, embedding=encode_embedding(v), **where)
+
+    return VideoRows(
+        frames=[
+            row("frame", v, segment_id=segments[k].id, space=space, t=float(t))
+            for v, t, k in zip(vecs.frames, times, vecs.frame_segment)
+        ],
+        segments=[row("segment", v, segment_id=seg.id, space=space) for seg, v in zip(segments, vecs.segments)],
+        video=row("video", vecs.video, space=pooled_space),
+    )
