@@ -225,3 +225,20 @@ def test_models_do_not_change_while_a_job_holds_the_library(library, model_b):
         with pytest.raises(LibraryBusyError):
             library.drop_model(model_b)
     assert library.model_spec == "mini" and len(library.models()) == 2
+
+
+def test_a_temporal_head_of_one_model_is_not_used_to_pool_anothers_vectors(tmp_path, mini_encoder):
+    from mmsearch.config import builtin_weights
+
+    from .encoders.tiny_blip import tiny_blip_folder
+
+    root = tmp_path / "photos"
+    make_corpus(root, n=4, seed=5)
+    blip = f"blip:{tiny_blip_folder(tmp_path / 'tiny-blip')}"
+    head = builtin_weights("mini")  # set explicitly, as MMSEARCH_TEMPORAL_HEAD would
+    with open_library(tmp_path / "lib", encoder=mini_encoder, generator="none", temporal_head=head) as lib:
+        lib.index([root])
+        with pytest.raises(ModelMismatchError) as refused:
+            lib.create_model_job(blip)
+        assert "pools 256-d vectors; model" in str(refused.value) and "makes 24-d ones" in str(refused.value)
+        assert [r["spec"] for r in lib.models()] == ["mini"]  # nothing recorded

@@ -44,6 +44,13 @@ def load_parts(settings: Settings, store: Store, library_dir: Path, spec: str, e
 
         encoder = encoder_for(own)
     pooler = resolve_pooler(own)
+    if pooler.head is not None and pooler.head.config["dim"] != encoder.dim:
+        # A head configured for one model (MMSEARCH_TEMPORAL_HEAD) cannot pool another's vectors.
+        raise models.ModelMismatchError(
+            f"the temporal head {pooler.name} pools {pooler.head.config['dim']}-d vectors; model {spec!r} makes "
+            f"{encoder.dim}-d ones: set MMSEARCH_POOLING=mean, or MMSEARCH_TEMPORAL_HEAD to a head trained for it "
+            f"(`mmsearch train temporal --model {spec}`)"
+        )
     indexes = IndexSet(
         store,
         library_dir / "indexes",
