@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .base import CheckpointNotFoundError, EncoderError, ImageInput, embed_batched, load_rgb, resolve_device
-from .hub import cached_hf_snapshot, hf_endpoint, require_hub
+from .hub import folder_or_hub_id
 from .openclip import weights_digest
 
 log = logging.getLogger(__name__)
@@ -22,19 +22,12 @@ INSTEAD = "--model mini (built in), or blip:/path/to/a/saved/BlipForImageTextRet
 
 
 def _resolve_source(source: str, timeout_s: float) -> tuple[str, bool]:
-    """(folder or hub id, is_local). Cached hub repos load from the cache without network."""
+    """(folder or hub id, is_local); a folder must hold a saved model's config.json."""
     path = Path(source).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise CheckpointNotFoundError(f"{path} has no config.json: save the model with save_pretrained()")
-        return str(path), True
-    if source.startswith(("/", ".", "~")) or source.count("/") != 1:
-        raise CheckpointNotFoundError(f"BLIP model folder {source} does not exist (and is not a hub id ORG/NAME)")
-    snapshot = cached_hf_snapshot(source)
-    if snapshot:
-        return snapshot, True
-    require_hub(f"blip:{source}", hf_endpoint(), timeout_s, INSTEAD)
-    return source, False
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise CheckpointNotFoundError(f"{path} has no config.json: save the model with save_pretrained()")
+    missing = f"BLIP model folder {source} does not exist (and is not a hub id ORG/NAME)"
+    return folder_or_hub_id(source, f"blip:{source}", timeout_s, INSTEAD, missing)
 
 
 class BlipEncoder:

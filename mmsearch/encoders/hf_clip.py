@@ -37,7 +37,7 @@ from .base import (
     load_rgb,
     resolve_device,
 )
-from .hub import cached_hf_snapshot, hf_endpoint, require_hub
+from .hub import folder_or_hub_id
 
 INSTEAD = "--model mini (built in), or hf-clip:/path/to/a/saved/CLIPModel or pipeline folder"
 # Elements of each weight tensor that enter the space's digest: evenly spaced, so a digest
@@ -111,16 +111,8 @@ def clip_space(text, vision, image_processor) -> str:
 
 def _resolve_source(source: str, timeout_s: float) -> tuple[str, bool]:
     """(folder or hub id, is_local). Cached hub repos load from the cache without network."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return str(path), True
-    if not source or source.startswith(("/", ".", "~")) or "\\" in source or source.count("/") != 1:
-        raise CheckpointNotFoundError(f"CLIP folder {source!r} does not exist (and is not a hub id ORG/NAME)")
-    snapshot = cached_hf_snapshot(source)
-    if snapshot:
-        return snapshot, True
-    require_hub(f"hf-clip:{source}", hf_endpoint(), timeout_s, INSTEAD)
-    return source, False
+    missing = f"CLIP folder {source!r} does not exist (and is not a hub id ORG/NAME)"
+    return folder_or_hub_id(source, f"hf-clip:{source}", timeout_s, INSTEAD, missing)
 
 
 def _is_pipeline(where: str, local: bool) -> bool:

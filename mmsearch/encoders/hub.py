@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from pathlib import Path
 from urllib.parse import urlparse
 
-from .base import HubUnreachableError
+from .base import CheckpointNotFoundError, HubUnreachableError
 
 HF_ENDPOINT_DEFAULT = "https://huggingface.co"
 
@@ -67,3 +68,20 @@ def cached_hf_snapshot(repo_id: str, cache_dir: str | None = None) -> str | None
         return snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True)
     except Exception:  # not cached (the exception type varies across huggingface_hub versions)
         return None
+
+
+def folder_or_hub_id(source: str, spec: str, timeout_s: float, instead: str, missing: str) -> tuple[str, bool]:
+    """(folder or hub id, is_local) of a transformers model named by a folder or an ORG/NAME hub
+    id: a folder as it is; a hub repo from the cache when it is there, without network; else
+    the hub id once the hub answers (HubUnreachableError naming `spec` and `instead` when it
+    does not). A name that is neither raises CheckpointNotFoundError(`missing`)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if not source or source.startswith(("/", ".", "~")) or "\\" in source or source.count("/") != 1:
+        raise CheckpointNotFoundError(missing)
+    snapshot = cached_hf_snapshot(source)
+    if snapshot:
+        return snapshot, True
+    require_hub(spec, hf_endpoint(), timeout_s, instead)
+    return source, False

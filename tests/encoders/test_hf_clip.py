@@ -4,7 +4,6 @@ diffusers pipeline folder (text_encoder/, image_encoder/, tokenizer/, image_proc
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ pytest.importorskip("transformers")
 from mmsearch.encoders import load_encoder  # noqa: E402
 from mmsearch.encoders.base import CheckpointNotFoundError, Encoder, HubUnreachableError, ImageDecodeError  # noqa: E402
 from mmsearch.encoders.hf_clip import HfClipEncoder, clip_space  # noqa: E402
+
+from .tiny_clip import letter_tokenizer  # noqa: E402
 
 EMB, SEQ, SIDE = 32, 16, 32
 TEXT = dict(
@@ -37,17 +38,7 @@ VISION = dict(
 
 
 def tokenizer(folder: Path):
-    """A CLIP BPE tokenizer over single letters (vocab.json + merges.txt written here)."""
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in "abcdefghijklmnopqrstuvwxyz":
-            vocab[c + suffix] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=SEQ)
+    return letter_tokenizer(folder, SEQ)
 
 
 def image_processor():

@@ -5,7 +5,6 @@ with save_pretrained in the layouts the backends read, and loaded back through t
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from mmsearch.generation.diffusers_backends import (  # noqa: E402
 )
 from mmsearch.generation.unclip import Generator  # noqa: E402
 
+from ..encoders.tiny_clip import letter_tokenizer  # noqa: E402
+
 EMB = 32  # CLIP embedding / hidden width of every tiny component
 SEQ = 16  # tokenizer max length = text encoder positions = prior text tokens
 KARLO_DECODER_PX, KARLO_OUT_PX = 16, 32
@@ -45,17 +46,7 @@ def one_thread():
 
 
 def _tokenizer(tmp: Path):
-    """A CLIP BPE tokenizer over single letters, from a vocab.json + merges.txt written here."""
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in "abcdefghijklmnopqrstuvwxyz":
-            vocab[c + suffix] = len(vocab)
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "vocab.json").write_text(json.dumps(vocab))
-    (tmp / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer.from_pretrained(str(tmp), model_max_length=SEQ)
+    return letter_tokenizer(tmp, SEQ)
 
 
 def _text_encoder(vocab_size: int, seed: int = 0):

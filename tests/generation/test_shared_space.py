@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
@@ -24,17 +23,9 @@ from mmsearch.services.drawing import GenerateOptions, GenerationUnavailable  # 
 
 from ..encoders.tiny_blip import scenes  # noqa: E402
 from ..helpers import open_library  # noqa: E402
-from .test_backends import _save_kandinsky  # noqa: E402
+from .test_backends import _save_kandinsky, one_thread  # noqa: E402, F401 (an autouse fixture)
 
 PROMPT = "a red circle"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
