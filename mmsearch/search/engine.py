@@ -342,11 +342,14 @@ class SearchEngine:
             return False
         if req.kind != "any" and m.kind != req.kind:
             return False
-        if req.path_prefix and not m.path.startswith(req.path_prefix):
-            return False
-        if req.generated is not None and m.generated != req.generated:
-            return False
-        return True
+        return passes_media_filters(m, req)
+
+
+def passes_media_filters(m: Media, req: SearchRequest) -> bool:
+    """The request's filters on media rows: its path prefix and generated or not."""
+    if req.path_prefix and not m.path.startswith(req.path_prefix):
+        return False
+    return req.generated is None or m.generated == req.generated
 
 
 def _filtered(req: SearchRequest) -> bool:

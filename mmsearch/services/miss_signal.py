@@ -31,12 +31,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 
-from ..search.engine import QueryVectors, SearchEngine
+from ..search.engine import QueryVectors, SearchEngine, passes_media_filters
 from ..search.query import SearchRequest
 from ..storage.files import atomic_write, digest
-from ..storage.store import Vector, decode_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +190,7 @@ class MissSignal:
         probes = self.probes()
         step = -(-count // CALIBRATION_VECTORS)
         null = np.full(len(probes), -np.inf)
-        for batch in self._stream(self.engine.indexes.space_of(vectors), vectors, step):
+        for _, batch in self.engine.store.iter_vectors(self.engine.indexes.space_of(vectors), (vectors,), every=step):
             null = np.maximum(null, probe_null(probes, batch))
         calibration = KindCalibration(
             kind=kind,
@@ -258,51 +256,13 @@ class MissSignal:
         ids = [int(i) for i in ids[0] if i >= 0]
         if req.path_prefix or req.generated is not None:
             ids = self._passing(ids, req)
-        items = _stack(self._vectors(ids), ids)
+        items = _stack(self.engine.store.vectors_by_id(ids), ids)
         return float(probe_z(q, probes, items).max()) if len(items) else None
 
     def _passing(self, ids: list[int], req: SearchRequest) -> list[int]:
         owners = self.engine.store.media_of_vectors(ids)
         media = self.engine.store.media_by_id(sorted(set(owners.values())))
-
-        def passes(vid: int) -> bool:
-            m = media.get(owners.get(vid, -1))
-            return (
-                m is not None
-                and (not req.path_prefix or m.path.startswith(req.path_prefix))
-                and (req.generated is None or m.generated == req.generated)
-            )
-
-        return [i for i in ids if passes(i)]
-
-    def _stream(self, space: str, kind: str, step: int, batch: int = 8192):
-        """The kind's stored vectors in id order, in batches; every step-th id when step > 1."""
-        last = 0
-        while True:
-            query = select(Vector.id, Vector.dim, Vector.embedding).where(
-                Vector.space == space, Vector.kind == kind, Vector.id > last
-            )
-            if step > 1:
-                query = query.where(Vector.id % step == 0)
-            with self.engine.store.session() as s:
-                rows = s.execute(query.order_by(Vector.id).limit(batch)).all()
-            if not rows:
-                return
-            last = rows[-1].id
-            yield decode_embeddings([row.embedding for row in rows], rows[0].dim)
-
-    def _vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
-        """Stored vectors by id (SQL is the source of truth; the index may be compressed)."""
-        rows = []
-        with self.engine.store.session() as s:
-            for start in range(0, len(ids), 900):
-                rows += s.execute(
-                    select(Vector.id, Vector.dim, Vector.embedding).where(Vector.id.in_(ids[start : start + 900]))
-                ).all()
-        if not rows:
-            return {}
-        vectors = decode_embeddings([row.embedding for row in rows], rows[0].dim)
-        return {row.id: v for row, v in zip(rows, vectors)}
+        return [i for i in ids if (m := media.get(owners.get(i, -1))) is not None and passes_media_filters(m, req)]
 
 
 def _stack(found: dict[int, np.ndarray], ids) -> np.ndarray:

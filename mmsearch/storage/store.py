@@ -230,22 +230,35 @@ class Store:
         return int(max_id or 0), int(count)
 
     def iter_vectors(
-        self, space: str, kinds: tuple[str, ...], after_id: int = 0, batch: int = 8192
+        self, space: str, kinds: tuple[str, ...], after_id: int = 0, batch: int = 8192, every: int = 1
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, float32 vectors) batches of a space's rows with id > after_id, in id order."""
+        """(ids, float32 vectors) batches of a space's rows with id > after_id, in id order;
+        with every > 1, only the rows whose id is a multiple of it (a sample)."""
         last = after_id
         while True:
+            query = select(Vector.id, Vector.dim, Vector.embedding).where(
+                Vector.space == space, Vector.kind.in_(kinds), Vector.id > last
+            )
+            if every > 1:
+                query = query.where(Vector.id % every == 0)
             with self.session() as s:
-                rows = s.execute(
-                    select(Vector.id, Vector.dim, Vector.embedding)
-                    .where(Vector.space == space, Vector.kind.in_(kinds), Vector.id > last)
-                    .order_by(Vector.id)
-                    .limit(batch)
-                ).all()
+                rows = s.execute(query.order_by(Vector.id).limit(batch)).all()
             if not rows:
                 return
             last = rows[-1][0]
             yield np.asarray([r[0] for r in rows], np.int64), decode_embeddings([r[2] for r in rows], rows[0][1])
+
+    def vectors_by_id(self, ids: list[int], chunk: int = 900) -> dict[int, np.ndarray]:
+        """Stored vectors (float32, renormalised) by vector id; ids with no row are left out."""
+        rows = []
+        with self.session() as s:
+            for start in range(0, len(ids), chunk):
+                rows += s.execute(
+                    select(Vector.id, Vector.dim, Vector.embedding).where(Vector.id.in_(ids[start : start + chunk]))
+                ).all()
+        if not rows:
+            return {}
+        return dict(zip((r.id for r in rows), decode_embeddings([r.embedding for r in rows], rows[0].dim)))
 
     def media_of_vectors(self, ids: list[int], chunk: int = 900) -> dict[int, int]:
         """vector id -> media id (chunked: SQLite limits the number of bound parameters)."""
