@@ -19,7 +19,6 @@ from ..storage.spaces import (
     forget_space,
     record_space,
     vector_counts,
-    vector_spaces,
 )
 from ..storage.store import Store
 
@@ -92,7 +91,10 @@ def describe(store: Store, index_dir: Path) -> list[dict]:
     out = []
     for row in all_spaces(store):
         covered, total = coverage(store, row.space)
-        names = [row.space, *vector_spaces(store, row.space)]
+        counts = vector_counts(store, row.space)
+        per_kind: dict[str, int] = {}
+        for (_, kind), n in counts.items():
+            per_kind[kind] = per_kind.get(kind, 0) + n
         out.append(
             {
                 "spec": row.spec,
@@ -102,8 +104,10 @@ def describe(store: Store, index_dir: Path) -> list[dict]:
                 "covered": covered,
                 "total": total,
                 "coverage": covered / total if total else 1.0,
-                "vectors": vector_counts(store, row.space),
-                "index_bytes": sum(p.stat().st_size for p in _index_files(index_dir, names)),
+                "vectors": per_kind,
+                "index_bytes": sum(
+                    p.stat().st_size for p in _index_files(index_dir, [row.space, *{name for name, _ in counts}])
+                ),
             }
         )
     return out
@@ -133,7 +137,7 @@ def drop(store: Store, index_dir: Path, spec: str) -> dict:
     row = space_of(store, spec)
     if row.active:
         raise ModelStateError(f"{spec!r} is the library's active model: switch to another before dropping it")
-    files = _index_files(index_dir, [row.space, *vector_spaces(store, row.space)])
+    files = _index_files(index_dir, [row.space, *{name for name, _ in vector_counts(store, row.space)}])
     vectors = forget_space(store, row.space)
     for path in files:
         path.unlink(missing_ok=True)

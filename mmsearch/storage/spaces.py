@@ -92,17 +92,13 @@ def media_without(store: Store, space: str, after_id: int = 0, limit: int = 256)
         )
 
 
-def vector_counts(store: Store, space: str) -> dict[str, int]:
-    """The space's vectors per kind (pooled video vectors as 'video')."""
+def vector_counts(store: Store, space: str) -> dict[tuple[str, str], int]:
+    """The space's vectors per (space name, kind): its own and its pooled video spaces."""
     with store.session() as s:
-        rows = s.execute(select(Vector.kind, func.count()).where(_of_space(space)).group_by(Vector.kind))
-        return {kind: int(n) for kind, n in rows}
-
-
-def vector_spaces(store: Store, space: str) -> list[str]:
-    """The space names its vectors carry: its own, and its pooled video spaces."""
-    with store.session() as s:
-        return sorted(s.scalars(select(Vector.space).where(_of_space(space)).distinct()))
+        rows = s.execute(
+            select(Vector.space, Vector.kind, func.count()).where(_of_space(space)).group_by(Vector.space, Vector.kind)
+        )
+        return {(name, kind): int(n) for name, kind, n in rows}
 
 
 def forget_space(store: Store, space: str) -> int:
