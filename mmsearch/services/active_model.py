@@ -90,6 +90,9 @@ class ModelSlot:
 
     def current(self) -> ModelParts:
         """The active model's parts, loaded on first use (checking its space is the library's)."""
+        parts = self._parts  # every search asks: no lock once they are loaded (a swap is one assignment)
+        if parts is not None:
+            return parts
         with self._lock:
             if self._parts is None:
                 parts = self._load(self._spec)

@@ -6,6 +6,7 @@ prior stage)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -20,10 +21,18 @@ THRESHOLDS_FILE = builtin_weights() / "miss_thresholds.json"
 
 def load_thresholds(space: str, path: Path = THRESHOLDS_FILE) -> dict[str, float]:
     """Labelled thresholds of a space ({} when it has none)."""
-    if not path.is_file():
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
         return {}
-    table = json.loads(path.read_text())
+    table = _table(path, stamp)
     return {k: v["threshold"] for k, v in table.get(space, {}).items() if isinstance(v, dict) and "threshold" in v}
+
+
+@functools.lru_cache(maxsize=8)
+def _table(path: Path, stamp: int) -> dict:
+    """The file's table, parsed once per version of it: every search asks for the thresholds."""
+    return json.loads(path.read_text())
 
 
 def save_thresholds(report: dict, path: Path = THRESHOLDS_FILE) -> None:
