@@ -159,6 +159,15 @@ class JobIn(BaseModel):
     roots: list[str] = Field(..., min_length=1, max_length=64)
 
 
+class ModelIn(BaseModel):
+    spec: str = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        description="An encoder spec, as --model takes: an open_clip NAME/TAG, hf-hub:ORG/REPO, a local folder...",
+    )
+
+
 class MediaOut(BaseModel):
     id: int
     path: str

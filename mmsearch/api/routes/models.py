@@ -4,18 +4,9 @@ it once complete, drop one. Changing models needs API keys configured and sent."
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
+from ..schemas import ModelIn
 from ..state import AppState
-
-
-class ModelIn(BaseModel):
-    spec: str = Field(
-        ...,
-        min_length=1,
-        max_length=1024,
-        description="An encoder spec, as --model takes: an open_clip NAME/TAG, hf-hub:ORG/REPO, a local folder...",
-    )
 
 
 def models_router(state: AppState) -> APIRouter:
