@@ -34,7 +34,7 @@ import numpy as np
 from ..datasets.captions import spec_matches
 from ..datasets.synth import load_manifest
 from ..datasets.vocab import COLOR_NAMES, SHAPES
-from ..services.miss_signal import PROBE_TEXTS, probe_null, probe_z, threshold_of
+from ..services.miss_signal import PROBE_TEXTS, best_of, probe_null, probe_z, threshold_of
 from ..services.miss_thresholds import load_thresholds
 from .miss_calibration import best_split
 
@@ -48,8 +48,9 @@ COMBOS = [(c, s) for c in COLOR_NAMES for s in SHAPES]
 
 @dataclass
 class KindData:
-    """One media kind of a corpus, embedded: the vectors the calibrated rule judges by
-    (images, or video segments), the owner media of each, what each media item shows."""
+    """One media kind of a corpus, embedded: the vectors the calibrated rule scores (images,
+    or video frames with their segments), the owner media of each, what each media item
+    shows; for the previous rule, the vectors the engine ranks by."""
 
     kind: str
     vectors: np.ndarray  # (n, d)
@@ -57,6 +58,9 @@ class KindData:
     shows: list[set]  # per media: combos shown unambiguously
     touches: list[set]  # per media: combos shown at all
     captions: list[tuple[str, tuple[str, str]]] = field(default_factory=list)  # (caption, the combo it names)
+    segments: np.ndarray | None = None  # (n,) segment of each frame (videos)
+    ranked: np.ndarray | None = None  # (r, d) video segment vectors, for the previous rule (images: vectors)
+    ranked_owner: np.ndarray | None = None  # (r,) media index of each
     pooled: np.ndarray | None = None  # (media, d) pooled video vectors, for the previous rule
     adapt_query: object = None  # the temporal head's query map (previous rule, videos)
 
@@ -78,7 +82,11 @@ def video_data(videos, pooler) -> KindData:
     """videos: datasets.video_features.VideoFeatures of a corpus (sampled as index jobs do)."""
     from ..indexer.video_vectors import segment_vectors
 
-    segments = [segment_vectors(v.frames, v.times, v.segments)[0] for v in videos]
+    cut = [segment_vectors(v.frames, v.times, v.segments)[:2] for v in videos]
+    segment_of_frame, first = [], 0
+    for vectors, frame_segment in cut:
+        segment_of_frame.append(first + frame_segment)
+        first += len(vectors)
     shows, touches = [], []
     for v in videos:
         shots = v.item["shots"]
@@ -89,8 +97,8 @@ def video_data(videos, pooler) -> KindData:
         )
     return KindData(
         "video",
-        np.concatenate(segments).astype(np.float32),
-        np.concatenate([[i] * len(s) for i, s in enumerate(segments)]).astype(np.int64),
+        np.concatenate([v.frames for v in videos]).astype(np.float32),
+        np.concatenate([[i] * len(v.frames) for i, v in enumerate(videos)]).astype(np.int64),
         shows,
         touches,
         [
@@ -99,6 +107,9 @@ def video_data(videos, pooler) -> KindData:
             for s in v.item["shots"]
             if s["motion"] != "changing color"
         ],
+        segments=np.concatenate(segment_of_frame).astype(np.int64),
+        ranked=np.concatenate([vectors for vectors, _ in cut]).astype(np.float32),
+        ranked_owner=np.concatenate([[i] * len(vectors) for i, (vectors, _) in enumerate(cut)]).astype(np.int64),
         pooled=np.stack([pooler.pool(v.frames, v.times) for v in videos]).astype(np.float32),
         adapt_query=pooler.adapt_query,
     )
@@ -129,9 +140,10 @@ def evaluate_kind(
         kept = np.array([not (t & left_out) for t in data.touches])
         in_library = kept[data.owner]
         items = data.vectors[in_library]
+        segments = None if data.segments is None else data.segments[in_library]
         if len(items):
-            threshold = threshold_of(probe_null(probes, items))
-            signal = probe_z(q, probes, items).max(axis=1)
+            threshold = threshold_of(probe_null(probes, items, segments))
+            signal = best_of(probe_z(q, probes, items), segments)
         else:  # an empty library: every query misses, as a search that finds nothing does
             threshold, signal = float("inf"), np.full(len(q), -np.inf)
         thresholds.append(threshold)
@@ -169,7 +181,8 @@ def _engine_scores(data: KindData, q: np.ndarray) -> np.ndarray:
     """Each query's best score per media item, as the engine ranks it (videos: the best of
     the pooled vector, through the head's query map, and the segments)."""
     scores = np.full((len(q), data.media), -np.inf, np.float32)
-    np.maximum.at(scores.T, data.owner, (q @ data.vectors.T).T)
+    ranked, owner = (data.vectors, data.owner) if data.ranked is None else (data.ranked, data.ranked_owner)
+    np.maximum.at(scores.T, owner, (q @ ranked.T).T)
     if data.pooled is not None:
         scores = np.maximum(scores, data.adapt_query(q) @ data.pooled.T)
     return scores

@@ -6,18 +6,21 @@ what unrelated text scores the same item: PROBE_TEXTS, short generic description
 construction mostly miss. `probe_z` is the query's score for an item in standard
 deviations above the probes' scores for that item (the probes' mean and spread per item
 also take out the item's pull on every text, its hubness). The signal is the best
-`probe_z` over the library's vectors of a kind: images are judged by their vectors,
-videos by their segments' vectors, both in the text's own space (the temporal head's
-pooled vectors meet a mapped query on a scale of their own).
+`probe_z` over the library's vectors of a kind, in the text's own space (the temporal
+head's pooled vectors meet a mapped query on a scale of their own): an image's vector;
+for videos, a segment's frames, by the mean of its two best frames (one frame can stand
+out by chance; a segment's mean vector blurs what its shot shows: both measured worse,
+BENCHMARKS.md).
 
 The cutoff is calibrated per space and kind from the library alone: each probe in turn
 is treated as a query against the library, read against the other probes (leave one out),
-and the median of their best `probe_z` is the threshold: a hit must stand out from the
-library more than unrelated text typically does. The calibration reads the kind's vectors
-from SQL once (a sample of CALIBRATION_VECTORS when there are more); it is kept in
-`<library>/miss_signal.json` and redone when the kind's vector count has moved by a
-quarter. A search reads the CANDIDATES vectors nearest its probe-centred query and takes
-the best probe_z among them. `benchmarks/bench_miss_signal.py` measures the rule.
+and the median of their signals is the threshold: a hit must stand out from the library
+more than unrelated text typically does. The calibration reads the kind's vectors from SQL
+once (a sample of about CALIBRATION_VECTORS when there are more); it is kept in
+`<library>/miss_signal.json` and redone when the kind's count of indexed vectors has moved
+by a quarter, or the rule changed. A search reads the CANDIDATES indexed vectors (images,
+or video segments) nearest its probe-centred query and scores them (or their frames).
+`benchmarks/bench_miss_signal.py` measures the rule.
 """
 
 from __future__ import annotations
@@ -66,9 +69,19 @@ PROBE_TEXTS = (
     "a thing",
 )
 PROBES_ID = digest(json.dumps(PROBE_TEXTS), "sha1", 10)
-# The vectors a media kind is judged by: they meet text queries in the encoder's own space.
-JUDGED_VECTORS = {"image": "image", "video": "segment"}
-CANDIDATES = 64  # nearest vectors (to the probe-centred query) whose probe_z a search computes
+RULE_VERSION = 2  # 2: videos judged by their segments' frames (1: by segment vectors)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The vectors a media kind is judged by, in the encoder's own space."""
+
+    candidates: str  # the indexed vector kind a search reads its candidates from
+    scored: str  # the vectors scored: the candidates themselves, or their segments' frames
+
+
+JUDGED = {"image": Judged("image", "image"), "video": Judged("segment", "frame")}
+CANDIDATES = 64  # nearest indexed vectors (to the probe-centred query) a search scores
 CALIBRATION_VECTORS = 200_000  # most vectors of a kind a calibration reads (a larger kind: every n-th)
 RECALIBRATE_GROWTH = 1.25  # recalibrate when a kind's vector count grew or shrank by this factor
 CALIBRATION_FILE = "miss_signal.json"
@@ -83,11 +96,32 @@ def probe_z(queries: np.ndarray, probes: np.ndarray, items: np.ndarray) -> np.nd
     return (np.atleast_2d(queries) @ items.T - base.mean(axis=0)) / spread
 
 
-def probe_null(probes: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """(p,): each probe's best probe_z over the items, read against the other probes."""
+def best_of(z: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
+    """(m,): each row's signal over its items: the best item; or, when the items are frames
+    with their segment ids, the best segment by the mean of its two best frames (a segment
+    of one frame: that frame)."""
+    if z.shape[1] == 0:
+        return np.full(len(z), -np.inf)
+    if segments is None:
+        return z.max(axis=1)
+    order = np.argsort(segments, kind="stable")
+    z, segments = z[:, order], segments[order]
+    starts = np.flatnonzero(np.r_[True, segments[1:] != segments[:-1]])
+    sizes = np.diff(np.r_[starts, len(segments)])
+    first = np.maximum.reduceat(z, starts, axis=1)
+    is_first = z == np.repeat(first, sizes, axis=1)
+    second = np.maximum.reduceat(np.where(is_first, -np.inf, z), starts, axis=1)
+    # a tie for the best is its own second; a lone frame is its own pair
+    tied_or_alone = (np.add.reduceat(is_first, starts, axis=1) > 1) | (sizes == 1)[None, :]
+    second = np.where(tied_or_alone, first, second)
+    return ((first + second) / 2).max(axis=1)
+
+
+def probe_null(probes: np.ndarray, items: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
+    """(p,): each probe's signal over the items (see best_of), read against the other probes."""
     if not len(items):
         return np.full(len(probes), -np.inf)
-    return leave_one_out_z(probes, items).max(axis=1)
+    return best_of(leave_one_out_z(probes, items), segments)
 
 
 def leave_one_out_z(probes: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -107,17 +141,19 @@ def threshold_of(null: np.ndarray) -> float:
 @dataclass
 class KindCalibration:
     kind: str  # media kind: image | video
-    vectors: str  # the vector kind judged (image | segment)
+    vectors: str  # the vector kind scored (image | frame)
     space: str
     threshold: float
-    count: int  # vectors of the kind when calibrated
+    count: int  # indexed vectors of the kind (images, segments) when calibrated
     probes: str = PROBES_ID
-    null: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the probes' best probe_z: 10th, 50th, 90th percentile
+    null: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the probes' signals: 10th, 50th, 90th percentile
     calibrated_at: float = 0.0
+    rule: int = RULE_VERSION
 
     def stale(self, count: int) -> bool:
         return (
             self.probes != PROBES_ID
+            or self.rule != RULE_VERSION
             or count > self.count * RECALIBRATE_GROWTH
             or count * RECALIBRATE_GROWTH < self.count
         )
@@ -158,8 +194,8 @@ class MissSignal:
     def calibration(self, kind: str, force: bool = False) -> KindCalibration | None:
         """The kind's calibration, made or remade when missing or stale; None when the
         library holds no vector of the kind."""
-        vectors = JUDGED_VECTORS[kind]
-        count = self.engine.indexes.size(vectors)
+        judged = JUDGED[kind]
+        count = self.engine.indexes.size(judged.candidates)
         self._load()
         known = self._kinds.get(kind)
         if count == 0:
@@ -169,7 +205,7 @@ class MissSignal:
         with self._lock:
             known = self._kinds.get(kind)
             if known is None or force or known.stale(count):
-                known = self._calibrate(kind, vectors, count)
+                known = self._calibrate(kind, judged, count)
                 self._kinds[kind] = known
                 self._save()
             return known
@@ -177,25 +213,32 @@ class MissSignal:
     def calibrate(self, force: bool = True) -> dict[str, KindCalibration]:
         """Every kind the library holds, calibrated now (force) or when stale."""
         out = {}
-        for kind in JUDGED_VECTORS:
+        for kind in JUDGED:
             found = self.calibration(kind, force=force)
             if found is not None:
                 out[kind] = found
         return out
 
-    def _calibrate(self, kind: str, vectors: str, count: int) -> KindCalibration:
-        """Each probe's best probe_z over the kind's vectors, read from SQL in batches (every
-        vector up to CALIBRATION_VECTORS, else every n-th: then the max runs a little low)."""
+    def _calibrate(self, kind: str, judged: Judged, count: int) -> KindCalibration:
+        """Each probe's signal over the kind's vectors, read from SQL in batches (every vector
+        up to CALIBRATION_VECTORS, else every n-th image or segment: then the max runs a
+        little low)."""
         started = time.perf_counter()
-        probes = self.probes()
-        step = -(-count // CALIBRATION_VECTORS)
+        probes, store = self.probes(), self.engine.store
+        space = self.engine.indexes.space_of(judged.scored)
         null = np.full(len(probes), -np.inf)
-        for _, batch in self.engine.store.iter_vectors(self.engine.indexes.space_of(vectors), (vectors,), every=step):
-            null = np.maximum(null, probe_null(probes, batch))
+        if judged.scored == judged.candidates:
+            step = -(-count // CALIBRATION_VECTORS)
+            for _, batch in store.iter_vectors(space, (judged.scored,), every=step):
+                null = np.maximum(null, probe_null(probes, batch))
+        else:
+            step = -(-store.vector_stats(space, judged.scored)[1] // CALIBRATION_VECTORS)
+            for segments, batch in store.iter_segment_frames(space, every=step):
+                null = np.maximum(null, probe_null(probes, batch, segments))
         calibration = KindCalibration(
             kind=kind,
-            vectors=vectors,
-            space=self.engine.indexes.space_of(vectors),
+            vectors=judged.scored,
+            space=space,
             threshold=round(threshold_of(null), 4),
             count=count,
             null=tuple(round(float(x), 4) for x in np.percentile(null, [10, 50, 90])),
@@ -238,26 +281,30 @@ class MissSignal:
             calibration = self.calibration(kind)
             if calibration is None:
                 continue
-            signal = self._signal(q.main, calibration.vectors, req)
+            signal = self._signal(q.main, JUDGED[kind], req)
             if signal is not None:
                 verdicts.append(Verdict(kind, round(signal, 4), calibration.threshold))
         if not verdicts:
             return None
         return max(verdicts, key=lambda v: v.signal - v.threshold)
 
-    def _signal(self, q: np.ndarray, vectors: str, req: SearchRequest) -> float | None:
-        """The best probe_z among the CANDIDATES vectors nearest the probe-centred query,
-        of media passing the request's filters (None when none does)."""
+    def _signal(self, q: np.ndarray, judged: Judged, req: SearchRequest) -> float | None:
+        """The signal over the CANDIDATES indexed vectors nearest the probe-centred query (or
+        their frames), of media passing the request's filters (None when none does)."""
         probes = self.probes()
-        size = self.engine.indexes.size(vectors)
+        size = self.engine.indexes.size(judged.candidates)
         if size == 0:
             return None
-        _, ids = self.engine.indexes.search(vectors, (q - probes.mean(axis=0))[None, :], min(CANDIDATES, size))
+        centred = (q - probes.mean(axis=0))[None, :]
+        _, ids = self.engine.indexes.search(judged.candidates, centred, min(CANDIDATES, size))
         ids = [int(i) for i in ids[0] if i >= 0]
         if req.path_prefix or req.generated is not None:
             ids = self._passing(ids, req)
-        items = _stack(self.engine.store.vectors_by_id(ids), ids)
-        return float(probe_z(q, probes, items).max()) if len(items) else None
+        if judged.scored == judged.candidates:
+            segments, items = None, _stack(self.engine.store.vectors_by_id(ids), ids)
+        else:
+            segments, items = self.engine.store.frames_of_segments(ids)
+        return float(best_of(probe_z(q, probes, items), segments)[0]) if len(items) else None
 
     def _passing(self, ids: list[int], req: SearchRequest) -> list[int]:
         owners = self.engine.store.media_of_vectors(ids)
@@ -286,7 +333,9 @@ def _read(path: Path | None, space: str) -> dict[str, KindCalibration]:
     out = {}
     for kind, entry in _read_table(path).get(space, {}).items():
         try:
-            out[kind] = KindCalibration(**{**entry, "null": tuple(entry.get("null", (0.0, 0.0, 0.0)))})
+            # a record without a rule version is of rule 1: stale, recalibrated on first use
+            entry = {**entry, "rule": entry.get("rule", 1), "null": tuple(entry.get("null", (0.0, 0.0, 0.0)))}
+            out[kind] = KindCalibration(**entry)
         except TypeError:
             continue  # written by another version: recalibrated on first use
     return out

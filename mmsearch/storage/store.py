@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, relationship, sessionmaker
 
 from . import schema
 
@@ -92,7 +92,8 @@ class Vector(Base):
     __table_args__ = (Index("ix_vectors_space_kind_id", "space", "kind", "id"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
-    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    # indexed: the miss rule reads the frames of a segment (revision 0003)
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # image | frame | segment | video
     space: Mapped[str] = mapped_column(String(256))
     t: Mapped[float | None] = mapped_column(Float)  # frame time for frame vectors
@@ -259,6 +260,51 @@ class Store:
         if not rows:
             return {}
         return dict(zip((r.id for r in rows), decode_embeddings([r.embedding for r in rows], rows[0].dim)))
+
+    def frames_of_segments(self, segment_vector_ids: list[int], chunk: int = 900) -> tuple[np.ndarray, np.ndarray]:
+        """(segment ids, float32 vectors) of the frame vectors that share a segment (and a
+        space) with the given segment vectors; a segment's frames are adjacent, in time order."""
+        segment = aliased(Vector)
+        rows = []
+        with self.session() as s:
+            for start in range(0, len(segment_vector_ids), chunk):
+                rows += s.execute(
+                    select(Vector.segment_id, Vector.dim, Vector.embedding)
+                    .join(segment, (segment.segment_id == Vector.segment_id) & (segment.space == Vector.space))
+                    .where(segment.id.in_(segment_vector_ids[start : start + chunk]), Vector.kind == "frame")
+                    .order_by(Vector.segment_id, Vector.id)
+                ).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return np.asarray([r[0] for r in rows], np.int64), decode_embeddings([r[2] for r in rows], rows[0][1])
+
+    def iter_segment_frames(
+        self, space: str, batch: int = 8192, every: int = 1
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(segment ids, float32 vectors) batches of a space's frame vectors, whole segments
+        per batch (a segment's frames are written together: adjacent in id order); with
+        every > 1, only the segments whose id is a multiple of it (a sample)."""
+        last, held_ids, held = 0, np.zeros(0, np.int64), None
+        while True:
+            query = select(Vector.id, Vector.segment_id, Vector.dim, Vector.embedding).where(
+                Vector.space == space, Vector.kind == "frame", Vector.id > last
+            )
+            if every > 1:
+                query = query.where(Vector.segment_id % every == 0)
+            with self.session() as s:
+                rows = s.execute(query.order_by(Vector.id).limit(batch)).all()
+            if not rows:
+                if held is not None and len(held_ids):
+                    yield held_ids, held
+                return
+            last = rows[-1][0]
+            ids = np.concatenate([held_ids, np.asarray([r[1] for r in rows], np.int64)])
+            vectors = decode_embeddings([r[3] for r in rows], rows[0][2])
+            vectors = vectors if held is None else np.concatenate([held, vectors])
+            whole = len(ids) - int(np.argmax(ids[::-1] != ids[-1])) if (ids != ids[-1]).any() else 0
+            held_ids, held = ids[whole:], vectors[whole:]  # the last segment may go on in the next batch
+            if whole:
+                yield ids[:whole], vectors[:whole]
 
     def media_of_vectors(self, ids: list[int], chunk: int = 900) -> dict[int, int]:
         """vector id -> media id (chunked: SQLite limits the number of bound parameters)."""

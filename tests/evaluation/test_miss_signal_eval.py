@@ -57,13 +57,19 @@ def test_the_calibrated_rule_tells_present_from_absent_on_heldout_images(mini_en
 
 
 @pytest.mark.slow
-def test_video_data_judges_segments_and_keeps_the_engines_pooled_vectors(mini_encoder, videos):
+def test_video_data_judges_frames_by_segment_and_keeps_the_engines_segment_and_pooled_vectors(mini_encoder, videos):
     root, manifest = videos
     settings = Settings(model="mini")
     features = corpus_video_features(root, mini_encoder, Library.sampling_for(settings))
     data = video_data(features, resolve_pooler(settings))
     assert data.media == 8 and data.pooled.shape == (8, mini_encoder.dim)
-    assert len(data.vectors) == len(data.owner) >= 8 and set(data.owner.tolist()) == set(range(8))
+    frames = sum(len(f.frames) for f in features)
+    assert len(data.vectors) == len(data.owner) == len(data.segments) == frames
+    assert set(data.owner.tolist()) == set(range(8))
+    # segments are numbered across the corpus: as many as the engine's segment vectors, each of one video
+    assert sorted(set(data.segments.tolist())) == list(range(len(data.ranked))) and len(data.ranked) >= 8
+    assert all(len(set(data.owner[data.segments == k].tolist())) == 1 for k in range(len(data.ranked)))
+    assert [data.ranked_owner[k] for k in data.segments.tolist()] == data.owner.tolist()
     shots = [s for i in manifest["items"] for s in i["shots"]]
     assert len(data.captions) == sum(s["motion"] != "changing color" for s in shots)
     report = evaluate_kind(data, mini_encoder, folds=2)

@@ -15,8 +15,10 @@ from mmsearch.services.drawing import GenerateOptions
 from mmsearch.services.miss_signal import (
     CALIBRATION_FILE,
     PROBES_ID,
+    RULE_VERSION,
     KindCalibration,
     MissSignal,
+    best_of,
     miss_signal_for,
     probe_null,
     probe_z,
@@ -44,11 +46,24 @@ def test_the_null_reads_each_probe_against_the_others():
     assert threshold_of(null) == pytest.approx(np.median(null))
 
 
+def test_a_video_segment_stands_out_by_the_mean_of_its_two_best_frames():
+    z = np.array([[1.0, 3.0, 2.6, 5.0, 0.0], [0.0, 4.0, 4.0, 1.0, 1.0]])
+    segments = np.array([7, 7, 7, 9, 9])
+    # Row 0: segment 7 (3 + 2.6) / 2 = 2.8 beats segment 9, whose one odd frame (5) has a poor second (0).
+    # Row 1: a tie for a segment's best is its own second.
+    assert best_of(z, segments).tolist() == pytest.approx([2.8, 4.0])
+    assert best_of(z).tolist() == [5.0, 4.0]  # images: the best item
+    # frames in any order; a segment of one frame is that frame
+    assert best_of(np.array([[2.0, 6.0, 1.0]]), np.array([3, 8, 3])).tolist() == [6.0]
+    assert best_of(np.zeros((2, 0)), np.zeros(0, np.int64)).tolist() == [-np.inf, -np.inf]
+
+
 def test_a_calibration_is_stale_when_its_kind_grew_or_shrank_by_a_quarter_or_the_probes_changed():
     c = KindCalibration("image", "image", "space", threshold=1.0, count=100)
     assert not c.stale(100) and not c.stale(125) and not c.stale(80)
     assert c.stale(126) and c.stale(79)
     assert KindCalibration("image", "image", "space", 1.0, 100, probes="other").stale(100)
+    assert KindCalibration("video", "segment", "space", 1.0, 100, rule=1).stale(100)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +102,9 @@ def test_each_kind_is_calibrated_on_its_own_vectors_and_kept_in_the_library_fold
     assert miss_signal_for(lib.engine, lib.dir) is signal  # one per engine: its cache
     kinds = signal.calibrate(force=True)
     assert set(kinds) == {"image", "video"}
-    assert (kinds["image"].vectors, kinds["video"].vectors) == ("image", "segment")
-    assert kinds["image"].count == 40 and kinds["image"].threshold != kinds["video"].threshold
+    assert (kinds["image"].vectors, kinds["video"].vectors) == ("image", "frame")
+    assert kinds["image"].count == 40 and kinds["video"].count == lib.indexes.size("segment")
+    assert kinds["image"].threshold != kinds["video"].threshold and kinds["video"].rule == RULE_VERSION
     table = json.loads((lib.dir / CALIBRATION_FILE).read_text())
     recorded = table[lib.encoder.space]
     assert recorded["image"]["threshold"] == kinds["image"].threshold and recorded["video"]["probes"] == PROBES_ID
@@ -109,6 +125,26 @@ def test_on_a_small_library_the_runtime_rule_is_the_exact_one(site):
     verdict = signal.judge(q, SearchRequest(terms=parse_text("red circle"), kind="image"))
     assert verdict.kind == "image"
     assert verdict.signal == pytest.approx(probe_z(q.main, probes, vectors).max(), abs=1e-3)
+    # videos: every frame, by segment
+    segments, frames = (np.concatenate(x) for x in zip(*lib.store.iter_segment_frames(lib.indexes.space_of("frame"))))
+    assert signal.calibration("video").threshold == pytest.approx(
+        threshold_of(probe_null(probes, frames, segments)), abs=1e-3
+    )
+    q = lib.engine.query_vectors(parse_text("red circle"), "video")
+    verdict = signal.judge(q, SearchRequest(terms=parse_text("red circle"), kind="video"))
+    assert verdict.kind == "video"
+    assert verdict.signal == pytest.approx(best_of(probe_z(q.main, probes, frames), segments)[0], abs=1e-3)
+
+
+def test_a_calibration_recorded_by_the_segment_vector_rule_is_redone(site, tmp_path):
+    lib, _, _ = site
+    current = MissSignal(lib.engine, None).calibration("video")
+    old = {"kind": "video", "vectors": "segment", "space": current.space, "threshold": 9.0, "count": current.count}
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps({lib.encoder.space: {"video": old}}))
+    again = MissSignal(lib.engine, tmp_path).calibration("video")
+    assert (again.vectors, again.rule, again.threshold) == ("frame", RULE_VERSION, current.threshold)
+    recorded = json.loads((tmp_path / CALIBRATION_FILE).read_text())[lib.encoder.space]["video"]
+    assert (recorded["vectors"], recorded["rule"]) == ("frame", RULE_VERSION)
 
 
 def test_a_large_kind_is_calibrated_on_every_nth_vector(site, monkeypatch):
