@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +21,19 @@ WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
 def builtin_weights(name: str = "mini") -> Path:
     """The folder of a built-in model's weights (config JSONs, safetensors, thresholds)."""
     return WEIGHTS_ROOT / name
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'2GiB', '1.5 GB', '512M', '1000000' -> bytes (K/M/G/T alone are binary units)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match and match.group(2).lower()
+    if not match or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (e.g. 2GiB, 500MB, 1073741824)")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 class Settings(BaseSettings):
@@ -108,11 +122,29 @@ class Settings(BaseSettings):
         False, description="Let /knn-service fetch image_url queries (a server-side fetch: off by default)."
     )
     image_url_timeout_s: float = Field(5.0, gt=0, le=60, description="Time limit of one image_url fetch.")
+    target_recall: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Recall@10 against exact search that approximate indexes are tuned to reach, for library-like "
+        "and text-like queries, at the lowest latency.",
+    )
+    index_memory: int | None = Field(
+        None,
+        ge=1,
+        description="Memory budget of a library's vector indexes together, in bytes or with a unit (2GiB, 500MB); "
+        "none: no limit. When float32 vectors do not fit, indexes hold compressed codes.",
+    )
     index_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders POST /jobs may index, each with what lies under it (comma-separated absolute "
         "paths in the environment); none: the API indexes nothing. The CLI is not restricted.",
     )
+
+    @field_validator("index_memory", mode="before")
+    @classmethod
+    def _bytes(cls, v):
+        return parse_bytes(v) if isinstance(v, str) else v
 
     @field_validator("api_keys", "cors_origins", "index_roots", mode="before")
     @classmethod

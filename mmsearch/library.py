@@ -20,6 +20,8 @@ from PIL import Image
 from .config import DEFAULT_MODEL, Settings
 from .encoders.temporal import TemporalPooler
 from .encoders.video import SamplingConfig
+from .indexer import clip_retrieval
+from .indexer.clip_retrieval import ImportFormatError as ImportFormatError  # the API and CLI answer these
 from .indexer.job_runs import create_job, interrupt_stale_jobs, other_writer
 from .indexer.jobs import IndexJobRunner
 from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
@@ -128,6 +130,8 @@ class Library:
             if self._generator is None:
                 if self.settings.generator == "none":
                     raise GenerationUnavailable("generation is turned off (MMSEARCH_GENERATOR=none)")
+                if not models.has_model(self.encoder):
+                    raise GenerationUnavailable(models.without_model("drawing images"))
                 from .generation import load_generator
 
                 try:
@@ -138,12 +142,12 @@ class Library:
 
     def miss_thresholds(self) -> MissThresholds:
         """Configured thresholds, else the library's calibrated miss rule (services.miss_signal)
-        and the prior threshold shipped for this encoder's space."""
+        and the prior threshold shipped for this encoder's space (a library without its model: no rule)."""
         return miss_thresholds(
             self.encoder.space,
             self.settings.miss_threshold,
             self.settings.prior_miss_threshold,
-            engine=self.engine,
+            engine=self.engine if models.has_model(self.encoder) else None,
             library_dir=self.dir,
         )
 
@@ -161,6 +165,8 @@ class Library:
         roots = jobs.job_roots(roots, allowed=self.settings.index_roots if remote else None)
         if remote and (busy := self.other_writer()):
             raise LibraryBusyError(busy)
+        if not models.has_model(self.encoder):
+            raise models.NoModelError(models.without_model("indexing files"))
         if active_space(self.store) is None:  # first indexed: the library's model from now on
             record_space(self.store, self.model_spec, self.encoder.space, self.encoder.dim, active=True)
         return create_job(self.store, roots, self.encoder.space)
@@ -172,10 +178,12 @@ class Library:
             return None if self._jobs_running else other_writer(self.dir)
 
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
-        """Run a job: an index job, or a model's add job (see add_model)."""
+        """Run a job: an index job, a model's add job (see add_model) or an import (create_import_job)."""
         config = jobs.pipeline_config(self.settings, workers)
         task, space = jobs.job_task(self.store, job_id)
-        if task == "add-model":
+        if task == clip_retrieval.TASK:  # it writes the space's index files: the library's reopen them after
+            runner = clip_retrieval.importer(self.store, self.dir, space, progress, self._stop_jobs)
+        elif task == "add-model":
             parts = self._models.candidate(find_space(self.store, space=space).spec)
             runner = SpaceFiller(
                 self.store,
@@ -208,6 +216,18 @@ class Library:
         finally:
             with self._jobs_guard:
                 self._jobs_running -= 1
+            if task == clip_retrieval.TASK:
+                self._models.reopen_indexes(space)
+
+    def create_import_job(self, folder: str | Path, model: str | None = None, remote: bool = False) -> int:
+        """A pending job importing a clip-retrieval embeddings folder (indexer.clip_retrieval), checked
+        first (ImportFormatError); into `model`'s space, or with none an external space answering
+        vector queries only (ModelSlot.for_import). Resumes an interrupted one. remote: as in create_job."""
+        (root,) = jobs.job_roots([folder], allowed=self.settings.index_roots if remote else None)
+        if remote and (busy := self.other_writer()):
+            raise LibraryBusyError(busy)
+        parts = self._models.for_import(model, clip_retrieval.read_layout(root).dim)
+        return clip_retrieval.create_import_job(self.store, root, parts.space)
 
     def index(
         self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None
@@ -361,8 +381,8 @@ class Library:
         return contents.stats(self.store, self.encoder)
 
     def caption(self, media: Media) -> str | None:
-        """A media item's first caption (sidecar .txt or synth manifest), or a generated image's prompt."""
-        return contents.caption(self._captions, media, self.dir)
+        """The caption imported with a media item, else its first (sidecar .txt, synth manifest) or its prompt."""
+        return media.caption or contents.caption(self._captions, media, self.dir)
 
     def counts(self) -> dict:
         """Media per kind, jobs per state and running jobs' progress (see Store.library_counts)."""

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mmsearch.config import Settings
+from mmsearch.config import Settings, parse_bytes
 
 
 def test_env_vars_set_fields_and_flags_override(monkeypatch, tmp_path):
@@ -29,3 +29,19 @@ def test_bad_values_are_refused(monkeypatch):
 def test_database_url_wins_over_the_default():
     s = Settings(library_dir=Path("/tmp/x"), database_url="postgresql+psycopg://u@h/db")
     assert s.resolved_database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_the_index_memory_budget_takes_units(monkeypatch):
+    assert parse_bytes("2GiB") == 2 * 2**30 and parse_bytes("1.5 GB") == 1_500_000_000
+    assert parse_bytes("512M") == 512 * 2**20 and parse_bytes("1000") == 1000
+    monkeypatch.setenv("MMSEARCH_INDEX_MEMORY", "1GiB")
+    assert (
+        Settings().index_memory == 2**30 and Settings().with_overrides(index_memory="3 MiB").index_memory == 3 * 2**20
+    )
+    for bad in ("lots", "2 parsecs", "-1GB"):
+        monkeypatch.setenv("MMSEARCH_INDEX_MEMORY", bad)
+        with pytest.raises(ValidationError, match="not a size"):
+            Settings()
+    monkeypatch.setenv("MMSEARCH_INDEX_MEMORY", "0")
+    with pytest.raises(ValidationError, match="index_memory"):
+        Settings()

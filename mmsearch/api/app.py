@@ -15,6 +15,7 @@ from .errors import add_error_handlers
 from .observability import add_request_tracking
 from .routes.generate import generate_router
 from .routes.health import health_router
+from .routes.indexes import indexes_router
 from .routes.jobs import jobs_router
 from .routes.media import media_router
 from .routes.models import models_router
@@ -33,6 +34,7 @@ ROUTERS = (
     generate_router,
     jobs_router,
     models_router,
+    indexes_router,
     clip_retrieval_router,
 )
 

@@ -156,7 +156,27 @@ class GenerateOut(BaseModel):
 
 
 class JobIn(BaseModel):
-    roots: list[str] = Field(..., min_length=1, max_length=64)
+    kind: Literal["index", "import"] = Field(
+        "index", description="index: walk folders and embed their files; import: read embeddings made elsewhere."
+    )
+    roots: list[str] = Field(..., min_length=1, max_length=64, description="Folders to index; the one to import.")
+    format: Literal["clip-retrieval"] | None = Field(
+        None, description="What an import reads: clip-retrieval's img_emb/ and metadata/ (the default)."
+    )
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="An import's model (the one that made its vectors); none: vectors of an unknown model.",
+    )
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> "JobIn":
+        if self.kind == "index" and (self.format is not None or self.model is not None):
+            raise ValueError("format and model apply to import jobs only")
+        if self.kind == "import" and len(self.roots) != 1:
+            raise ValueError("an import job reads one folder: give exactly one root")
+        return self
 
 
 class ModelIn(BaseModel):

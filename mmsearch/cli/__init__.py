@@ -9,7 +9,7 @@ import logging
 import typer
 
 # Modules, not their functions: `from .index import index` would hide the module mmsearch.cli.index.
-from . import demo, evaluate, generate, index, model, search, serve, synth, train
+from . import demo, evaluate, generate, imports, index, indexes, model, search, serve, synth, train
 
 app = typer.Typer(
     help="mmsearch: multimodal search over your photos and videos.", no_args_is_help=True, add_completion=False
@@ -28,6 +28,7 @@ app.command("eval-encoder")(evaluate.eval_encoder)
 app.command("eval-generation")(evaluate.eval_generation)
 app.command("eval-video")(evaluate.eval_video)
 app.command("index")(index.index)
+app.command("index-info")(indexes.index_info)
 app.command("search")(search.search)
 app.command("generate")(generate.generate)
 app.command("delete-generated")(generate.delete_generated)
@@ -36,5 +37,6 @@ app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.add_typer(model.model_app, name="model")  # groups are listed after the commands
 app.add_typer(train.train_app, name="train")
+app.add_typer(imports.import_app, name="import")
 
 __all__ = ["app"]

@@ -75,12 +75,14 @@ def tool_settings(**overrides) -> Settings:
     return settings if settings.model else settings.with_overrides(model="mini")
 
 
-def open_library(library: Optional[Path], model: Optional[str] = None, device: Optional[str] = None):
-    """The library, with its own model unless another is named (then exit 2 if it is not the library's)."""
+def open_library(library: Optional[Path], model: Optional[str] = None, device: Optional[str] = None, **overrides):
+    """The library, with its own model unless another is named (then exit 2 if it is not the library's);
+    `overrides`: other settings given as flags (None: not given)."""
     from ..library import Library, ModelMismatchError
 
+    settings = Settings().with_overrides(library_dir=library, model=model, device=device, **overrides)
     with failing_on(ModelMismatchError):
-        return Library.open(settings=Settings().with_overrides(library_dir=library, model=model, device=device))
+        return Library.open(settings=settings)
 
 
 def job_progress(bar: Progress, task) -> Callable[[dict], None]:

@@ -7,7 +7,15 @@ from typing import Optional
 
 import typer
 
+from ..config import parse_bytes
 from .common import LIBRARY_OPT, MODEL_OPT, console, failing_on, job_progress, open_library, progress_bar
+
+UPKEEP_WAIT_S = 3600.0  # how long the command waits for its indexes' tuning before leaving it to the next open
+INDEX_MEMORY_OPT = typer.Option(
+    None,
+    "--index-memory",
+    help="Memory budget of the library's indexes together (2GiB, 500MB); default: MMSEARCH_INDEX_MEMORY, else none.",
+)
 
 
 def index(
@@ -20,18 +28,25 @@ def index(
         min=0,
         help="Decode processes (default: MMSEARCH_DECODE_WORKERS, else 0 with 2 CPU cores or fewer, 2 above).",
     ),
+    index_memory: Optional[str] = INDEX_MEMORY_OPT,
 ) -> None:
-    """Index new and changed files under ROOTS, and drop deleted ones."""
+    """Index new and changed files under ROOTS, and drop deleted ones; then tune the indexes
+    that grew for the target recall (MMSEARCH_TARGET_RECALL)."""
     from ..encoders.base import EncoderError
     from ..indexer.lock import LibraryBusyError
 
-    with failing_on(EncoderError, FileNotFoundError):
-        lib = open_library(library, model, device)
+    with failing_on(EncoderError, FileNotFoundError, ValueError):
+        budget = parse_bytes(index_memory) if index_memory else None
+        lib = open_library(library, model, device, index_memory=budget)
         job_id = lib.create_job(roots)
     with lib, progress_bar() as bar:
         task = bar.add_task(f"index job {job_id}", total=None, info="")
         with failing_on(LibraryBusyError):
             summary = lib.run_job(job_id, workers=workers, progress=job_progress(bar, task))
+        if lib.indexes.upkeep.busy():  # a grown index is being rebuilt or tuned: finish it before leaving
+            bar.add_task("tuning the indexes", total=None, info=f"recall@10 >= {lib.settings.target_recall}")
+            if not lib.indexes.wait_upkeep(UPKEEP_WAIT_S):
+                console.print("[yellow]index tuning goes on the next time the library is opened[/yellow]")
     console.print(
         f"job {summary['id']} {summary['state']}: {summary['new']} new, {summary['changed']} changed, "
         f"{summary['unchanged']} unchanged, {summary['deleted']} deleted, {summary['errors']} errors"

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
+from ..config import parse_bytes
 from .common import LIBRARY_OPT, MODEL_OPT, console, failing_on, open_library
+from .index import INDEX_MEMORY_OPT
 
 
 def serve(
@@ -22,6 +24,7 @@ def serve(
         help="Server processes. Searches run in parallel threads in each, but their Python work shares one core "
         "per process: on N cores, N workers answer up to N times as many searches (each loads the model).",
     ),
+    index_memory: Optional[str] = INDEX_MEMORY_OPT,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     import os
@@ -33,14 +36,17 @@ def serve(
     from ..api.observability import configure_json_logging
     from ..encoders.base import EncoderError
 
-    with failing_on(EncoderError):
-        lib = open_library(library, model)
+    with failing_on(EncoderError, ValueError):
+        budget = parse_bytes(index_memory) if index_memory else None
+        lib = open_library(library, model, index_memory=budget)
         lib.encoder  # load the model before accepting requests
     console.print(f"serving {lib.dir} on http://{host}:{port}/ (web page: /, API docs: /docs)")
     if workers > 1:
         recorded = any(m["active"] for m in lib.models())
         lib.close()  # each worker opens the library itself, from the settings passed on here
         os.environ["MMSEARCH_LIBRARY_DIR"] = str(lib.dir)
+        if budget is not None:
+            os.environ["MMSEARCH_INDEX_MEMORY"] = str(budget)
         # Workers open the library with its own model, so one started after a `model use` (uvicorn
         # restarts dead workers) takes the new one; a library with no model yet gets this one.
         if recorded:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..storage.index_set import IndexSet
 from ..storage.store import Media, Store, Vector, decode_embeddings
 from .moments import best_moment
+from .prefilter import Prefilter
 from .query import MediaNotFoundError, QueryError, SearchRequest, Term, combine
 from .rerank import reranked_page
 
@@ -21,7 +22,7 @@ MEDIA_KINDS = ("image", "video", "any")
 # Vector kinds searched for each media kind: a video scores the best of its pooled vector
 # and its segments' vectors.
 VECTOR_KINDS = {"image": ("image",), "video": ("video", "segment"), "any": ("image", "video", "segment")}
-MAX_FETCH = 20_000  # most vectors one search reads; bounds the cost of very selective filters
+MAX_FETCH = 20_000  # most vectors one kind's search reads, unless the first round asks for more
 _SQL_CHUNK = 900  # ids bound in one IN (...): SQLite limits the parameters of a statement
 
 
@@ -59,6 +60,7 @@ class SearchEngine:
     ):
         self.store, self.encoder, self.indexes = store, encoder, indexes
         self.video_text_map = video_text_map  # None: video queries are the plain ones
+        self.prefilter = Prefilter(store, indexes)
 
     # -- query vectors ----------------------------------------------------------------------
     def media_vector(self, media_id: int) -> np.ndarray:
@@ -162,15 +164,16 @@ class SearchEngine:
         """The page of hits for query vectors, ranked as an exact filtered search ranks them
         (up to the ANN index's own approximation).
 
-        Each vector kind is read from its index in widening rounds. A kind is settled when
-        nothing it has not yet returned could enter the page: it returned all it holds, or its
-        lowest score fetched is below min_score, or below the page's last score once the page
-        is full. The page is final only when every kind is settled: one kind filling the page
-        says nothing of another kind's unread candidates. A selective filter can make the ANN
-        read deep for few candidates, so when the first round leaves a filtered search
-        unsettled, the filter is resolved in SQL and, when it leaves at most MAX_FETCH vectors,
-        those are searched exactly. Otherwise no kind reads past MAX_FETCH vectors (or the
-        first round's size, when a large page asks for more) and the page is the best found."""
+        The filters are resolved in SQL first, to the ids of each vector kind they leave, and
+        each kind is searched within its ids alone (search/prefilter.py). Each kind is read in
+        widening rounds, for what no filter tells beforehand: how many of its top vectors
+        collapse into one media item (a video's segments) or belong to media deleted since. A
+        kind is settled when nothing it has not yet returned could enter the page: it returned
+        all it holds, or its lowest score fetched is below min_score, or below the page's last
+        score once the page is full. The page is final only when every kind is settled: one
+        kind filling the page says nothing of another kind's unread candidates. No kind reads
+        past MAX_FETCH vectors (or the first round's size, when a large page asks for more);
+        then the page is the best found."""
         if not (np.all(np.isfinite(q.main)) and np.all(np.isfinite(q.video))):
             raise QueryError("the query vector has non-finite values")
         if req.rerank is not None:  # the first rerank_top hits reordered, then the page (search/rerank.py)
@@ -178,25 +181,22 @@ class SearchEngine:
         wanted = req.offset + req.k
         fetch = max(4 * wanted, 32)
         cap = max(MAX_FETCH, fetch)
-        rounds = {kind: _KindFetch(self.indexes.size(kind), fetch) for kind in VECTOR_KINDS[req.kind]}
+        subsets = self.prefilter.subsets(req, VECTOR_KINDS[req.kind])  # None: no filter
+        rounds = {
+            kind: _KindFetch(len(subsets[kind]) if subsets else self.indexes.size(kind), fetch)
+            for kind in VECTOR_KINDS[req.kind]
+        }
         media: dict[int, Media] = {}
-        first = True
         while True:
             for kind, r in rounds.items():
                 if r.pending:
-                    self._fetch(q, kind, r)
+                    self._fetch(q, kind, r, subsets[kind] if subsets else None)
             hits, scores = self._rank(q, _best_per_media(rounds.values()), media, req)
             page_last = scores[wanted - 1] if len(scores) >= wanted else None
             for r in rounds.values():
                 r.settle(req.min_score, page_last)
             if all(r.settled for r in rounds.values()):
                 break
-            if first and _filtered(req):
-                exact = self._exact_filtered(q, tuple(rounds), req)
-                if exact is not None:
-                    hits, _ = self._rank(q, exact, media, req)
-                    break
-            first = False
             if not any([r.widen(cap) for r in rounds.values()]):
                 log.debug("search read %d vectors of a kind without settling the page: best found returned", cap)
                 break
@@ -204,17 +204,22 @@ class SearchEngine:
         self.add_moments(q.main, page)
         return page
 
-    def _fetch(self, q: QueryVectors, kind: str, r: "_KindFetch") -> None:
-        """Read the kind's top r.fetch vectors from its index, with the media owning each."""
+    def _fetch(self, q: QueryVectors, kind: str, r: "_KindFetch", subset) -> None:
+        """Read the kind's top r.fetch vectors (within `subset`, when the request filters),
+        with the media owning each."""
         k = min(r.fetch, r.size)
         r.pending = False
         if k < 1:
             r.scores, r.owners, r.complete = np.zeros(0, np.float32), [], True
             return
         vector = q.video if kind == "video" else q.main
-        scores, ids = self.indexes.search(kind, vector[None, :], k)
-        found = ids[0] >= 0
-        vids, r.scores = ids[0][found].tolist(), scores[0][found]
+        if subset is not None:
+            r.scores, found = self.prefilter.search(kind, vector, k, subset)
+            vids = found.tolist()
+        else:
+            scores, ids = self.indexes.search(kind, vector[None, :], k)
+            live = ids[0] >= 0
+            vids, r.scores = ids[0][live].tolist(), scores[0][live]
         owners = self.store.media_of_vectors(vids)
         r.owners = [owners.get(v) for v in vids]  # None: deleted in SQL after the index answered
         # Fewer than asked: the index has nothing more to give (for IVF, in the lists it probes).
@@ -245,72 +250,6 @@ class SearchEngine:
                 )
             )
         return hits, scores
-
-    def _exact_filtered(self, q: QueryVectors, kinds: tuple[str, ...], req: SearchRequest) -> dict[int, float] | None:
-        """Each media item's best score over its vectors of `kinds`, for the media the filters
-        leave, read from SQL and scored exactly; None when the filters leave more than
-        MAX_FETCH vectors. (Min_score is left to _passes.)
-
-        The media are looked up first (by the path index for a prefix), then their vectors by
-        media id: a selective filter reads only its own rows, never the whole vector table."""
-        # Kinds and spaces are matched here, not in SQL: with them in the WHERE clause SQLite
-        # prefers the (space, kind) index and reads every vector of the space.
-        spaces = {(kind, self.indexes.space_of(kind)) for kind in kinds}
-        with self.store.session() as s:
-            media_ids = s.scalars(select(Media.id).where(*self._media_conditions(req)).limit(MAX_FETCH + 1)).all()
-            if len(media_ids) > MAX_FETCH:  # too many to read (an indexed media item holds a vector)
-                return None
-            chunks = [media_ids[i : i + _SQL_CHUNK] for i in range(0, len(media_ids), _SQL_CHUNK)]
-            count = 0
-            for chunk in chunks:
-                count += sum(
-                    n
-                    for kind, space, n in s.execute(
-                        select(Vector.kind, Vector.space, func.count())
-                        .where(Vector.media_id.in_(chunk))
-                        .group_by(Vector.kind, Vector.space)
-                    )
-                    if (kind, space) in spaces
-                )
-                if count > MAX_FETCH:
-                    return None
-            rows = [
-                row
-                for chunk in chunks
-                for row in s.execute(
-                    select(Vector.media_id, Vector.kind, Vector.space, Vector.dim, Vector.embedding).where(
-                        Vector.media_id.in_(chunk), Vector.kind.in_(kinds)
-                    )
-                )
-                if (row.kind, row.space) in spaces
-            ]
-        best: dict[int, float] = {}
-        for kind in kinds:
-            of_kind = [row for row in rows if row.kind == kind]
-            if not of_kind:
-                continue
-            vectors = decode_embeddings([row.embedding for row in of_kind], of_kind[0].dim)
-            scores = vectors @ (q.video if kind == "video" else q.main)
-            for row, score in zip(of_kind, scores.tolist()):
-                if row.media_id not in best or score > best[row.media_id]:
-                    best[row.media_id] = score
-        return best
-
-    def _media_conditions(self, req: SearchRequest) -> list:
-        """SQL conditions on Media for the request's filters (_passes still checks each hit)."""
-        conditions = []
-        if req.kind != "any":
-            conditions.append(Media.kind == req.kind)
-        if req.generated is not None:
-            conditions.append(Media.generated == req.generated)
-        prefix = req.path_prefix
-        if prefix:
-            conditions.append(func.substr(Media.path, 1, len(prefix)) == prefix)
-            if self.store.engine.dialect.name == "sqlite" and ord(prefix[-1]) < 0x10FFFF:
-                # SQLite compares text by its UTF-8 bytes, in code point order: the strings
-                # starting with the prefix are one range of the unique index on path.
-                conditions += [Media.path >= prefix, Media.path < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
-        return conditions
 
     def add_moments(self, q: np.ndarray, hits: list[Hit]) -> None:
         """Give each video hit the moment that matches the query best."""
@@ -350,11 +289,6 @@ def passes_media_filters(m: Media, req: SearchRequest) -> bool:
     if req.path_prefix and not m.path.startswith(req.path_prefix):
         return False
     return req.generated is None or m.generated == req.generated
-
-
-def _filtered(req: SearchRequest) -> bool:
-    """Whether the request filters media by something other than their kind and score."""
-    return bool(req.path_prefix) or req.generated is not None
 
 
 @dataclass

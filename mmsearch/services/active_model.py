@@ -13,9 +13,10 @@ from ..config import Settings
 from ..encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from ..search.engine import SearchEngine
 from ..storage.index_set import IndexSet
-from ..storage.spaces import active_space
+from ..storage.spaces import active_space, record_space
 from ..storage.store import Store
 from . import models
+from .miss_signal import PROBE_TEXTS
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ def model_settings(settings: Settings, spec: str) -> Settings:
 def load_parts(settings: Settings, store: Store, library_dir: Path, spec: str, encoder=None) -> ModelParts:
     """A model's parts (loading its encoder unless one is given)."""
     own = model_settings(settings, spec)
+    if models.is_external(spec):  # vectors imported without their model: nothing to load
+        external = encoder or models.ExternalEncoder(spec)
+        return with_indexes(own, spec, external, TemporalPooler("mean"), store, library_dir)
     if encoder is None:
         from ..encoders import encoder_for
 
@@ -51,15 +55,29 @@ def load_parts(settings: Settings, store: Store, library_dir: Path, spec: str, e
             f"{encoder.dim}-d ones: set MMSEARCH_POOLING=mean, or MMSEARCH_TEMPORAL_HEAD to a head trained for it "
             f"(`mmsearch train temporal --model {spec}`)"
         )
+    return with_indexes(own, spec, encoder, pooler, store, library_dir)
+
+
+def with_indexes(
+    settings: Settings, spec: str, encoder, pooler: TemporalPooler, store: Store, library_dir: Path
+) -> ModelParts:
+    """A model's parts over indexes opened afresh from its index files (and SQL), tuned for the
+    settings' target recall within their memory budget."""
     indexes = IndexSet(
         store,
         library_dir / "indexes",
         encoder.space,
         encoder.dim,
         kind_spaces={"video": video_space(encoder.space, pooler)},
+        target_recall=settings.target_recall,
+        memory_budget=settings.index_memory,
+        text_queries=None if models.is_external(spec) else lambda: encoder.embed_texts(list(TUNING_PHRASES)),
     )
     return ModelParts(spec, encoder, pooler, indexes, SearchEngine(store, encoder, indexes, pooler.adapt_query))
 
+
+# The text-like queries an index is tuned with: what people type, in the model's own text space.
+TUNING_PHRASES = PROBE_TEXTS
 
 ACTIVE_CHECK_S = 1.0  # how often a library looks whether another process switched its model
 
@@ -123,6 +141,37 @@ class ModelSlot:
         self._on_swap()
         if old is not None:
             old.indexes.checkpoint(force=True)
+
+    def for_import(self, requested: str | None, dim: int) -> ModelParts:
+        """The parts whose space vectors imported from elsewhere go to (models.import_spec), their
+        dimension checked; the library's first vectors make it the library's model."""
+        from ..indexer.clip_retrieval import ImportFormatError
+
+        spec = models.import_spec(self.store, requested, dim)
+        parts = self.current() if spec == self._spec else self.candidate(spec)
+        if parts.encoder.dim != dim:
+            raise ImportFormatError(
+                f"the folder holds {dim}-d vectors; model {spec!r} makes {parts.encoder.dim}-d ones: name the "
+                "model that made them, or none to import them without a model"
+            )
+        if active_space(self.store) is None:
+            record_space(self.store, spec, parts.space, dim, active=True)
+            if spec != self._spec:
+                self.swap(parts)
+        return parts
+
+    def reopen_indexes(self, space: str) -> None:
+        """Drop the loaded indexes of `space` for fresh ones, read from their files on next use:
+        an import wrote those files itself (the dropped ones hold nothing SQL lacks)."""
+        with self._lock:
+            if self._parts is not None and self._parts.space == space:
+                self._parts = self._fresh(self._parts)
+            for spec, parts in list(self._candidates.items()):
+                if parts.space == space:
+                    self._candidates[spec] = self._fresh(parts)
+
+    def _fresh(self, parts: ModelParts) -> ModelParts:
+        return with_indexes(self.settings, parts.spec, parts.encoder, parts.pooler, self.store, self.dir)
 
     def follow_active(self) -> None:
         """Another process may have switched the model (`mmsearch model use`): look at most once

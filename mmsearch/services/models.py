@@ -4,12 +4,19 @@ others it holds vectors of, side by side: added, switched to when complete, drop
 `mmsearch model add` fills a space (indexer/space_filler.py) while the active one serves;
 `model use` switches once the new space covers every media item; `model drop` removes a
 space that is not active, vectors and index files.
+
+A library may also hold vectors made elsewhere by a model it does not have (`mmsearch import
+clip-retrieval` without --model): their space is an external one, named by its dimension
+("external:512"), and searched through ExternalEncoder, which answers vector queries and
+refuses text and image ones with NoModelError.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from ..encoders.base import EncoderError
 from ..storage.index_set import space_slug
 from ..storage.spaces import (
     active_space,
@@ -38,6 +45,62 @@ class ModelStateError(RuntimeError):
     """Not now: the space is incomplete, or is the active one."""
 
 
+class NoModelError(EncoderError):
+    """The library's vectors were made by a model it does not have: only vectors can query
+    them. An EncoderError, so the API answers 400 and the CLI exits 2."""
+
+
+EXTERNAL_SPEC = re.compile(r"external:([1-9][0-9]{0,5})")
+
+
+def external_spec(dim: int) -> str:
+    """The spec (and space name) of vectors of `dim` dimensions made by an unknown model."""
+    return f"external:{dim}"
+
+
+def is_external(spec: str | None) -> bool:
+    return spec is not None and EXTERNAL_SPEC.fullmatch(spec) is not None
+
+
+class ExternalEncoder:
+    """Stands in for the unknown model of an external space: it has the space's name and
+    dimension, so vector queries are checked and answered, and it embeds nothing."""
+
+    def __init__(self, spec: str):
+        found = EXTERNAL_SPEC.fullmatch(spec)
+        if found is None:
+            raise ValueError(f"{spec!r} is not an external space (external:DIM)")
+        self.name = self.space = spec
+        self.dim = int(found.group(1))
+
+    def _refuse(self, what: str) -> NoModelError:
+        return NoModelError(
+            f"{what} needs the model that made this library's vectors, and it has none: they were imported "
+            f"without a model ({self.dim}-d, space {self.space!r}). Query with a vector, or import them again "
+            f"into a new library with `mmsearch import clip-retrieval FOLDER --model SPEC` naming the model "
+            f"that made them (see `mmsearch model`)"
+        )
+
+    def embed_texts(self, texts):
+        raise self._refuse("a text query")
+
+    def embed_images(self, images):
+        raise self._refuse("an image query (or indexing files)")
+
+
+def without_model(doing: str) -> str:
+    """Why a library whose vectors were imported without their model cannot be doing something."""
+    return (
+        f"{doing} needs the model that made this library's vectors, and it has none (they were imported "
+        "without one); use a library of a model for it (--library DIR --model SPEC)"
+    )
+
+
+def has_model(encoder) -> bool:
+    """Whether the encoder can embed texts and images (not an external space's stand-in)."""
+    return not isinstance(encoder, ExternalEncoder)
+
+
 def how_to_switch(spec: str) -> str:
     return f"to search with {spec!r}: `mmsearch model add {spec}`, then `mmsearch model use {spec}`"
 
@@ -56,6 +119,31 @@ def library_spec(store: Store, requested: str | None, default: str) -> str:
             f"MMSEARCH_MODEL to use it); {how_to_switch(requested)}"
         )
     return row.spec
+
+
+def import_spec(store: Store, requested: str | None, dim: int) -> str:
+    """The spec whose space vectors imported from elsewhere go to: the model named, else
+    an external space of their dimension. A library searching with another model refuses
+    them (ModelMismatchError): its vectors and these would be in two spaces."""
+    spec = requested or external_spec(dim)
+    row = active_space(store)
+    if row is None or row.spec == spec or (row.spec is None and requested is not None):
+        return spec  # a legacy row (no spec recorded) is checked when the model loads (adopt)
+    if requested is not None:
+        raise ModelMismatchError(
+            f"this library searches with model {row.spec!r}, not {requested!r}: import vectors made by "
+            f"{requested!r} into a new library (--library DIR)"
+        )
+    if is_external(row.spec):
+        raise ModelMismatchError(
+            f"this library holds {row.dim}-d vectors of an unknown model; these have {dim}: import them into "
+            f"a new library (--library DIR)"
+        )
+    known = row.spec or LEGACY_MODEL
+    raise ModelMismatchError(
+        f"this library searches with model {known!r}: to import vectors made by it, pass --model {known}; "
+        f"vectors of an unknown model go to a new library (--library DIR)"
+    )
 
 
 def adopt(store: Store, spec: str, space: str) -> None:

@@ -1,5 +1,6 @@
 """The FAISS plumbing under VectorIndex: making an index from a factory string, reaching the
-index inside its id map, listing an IVF index's ids, and checking the caller's vectors and ids.
+index inside its id map, listing an IVF index's ids, checking the caller's vectors and ids,
+and searching within a subset of ids.
 
 IVF indexes store ids in their inverted lists and remove them natively, so they are NOT
 wrapped in IndexIDMap (whose remove_ids compacts its id table, right only for indexes that
@@ -9,11 +10,15 @@ IndexIDMap2.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import faiss
 import numpy as np
 
 DEFAULT_EF_SEARCH = 64
 DEFAULT_NPROBE = 16
+BITMAP_BYTES_PER_ID = 8  # id_selector: a bitmap up to this size per id selected, else a hashed batch
 
 
 def new_faiss_index(dim: int, factory: str) -> faiss.Index:
@@ -79,3 +84,103 @@ def as_ids(ids, n: int) -> np.ndarray:
     if len(np.unique(arr)) != len(arr):
         raise ValueError("ids within one batch must be unique")
     return arr
+
+
+def flat_storage(index: faiss.Index) -> faiss.IndexFlat | None:
+    """The IndexFlat holding a Flat or HNSW,Flat index's float32 vectors (by internal row);
+    None for indexes that keep only codes (IVF, SQ, PQ): they cannot give the vectors back."""
+    base = base_index(index)
+    storage = faiss.downcast_index(base.storage) if isinstance(base, faiss.IndexHNSW) else base
+    return storage if isinstance(storage, faiss.IndexFlat) else None
+
+
+def flat_scores(storage: faiss.IndexFlat, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Inner products of one query with the stored vectors at `rows`, computed where they lie:
+    gathering them first would copy 2 KB a vector (512-d), twice the time (bench_filtered)."""
+    q, rows = np.ascontiguousarray(q, np.float32), np.ascontiguousarray(rows, np.int64)
+    out = np.empty(len(rows), np.float32)
+    storage.compute_distance_subset(1, faiss.swig_ptr(q), len(rows), faiss.swig_ptr(out), faiss.swig_ptr(rows))
+    return out
+
+
+def id_selector(ids: np.ndarray) -> faiss.IDSelector:
+    """A selector of the sorted unique `ids`: a bitmap (one bit per id up to the largest) when
+    that takes at most BITMAP_BYTES_PER_ID bytes per id, else a hashed batch. A bitmap test is
+    one memory read; a batch test hashes, and its table costs ~30 bytes per id."""
+    if len(ids) and (int(ids[-1]) // 8 + 1) <= BITMAP_BYTES_PER_ID * len(ids):
+        mask = np.zeros(int(ids[-1]) + 1, dtype=bool)
+        mask[ids] = True
+        return faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+    return faiss.IDSelectorBatch(ids)
+
+
+@dataclass(frozen=True)
+class IdSubset:
+    """The ids of a subset that one state of an index holds, ready to search: sorted live ids,
+    their rows in the index's flat storage (None when it keeps none), and their selector."""
+
+    ids: np.ndarray
+    rows: np.ndarray | None
+    selector: faiss.IDSelector
+    state: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def held_ids(index: faiss.Index, tombstones: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the sorted ids an index holds, minus tombstones; their rows in its flat storage, or None
+    when it keeps only codes)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return np.sort(ivf_ids(ivf)), None
+    by_row = faiss.vector_to_array(index.id_map)
+    rows = np.argsort(by_row, kind="stable")
+    if len(tombstones):
+        rows = rows[~np.isin(by_row[rows], tombstones)]
+    return by_row[rows], rows if flat_storage(index) is not None else None
+
+
+def make_subset(ids: np.ndarray, held: np.ndarray, rows: np.ndarray | None, state: int) -> IdSubset:
+    """The IdSubset of the `ids` (any order, repeats allowed) found in the sorted `held` ids of
+    an index in `state`, whose flat storage rows are `rows` (None: it keeps none)."""
+    ids = np.unique(ids.reshape(-1))
+    found, where = find_sorted(ids, held)
+    ids = ids[found]
+    return IdSubset(ids, None if rows is None else rows[where[found]], id_selector(ids), state)
+
+
+def find_sorted(ids: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `ids` are in the sorted array `held` (a boolean mask), and where they are in it."""
+    where = np.searchsorted(held, ids)
+    found = np.zeros(len(ids), dtype=bool)
+    inside = where < len(held)
+    found[inside] = held[where[inside]] == ids[inside]
+    return found, where
+
+
+def search_subset(index: faiss.Index, x: np.ndarray, k: int, subset: IdSubset) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of a (CPU) index among a non-empty subset's ids. Flat is exact. The subset's k best
+    lie as far from the query as the index's k / share best, so IVF probes and HNSW's beam
+    are widened by the inverse of the subset's share (a selector spares the distances to
+    non-members in IVF lists, not in the HNSW walk); rows still short of min(k, len(subset))
+    are searched again exhaustively (every list, a beam as wide as the graph)."""
+    widen = index.ntotal / len(subset)
+    ivf, base = faiss.try_extract_index_ivf(index), base_index(index)
+    if ivf is not None:
+        params = faiss.SearchParametersIVF(sel=subset.selector, nprobe=min(math.ceil(ivf.nprobe * widen), ivf.nlist))
+        exhaustive = {"nprobe": ivf.nlist}
+    elif isinstance(base, faiss.IndexHNSW):
+        ef = base.hnsw.efSearch
+        wide = min(math.ceil(ef * widen), index.ntotal)
+        params = faiss.SearchParametersHNSW(sel=subset.selector, efSearch=max(ef, k, wide))
+        exhaustive = {"efSearch": max(k, index.ntotal)}
+    else:
+        return index.search(x, k, params=faiss.SearchParameters(sel=subset.selector))
+    scores, ids = index.search(x, k, params=params)
+    short = (ids >= 0).sum(axis=1) < min(k, len(subset))
+    if short.any():
+        for name, value in exhaustive.items():
+            setattr(params, name, value)
+        scores[short], ids[short] = index.search(x[short], k, params=params)
+    return scores, ids

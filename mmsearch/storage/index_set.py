@@ -5,6 +5,12 @@ watermark, rows deleted since it was saved), or built from SQL when its file is 
 unreadable. Saves are atomic and throttled. Searches hold the read side of a readers-writer
 lock, so they run at once (FAISS searches release the GIL); opening, catching up, adding,
 removing and saving hold the write side, so a search never sees an index half changed.
+
+Each approximate index is tuned by measurement (index_tuning: the cheapest search setting
+reaching the target recall) once built and again when it has doubled or halved; an index
+whose size calls for another type (Flat -> HNSW past 100k vectors, or a memory budget) is
+rebuilt. Both run on a worker thread (index_upkeep) while searches use the index they have;
+a rebuilt index is caught up from SQL and swapped in under a brief write.
 """
 
 from __future__ import annotations
@@ -16,12 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import index_tuning
+from .faiss_parts import new_faiss_index, training_clusters
 from .files import digest
+from .index_choice import MAX_TRAIN_POINTS_PER_CENTROID, choose_factory, estimate_memory_bytes
+from .index_upkeep import IndexUpkeep
 from .rwlock import ReadWriteLock
 from .store import Store
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
+
+INDEXED_KINDS = ("image", "segment", "video")  # the vector kinds with an index (frames have none)
 
 
 def space_slug(space: str) -> str:
@@ -39,15 +51,23 @@ class IndexSet:
         save_every_s: float = 30.0,
         use_gpu: str | bool = "auto",
         kind_spaces: dict[str, str] | None = None,
+        target_recall: float = index_tuning.DEFAULT_TARGET_RECALL,
+        memory_budget: int | None = None,
+        text_queries=None,
     ):
         self.store, self.directory, self.space, self.dim = store, Path(directory), space, dim
         self.kind_spaces = dict(kind_spaces or {})  # kinds whose vectors live in a derived space (pooled video vectors)
         self.save_every_s, self.use_gpu = save_every_s, use_gpu
+        self.target_recall = target_recall
+        self.memory_budget = memory_budget  # bytes for this set's indexes together; None: no limit
+        # () -> (m, dim) text embeddings of probe phrases (the text-like queries of tuning), or None
+        self.text_queries = text_queries
         self._indexes: dict[str, VectorIndex] = {}
         self._dirty: set[str] = set()
         self._last_save = time.monotonic()
         self._last_refresh: dict[str, float] = {}
         self.lock = ReadWriteLock()
+        self.upkeep = IndexUpkeep(space_slug(space))
 
     def space_of(self, kind: str) -> str:
         return self.kind_spaces.get(kind, self.space)
@@ -75,7 +95,12 @@ class IndexSet:
             if path.exists():
                 log.warning("rebuilding %s from SQL: %s", path.name, e)
             return self.rebuild(kind)
-        return self._catch_up(kind, index)
+        tuning = index_tuning.Tuning.from_meta(index.meta_extra.get("tuning"))
+        if tuning is not None and tuning.factory == index.factory:
+            index_tuning.apply_params(index, tuning.params)
+        index = self._catch_up(kind, index)
+        self._keep_up(kind, index)
+        return index
 
     def _catch_up(self, kind: str, index: VectorIndex) -> VectorIndex:
         """Bring `index` in step with SQL (rows added after its watermark, rows deleted);
@@ -96,19 +121,81 @@ class IndexSet:
         return index
 
     def rebuild(self, kind: str) -> VectorIndex:
-        """Build the kind's index from SQL alone (the source of truth)."""
+        """Build the kind's index from SQL alone (the source of truth), while searches wait."""
         with self.lock.write():
-            ids, vecs = [], []
-            for batch_ids, batch_vecs in self.store.iter_vectors(self.space_of(kind), (kind,)):
-                ids.append(batch_ids)
-                vecs.append(batch_vecs)
-            all_ids = np.concatenate(ids) if ids else np.zeros((0,), np.int64)
-            all_vecs = np.concatenate(vecs) if vecs else np.zeros((0, self.dim), np.float32)
-            index = VectorIndex.build(all_ids, all_vecs, dim=self.dim, use_gpu=self.use_gpu)
+            index = self._build(kind)
             self._indexes[kind] = index
             self._dirty.add(kind)
-            self.checkpoint(force=True)
-            return index
+            self._save()
+        self._keep_up(kind, index)
+        return index
+
+    def _build(self, kind: str) -> VectorIndex:
+        """A new index of the type the kind's size and memory share call for, from SQL."""
+        space = self.space_of(kind)
+        _, count = self.store.vector_stats(space, kind)
+        factory = choose_factory(count, self.dim, self.memory_share(kind, count))
+        return build_index(
+            self.dim, factory, lambda every=1: self.store.iter_vectors(space, (kind,), every=every), count, self.use_gpu
+        )
+
+    def memory_share(self, kind: str, count: int) -> int | None:
+        """The kind's part of the memory budget: in proportion to its vectors among this set's
+        indexed kinds."""
+        if self.memory_budget is None:
+            return None
+        counts = {k: self.store.vector_stats(self.space_of(k), k)[1] for k in INDEXED_KINDS}
+        counts[kind] = count
+        return int(self.memory_budget * count / max(1, sum(counts.values())))
+
+    # -- upkeep: tuning and rebuilding off the search path ---------------------------------------
+    def _keep_up(self, kind: str, index: VectorIndex) -> None:
+        """Queue the tuning of an approximate index never tuned for its size or target."""
+        if index.factory == "Flat" or index.ntotal == 0:
+            return
+        tuning = index_tuning.Tuning.from_meta(index.meta_extra.get("tuning"))
+        if tuning is None or tuning.factory != index.factory or tuning.due(index.ntotal, self.target_recall):
+            self.upkeep.submit("tune", kind, lambda: self._tune_live(kind))
+
+    def tune(self, kind: str, index: VectorIndex) -> index_tuning.Tuning:
+        """Measure `index` (the kind's, live or about to be) against exact search over SQL and
+        set its cheapest setting reaching the target recall."""
+        space = self.space_of(kind)
+        _, count = self.store.vector_stats(space, kind)
+        step = max(1, count // index_tuning.QUERIES_PER_KIND)
+        sample = next(self.store.iter_vectors(space, (kind,), every=step, batch=index_tuning.QUERIES_PER_KIND))[1]
+        text = self.text_queries() if self.text_queries is not None and kind != "video" else None
+        queries = index_tuning.probe_queries(sample, text=text)
+        truth = index_tuning.exact_top_k_of(queries, lambda: self.store.iter_vectors(space, (kind,)))
+        live = self._indexes.get(kind) is index
+        tuning = index_tuning.tune(_Locked(index, self.lock) if live else index, queries, truth, self.target_recall)
+        index.meta_extra["tuning"] = tuning.as_meta()
+        log.info("tuned the %s index (%s): %s, recall %s", kind, index.factory, tuning.params, tuning.recall)
+        return tuning
+
+    def _tune_live(self, kind: str) -> None:
+        index = self._indexes.get(kind)
+        if index is None:
+            return
+        self.tune(kind, index)
+        with self.lock.write():
+            if self._indexes.get(kind) is index:
+                self._dirty.add(kind)
+
+    def _rebuild_live(self, kind: str) -> None:
+        """Build the kind's index anew beside the live one, tune it, then swap it in (caught up
+        with what SQL gained or lost meanwhile)."""
+        fresh = self._build(kind)
+        if fresh.factory != "Flat" and fresh.ntotal:
+            self.tune(kind, fresh)
+        with self.lock.write():
+            self._indexes[kind] = self._catch_up(kind, fresh)
+            self._dirty.add(kind)
+        log.info("rebuilt the %s index as %s (%d vectors)", kind, fresh.factory, fresh.ntotal)
+
+    def wait_upkeep(self, timeout: float) -> bool:
+        """Wait for queued tuning and rebuilds (a CLI before it exits); False if still busy."""
+        return self.upkeep.wait(timeout)
 
     def sizes(self) -> dict[str, int]:
         """Vectors held per kind, for the indexes opened so far (a scrape opens nothing)."""
@@ -134,11 +221,12 @@ class IndexSet:
                 if index.remove(arr):
                     self._dirty.add(kind)
 
-    def search(self, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, kind: str, queries: np.ndarray, k: int, subset=None) -> tuple[np.ndarray, np.ndarray]:
+        """The kind's top-k; with `subset` (ids, or an IdSubset from its index), among those ids alone."""
         self.get(kind)
         self._refresh(kind)  # before reading: a reader may not take the write side
         with self.lock.read():
-            return self._indexes[kind].search(queries, k)
+            return self._indexes[kind].search(queries, k, subset=subset)
 
     def _refresh(self, kind: str) -> None:
         """Catch up with rows another process (a CLI index job beside the server) committed;
@@ -165,27 +253,87 @@ class IndexSet:
             return self._indexes[kind].ntotal
 
     def checkpoint(self, force: bool = False) -> None:
-        """Save dirty indexes, at most every save_every_s seconds unless forced."""
+        """Save dirty indexes, at most every save_every_s seconds unless forced. A forced one
+        (an index job's end) also queues the rebuild of indexes whose size calls for another
+        type, and the tuning of those grown since theirs."""
         with self.lock.write():
+            if force:
+                self._keep_types()
             if not self._dirty or (not force and time.monotonic() - self._last_save < self.save_every_s):
                 return
-            self.directory.mkdir(parents=True, exist_ok=True)
-            if force:
-                self._rechoose_factories()
-            for kind in sorted(self._dirty):
-                self._indexes[kind].save(self.path(kind), extra={"space": self.space_of(kind), "kind": kind})
-            self._dirty.clear()
-            self._last_save = time.monotonic()
+            self._save()
 
-    def _rechoose_factories(self) -> None:
-        """An index that grew (or shrank) past a size threshold is rebuilt with the index type
-        its size calls for (e.g. Flat -> HNSW at 100k vectors)."""
+    def _save(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for kind in sorted(self._dirty):
+            index = self._indexes[kind]
+            extra = {"space": self.space_of(kind), "kind": kind}
+            if "tuning" in index.meta_extra:
+                extra["tuning"] = index.meta_extra["tuning"]
+            index.save(self.path(kind), extra=extra)
+        self._dirty.clear()
+        self._last_save = time.monotonic()
+
+    def _keep_types(self) -> None:
         for kind, index in list(self._indexes.items()):
-            if VectorIndex.choose_factory(index.ntotal, self.dim) != index.factory:
-                log.info(
-                    "rebuilding the %s index as %s for %d vectors",
-                    kind,
-                    VectorIndex.choose_factory(index.ntotal, self.dim),
-                    index.ntotal,
+            wanted = choose_factory(index.ntotal, self.dim, self.memory_share(kind, index.ntotal))
+            if wanted != index.factory:
+                log.info("rebuilding the %s index as %s for %d vectors", kind, wanted, index.ntotal)
+                self.upkeep.submit("rebuild", kind, lambda kind=kind: self._rebuild_live(kind))
+            else:
+                self._keep_up(kind, index)
+
+    def info(self) -> list[dict]:
+        """Per opened index: its type, size, estimated memory, search setting and last tuning."""
+        with self.lock.read():
+            out = []
+            for kind, index in sorted(self._indexes.items()):
+                tuning = index.meta_extra.get("tuning")
+                out.append(
+                    {
+                        "space": self.space_of(kind),
+                        "kind": kind,
+                        "factory": index.factory,
+                        "vectors": index.ntotal,
+                        "memory_bytes": estimate_memory_bytes(index.factory, index.ntotal, self.dim),
+                        "params": (tuning or {}).get("params", {}),
+                        "tuning": tuning,
+                        "upkeep": "busy" if self.upkeep.busy(kind) else "idle",
+                    }
                 )
-                self.rebuild(kind)
+            return out
+
+
+def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool = "auto") -> VectorIndex:
+    """An index of `factory` over the (ids, vectors) of `batches(every=n)` (every n-th row when
+    n > 1), trained on such a sample first: memory holds the index and one batch, never every
+    vector."""
+    index = VectorIndex(dim, factory, use_gpu)
+    if count and not index.is_trained:
+        clusters = training_clusters(new_faiss_index(dim, factory))
+        step = max(1, count // (MAX_TRAIN_POINTS_PER_CENTROID * clusters))
+        index.train(np.concatenate([v for _, v in batches(every=step)]))
+    for batch_ids, batch_vecs in batches():
+        index.add(batch_ids, batch_vecs)
+    return index
+
+
+class _Locked:
+    """An index searched under the set's read lock and set under its write lock, for tuning a
+    live index beside searches."""
+
+    def __init__(self, index: VectorIndex, lock: ReadWriteLock):
+        self.index, self.lock = index, lock
+        self.factory = index.factory
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def search(self, queries, k: int):
+        with self.lock.read():
+            return self.index.search(queries, k)
+
+    def set_search_params(self, **params) -> None:
+        with self.lock.write():
+            self.index.set_search_params(**params)

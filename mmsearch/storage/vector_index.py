@@ -17,12 +17,16 @@ saving and removal always work on the CPU index. Searches may run in several thr
 once (the lazily built tombstone filter and GPU mirror are made under a lock of their own);
 changes may not run beside anything else (IndexSet's readers-writer lock sees to both).
 
+A search may keep to a subset of ids (subset(); faiss_parts.search_subset, on the CPU index);
+scores() scores a small subset exactly when the index keeps its vectors (Flat, HNSW,Flat).
+
 The factory choice and memory estimate live in index_choice, the files on disk in
 index_files, the FAISS plumbing in faiss_parts.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -33,11 +37,17 @@ import faiss
 import numpy as np
 
 from .faiss_parts import (
+    IdSubset,
     as_ids,
     as_vectors,
     base_index,
-    ivf_ids,
+    find_sorted,
+    flat_scores,
+    flat_storage,
+    held_ids,
+    make_subset,
     new_faiss_index,
+    search_subset,
     training_clusters,
 )
 from .gpu_mirror import GPU_MAX_K, GpuMirror, resolve_use_gpu
@@ -49,6 +59,7 @@ log = logging.getLogger(__name__)
 AUTO_COMPACT_FRACTION = 0.2
 SEARCH_BATCH = 4096
 COMPACT_CHUNK = 65_536
+_STATES = itertools.count(1)  # every state of every index gets a number no other state had
 
 
 class VectorIndex:
@@ -65,7 +76,9 @@ class VectorIndex:
         self._watermark = 0
         self._tombstones: set[int] = set()
         self._tombstone_filter = None
-        self._lazy = threading.Lock()  # concurrent searches build the filter and mirror once
+        self.state = next(_STATES)  # a number that changes whenever the ids or vectors held change
+        self._held: tuple[np.ndarray, np.ndarray | None] | None = None  # sorted live ids, their rows
+        self._lazy = threading.Lock()  # concurrent searches build the filter, held ids and mirror once
         self.meta_extra: dict = {}
 
     # ----- choosing and building -------------------------------------------------------
@@ -136,12 +149,17 @@ class VectorIndex:
         return f"VectorIndex(dim={self._dim}, factory={self._factory!r}, ntotal={self.ntotal}, gpu={self._use_gpu})"
 
     def ids(self) -> np.ndarray:
-        """The live ids held, in no particular order."""
-        ivf = faiss.try_extract_index_ivf(self._index)
-        held = ivf_ids(ivf) if ivf is not None else faiss.vector_to_array(self._index.id_map)
-        if self._tombstones:
-            held = held[~np.isin(held, self.tombstones)]
-        return held
+        """The live ids held, sorted."""
+        return self._held_ids()[0].copy()
+
+    def _held_ids(self) -> tuple[np.ndarray, np.ndarray | None]:
+        with self._lazy:  # once per state
+            self._held = self._held or held_ids(self._index, self.tombstones)
+            return self._held
+
+    def _changed(self) -> None:
+        """Called after every change of the ids or vectors held."""
+        self.state, self._held = next(_STATES), None
 
     # ----- mutation --------------------------------------------------------------------
 
@@ -164,6 +182,7 @@ class VectorIndex:
         log.info("training %s on %d vectors", self._factory, len(x))
         self._index.train(x)
         self._gpu.drop()
+        self._changed()
 
     def add(self, ids, vectors) -> None:
         """Add vectors under the caller's ids; trains an untrained index on them first.
@@ -184,6 +203,7 @@ class VectorIndex:
         self._index.add_with_ids(x, ids)
         self._watermark = max(self._watermark, int(ids.max()))
         self._gpu.drop()
+        self._changed()
 
     def remove(self, ids) -> int:
         """Remove ids; returns how many were held. Ids not held are ignored."""
@@ -195,12 +215,14 @@ class VectorIndex:
         removed = int(self._index.remove_ids(ids))
         if removed:
             self._gpu.drop()
+            self._changed()
         return removed
 
     def _tombstone(self, ids: np.ndarray) -> int:
         fresh = ids[self.contains(ids)]
         self._tombstones.update(fresh.tolist())
         self._tombstone_filter = None
+        self._changed()
         if len(self._tombstones) > AUTO_COMPACT_FRACTION * self._index.ntotal:
             self.compact()
         return len(fresh)
@@ -211,7 +233,7 @@ class VectorIndex:
         mask = np.zeros(len(ids), dtype=bool)
         maybe = ids <= self._watermark
         if maybe.any():
-            mask[maybe] = np.isin(ids[maybe], self.ids())
+            mask[maybe] = find_sorted(ids[maybe], self._held_ids()[0])[0]
         return mask
 
     def compact(self) -> int:
@@ -237,6 +259,7 @@ class VectorIndex:
         dropped = len(self._tombstones)
         log.info("compacted %s: dropped %d tombstones, %d vectors remain", self._factory, dropped, fresh.ntotal)
         self._index, self._tombstones, self._tombstone_filter = fresh, set(), None
+        self._changed()
         return dropped
 
     def catch_up(self, live_ids, new_rows: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict:
@@ -273,8 +296,20 @@ class VectorIndex:
                 raise ValueError(f"{name} does not apply to the index {self._factory!r}") from e
             self._gpu.set_parameter(name, value)
 
-    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: (scores float32 (n, k), ids int64 (n, k)).
+    def subset(self, ids) -> IdSubset:
+        """The ids among `ids` (any order, repeats and ids not held allowed) that the index holds
+        live, prepared for search(..., subset=) and scores()."""
+        return make_subset(np.asarray(ids, dtype=np.int64), *self._held_ids(), self.state)
+
+    def scores(self, q, subset: IdSubset) -> np.ndarray | None:
+        """Exact inner products of one query with a subset's stored vectors, in its id order;
+        None when the index keeps only codes (IVF, SQ, PQ) and cannot give them back."""
+        rows, storage = self._current(subset).rows, flat_storage(self._index)
+        return None if rows is None or storage is None else flat_scores(storage, as_vectors(q, self._dim)[0], rows)
+
+    def search(self, queries, k: int, subset: IdSubset | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: (scores float32 (n, k), ids int64 (n, k)); with `subset` (an
+        IdSubset, or ids), among those ids alone.
 
         Empty slots (fewer than k live vectors) have id -1 and score -inf.
         """
@@ -283,13 +318,22 @@ class VectorIndex:
         x = as_vectors(queries, self._dim)
         scores = np.full((len(x), k), -np.inf, dtype=np.float32)
         ids = np.full((len(x), k), -1, dtype=np.int64)
-        if self.ntotal == 0:
+        if subset is not None:
+            subset = self._current(subset if isinstance(subset, IdSubset) else self.subset(subset))
+        if self.ntotal == 0 or (subset is not None and not len(subset)):
             return scores, ids
         for start in range(0, len(x), SEARCH_BATCH):
             batch = slice(start, start + SEARCH_BATCH)
-            scores[batch], ids[batch] = self._search_batch(x[batch], k)
+            if subset is None:
+                scores[batch], ids[batch] = self._search_batch(x[batch], k)
+            else:  # on the CPU index: a GPU index takes no CPU selector
+                scores[batch], ids[batch] = search_subset(self._index, x[batch], k, subset)
         scores[ids < 0] = -np.inf
         return scores, ids
+
+    def _current(self, subset: IdSubset) -> IdSubset:
+        """`subset`, prepared again when the index changed since it was."""
+        return subset if subset.state == self.state else self.subset(subset.ids)
 
     def _search_batch(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._tombstones:
@@ -351,5 +395,6 @@ class VectorIndex:
         loaded._index = index
         loaded._watermark = int(meta["watermark"])
         loaded._tombstones = set(int(i) for i in meta["tombstones"])
+        loaded._changed()
         loaded.meta_extra = {key: value for key, value in meta.items() if key not in META_KEYS}
         return loaded

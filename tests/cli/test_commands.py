@@ -10,6 +10,7 @@ TOP_LEVEL = [
     "eval-generation",
     "eval-video",
     "index",
+    "index-info",
     "search",
     "generate",
     "delete-generated",
@@ -18,6 +19,7 @@ TOP_LEVEL = [
     "demo",
     "model",
     "train",
+    "import",
 ]
 TRAIN = ["clip", "temporal", "prior", "decoder", "attribute-classifier"]
 MODEL = ["list", "add", "use", "drop"]
@@ -28,3 +30,4 @@ def test_every_command_is_registered_in_help_order():
     assert list(cli.commands) == TOP_LEVEL
     assert list(cli.commands["train"].commands) == TRAIN
     assert list(cli.commands["model"].commands) == MODEL
+    assert list(cli.commands["import"].commands) == ["clip-retrieval"]

@@ -15,7 +15,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from mmsearch.datasets import synth
-from mmsearch.search import engine as engine_mod
+from mmsearch.search import prefilter
 from mmsearch.search.engine import VECTOR_KINDS
 from mmsearch.search.query import MediaNotFoundError, SearchRequest, build_terms
 from mmsearch.storage.generated import GenerationParams
@@ -96,13 +96,19 @@ def requests(base: Path) -> list[tuple[str, dict]]:
     ]
 
 
-@pytest.mark.parametrize("resolve_in_sql", [True, False], ids=["sql-first", "ann-only"])
-def test_filtered_pages_match_an_exact_filtered_search(library, monkeypatch, resolve_in_sql):
-    """ann-only: without the exact search over the filter set, widening the ANN rounds until
-    every vector kind is settled gives the same pages."""
+def search_subsets_by(monkeypatch, way: str) -> None:
+    """Make every filter subset searched exactly (from the index's vectors, or from SQL) or
+    through the ANN index with a selector."""
+    limits = {"index": (10**9, 0), "sql": (0, 10**9), "selector": (0, 0)}[way]
+    monkeypatch.setattr(prefilter, "EXACT_MAX_FROM_INDEX", limits[0])
+    monkeypatch.setattr(prefilter, "EXACT_MAX_FROM_SQL", limits[1])
+
+
+@pytest.mark.parametrize("way", ["index", "sql", "selector"])
+def test_filtered_pages_match_an_exact_filtered_search(library, monkeypatch, way):
+    """Whichever way the filter's subset is searched, the pages are the exact filtered ones."""
     lib, base = library
-    if not resolve_in_sql:
-        monkeypatch.setattr(engine_mod.SearchEngine, "_exact_filtered", lambda self, *a: None)
+    search_subsets_by(monkeypatch, way)
     failures = []
     for text in QUERIES:
         for name, options in requests(base):
@@ -116,14 +122,13 @@ def test_filtered_pages_match_an_exact_filtered_search(library, monkeypatch, res
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("resolve_in_sql", [True, False], ids=["sql-first", "ann-only"])
-def test_queries_that_favour_the_other_folder(library, monkeypatch, resolve_in_sql):
+@pytest.mark.parametrize("way", ["index", "selector"])
+def test_queries_that_favour_the_other_folder(library, monkeypatch, way):
     """Queries made of large-folder images: the large folder fills each kind's top results and
     the small folder's best images lie deep in the image index, while its few videos are all
     read at once: they must not fill the page ahead of better images not yet read."""
     lib, base = library
-    if not resolve_in_sql:
-        monkeypatch.setattr(engine_mod.SearchEngine, "_exact_filtered", lambda self, *a: None)
+    search_subsets_by(monkeypatch, way)
     with lib.store.session() as s:
         anchors = s.scalars(
             select(Media.id).where(Media.path.startswith(f"{base}/large/images/")).order_by(Media.id)
@@ -138,38 +143,37 @@ def test_queries_that_favour_the_other_folder(library, monkeypatch, resolve_in_s
     assert not failures, "\n".join(failures)
 
 
-def test_max_fetch_bounds_the_vectors_one_search_reads(library, monkeypatch):
-    """A filtered search that the first ANN round does not settle reads its filter set from
-    SQL when that holds at most MAX_FETCH vectors, and searches it exactly; a larger filter
-    set is not read, and no kind is read past MAX_FETCH vectors (or the first round's size)."""
+def test_a_filtered_search_reads_its_subset_once(library, monkeypatch):
+    """A filter is resolved in SQL to each kind's vector ids; the subset search returns the
+    filtered top at once, so a query whose unfiltered top holds none of the filter's media
+    settles in one round; a repeated filter is not resolved again."""
     lib, base = library
     with lib.store.session() as s:
         large_images = s.scalars(
             select(Media.id).where(Media.path.startswith(f"{base}/large/images/")).order_by(Media.id)
         ).all()
+        small_image_vectors = set(
+            s.scalars(
+                select(Vector.id)
+                .join(Media, Media.id == Vector.media_id)
+                .where(Media.path.startswith(f"{base}/small/images/"), Vector.kind == "image")
+            )
+        )
     anchor = large_images[24]  # its top 32 images hold fewer than 3 of the small folder's
     req = SearchRequest(terms=build_terms(media_id=anchor), k=3, path_prefix=f"{base}/small/", kind="image")
-    first_round = 32  # max(4 * (offset + k), 32)
-    asked, exact = [], []
-    search, exact_filtered = lib.indexes.search, engine_mod.SearchEngine._exact_filtered
-    monkeypatch.setattr(lib.indexes, "search", lambda kind, q, k: asked.append(k) or search(kind, q, k))
+    asked, resolved = [], []
+    monkeypatch.setattr(lib.engine, "prefilter", prefilter.Prefilter(lib.store, lib.indexes))  # nothing cached
+    search, vector_ids_of_media = lib.engine.prefilter.search, prefilter.vector_ids_of_media
     monkeypatch.setattr(
-        engine_mod.SearchEngine,
-        "_exact_filtered",
-        lambda self, *a: exact.append(found := exact_filtered(self, *a)) or found,
+        lib.engine.prefilter, "search", lambda kind, q, k, sub: asked.append((k, sub)) or search(kind, q, k, sub)
     )
-    # The small folder's 10 images fit in MAX_FETCH = 40: read from SQL after one ANN round.
-    monkeypatch.setattr(engine_mod, "MAX_FETCH", 40)
+    monkeypatch.setattr(prefilter, "vector_ids_of_media", lambda *a: resolved.append(a) or vector_ids_of_media(*a))
     assert [h.id for h in lib.search(req)] == [mid for mid, _ in exact_ranking(lib, req)]
-    assert asked == [first_round] and len(exact) == 1 and exact[0] is not None
-    with lib.store.session() as s:
-        small_images = set(s.scalars(select(Media.id).where(Media.path.startswith(f"{base}/small/images/"))))
-    assert set(exact[0]) == small_images
-    # They do not fit in 5: the ANN is not widened past the first round's size.
-    asked.clear(), exact.clear()
-    monkeypatch.setattr(engine_mod, "MAX_FETCH", 5)
-    assert len(lib.search(req)) <= 3
-    assert asked == [first_round] and exact == [None]
+    assert [k for k, _ in asked] == [10] and len(resolved) == 1  # the subset's 10 images, one round
+    assert set(asked[0][1].ids.tolist()) == small_image_vectors
+    asked.clear()
+    assert [h.id for h in lib.search(req)] == [mid for mid, _ in exact_ranking(lib, req)]
+    assert len(asked) == 1 and len(resolved) == 1  # the cached subsets
 
 
 def test_media_vectors_are_media_vector_in_one_lookup(library):

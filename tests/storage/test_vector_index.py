@@ -242,3 +242,52 @@ def test_untrained_ivf_trains_on_add_only_with_enough_vectors():
 
     index.add(caller_ids(700), unit_vectors(700))
     assert index.is_trained and index.ntotal == 700
+
+
+@pytest.mark.parametrize("share", [1.0, 0.1, 0.01, 0.001])
+def test_subset_search_is_brute_force_over_the_subset(filled, share):
+    """Removed ids (HNSW tombstones) and ids never held may be in the subset: neither comes back."""
+    index, ids, vectors = filled
+    removed = ids[1::9]
+    index.remove(removed)
+    rng = np.random.default_rng(2)
+    chosen = np.sort(rng.choice(len(ids), max(1, int(share * len(ids))), replace=False))
+    asked = np.concatenate([ids[chosen], [5, 10**9]])  # plus ids never held
+    live = chosen[~np.isin(ids[chosen], removed)]
+    queries = unit_vectors(20, seed=3)
+
+    scores, found = index.search(queries, 10, subset=asked)
+
+    dots = queries @ vectors[live].T
+    for row, d in enumerate(dots):
+        best = np.argsort(-d)[:10]
+        np.testing.assert_array_equal(found[row][: len(best)], ids[live][best])
+        np.testing.assert_allclose(scores[row][: len(best)], d[best], atol=1e-5)
+        assert (found[row][len(best) :] == -1).all()
+
+
+def test_subset_keeps_the_live_ids_held_and_scores_their_vectors(filled):
+    index, ids, vectors = filled
+    index.remove(ids[:5])
+    subset = index.subset([ids[7], ids[3], ids[7], 1, ids[-1]])
+    q = unit_vectors(1, seed=9)[0]
+
+    assert subset.ids.tolist() == [ids[7], ids[-1]] and len(subset) == 2
+    scores = index.scores(q, subset)
+    if index.factory.startswith("IVF"):
+        assert scores is None  # codes only
+    else:
+        np.testing.assert_allclose(scores, vectors[[7, -1]] @ q, atol=1e-6)
+
+
+def test_a_changed_index_prepares_an_old_subset_again():
+    vectors, ids = unit_vectors(300), caller_ids(300)
+    index = VectorIndex.build(ids, vectors, factory="Flat", use_gpu=False)
+    subset, state = index.subset(ids[:50]), index.state
+    index.remove(ids[:10])
+    assert index.state != state
+    _, found = index.search(vectors[:20], 1, subset=subset)
+    assert (found[:10, 0] != ids[:10]).all() and np.isin(found, ids[10:50]).all()
+    np.testing.assert_array_equal(found[10:, 0], ids[10:20])
+    # ids[:10] are gone from the subset, prepared again
+    np.testing.assert_allclose(index.scores(vectors[0], subset), vectors[10:50] @ vectors[0], atol=1e-6)

@@ -1,10 +1,11 @@
-"""Index jobs: started here, run one at a time on the app's jobs executor, followed by id."""
+"""Library jobs (index, import): started here, run one at a time on the app's jobs executor,
+followed by id."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query
 
-from ...library import LibraryBusyError, RootNotAllowedError
+from ...library import ImportFormatError, LibraryBusyError, RootNotAllowedError
 from ..schemas import MAX_ID, JobIn
 from ..state import AppState
 
@@ -15,11 +16,16 @@ def jobs_router(state: AppState) -> APIRouter:
 
     @router.post("/jobs", status_code=202, dependencies=state.write)
     def start_job(body: JobIn) -> dict:
-        """Roots must be absolute folders under MMSEARCH_INDEX_ROOTS (403 outside; 400 for what
-        no folder is); 409 while another process is indexing the library."""
+        """An index job (the default kind), or an import of a clip-retrieval folder. Roots must be
+        absolute folders under MMSEARCH_INDEX_ROOTS (403 outside; 400 for what no folder is, or
+        a folder an import cannot read); 409 while another process is indexing the library, or
+        for an import model other than the library's."""
         try:
-            job_id = library.create_job(body.roots, remote=True)
-        except FileNotFoundError as e:  # a root that is not a folder: the request's fault, here only
+            if body.kind == "import":
+                job_id = library.create_import_job(body.roots[0], model=body.model, remote=True)
+            else:
+                job_id = library.create_job(body.roots, remote=True)
+        except (FileNotFoundError, ImportFormatError) as e:  # the request's fault, here only
             raise HTTPException(400, str(e)) from e
         except RootNotAllowedError as e:
             raise HTTPException(403, str(e)) from e

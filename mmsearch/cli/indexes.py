@@ -1,0 +1,50 @@
+"""`mmsearch index-info`: the library's vector indexes, per space and vector kind, read from
+their saved files (no model or index is loaded)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..config import Settings
+from .common import LIBRARY_OPT, console
+
+
+def index_info(
+    library: Optional[Path] = LIBRARY_OPT,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per index."),
+) -> None:
+    """Per space and vector kind: index type, vectors, memory, search setting, and the recall@10
+    and latency measured at its last tuning."""
+    from ..services.index_report import saved_indexes
+
+    settings = Settings().with_overrides(library_dir=library)
+    entries = saved_indexes(settings.library_dir / "indexes")
+    for e in entries:
+        if as_json:
+            sys.stdout.write(json.dumps(e) + "\n")
+            continue
+        sys.stdout.write(f"{e['space']} {e['kind']}: {describe(e)}\n")
+    if not entries and not as_json:
+        console.print(f"no saved index in {settings.library_dir / 'indexes'} (index something first)")
+
+
+def describe(entry: dict) -> str:
+    """One line: type, vectors, memory, setting, and what the last tuning measured."""
+    line = f"{entry['factory']}, {entry['vectors']:,} vectors, ~{entry['memory_bytes'] / 2**20:,.1f} MiB"
+    tuning = entry.get("tuning")
+    if entry["factory"] == "Flat":
+        return line + ", exact search"
+    if not tuning:
+        return line + ", not tuned yet"
+    recall = ", ".join(f"{kind} {r:.3f}" for kind, r in tuning["recall"].items())
+    verdict = "reached" if tuning["reached"] else "NOT reached"
+    setting = ", ".join(f"{k} {v}" for k, v in tuning["params"].items())
+    return (
+        f"{line}, {setting}: recall@10 {recall} (target {tuning['target']} {verdict}), "
+        f"p50 {tuning['p50_ms']:.2f} ms at {tuning['vectors']:,} vectors"
+    )

@@ -1,0 +1,102 @@
+"""IndexSet upkeep: an index whose size calls for another type is rebuilt beside the searches
+and swapped in caught up; approximate indexes are tuned by measured recall, and the tuning is
+kept with the index file."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from mmsearch.storage import index_choice
+from mmsearch.storage.index_set import IndexSet
+from mmsearch.storage.store import Store
+
+from .test_index_set import DIM, SPACE, _add, _unit
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'library.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def small_flat(monkeypatch):
+    """Approximate indexes from 300 vectors (not 100k), so a test library can reach them."""
+    monkeypatch.setattr(index_choice, "FLAT_MAX_VECTORS", 300)
+
+
+def _top(index_set: IndexSet, seed: int) -> int:
+    return int(index_set.search("image", _unit(seed)[None], 1)[1][0, 0])
+
+
+def test_a_grown_index_is_rebuilt_beside_the_searches_and_swapped_in_caught_up(tmp_path, store, small_flat):
+    ids = _add(store, list(range(200)))
+    index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
+    assert index_set.get("image").factory == "Flat"
+    more = _add(store, list(range(200, 600)))
+    index_set.add("image", np.asarray(more), np.stack([_unit(s) for s in range(200, 600)]))
+
+    building, release = threading.Event(), threading.Event()
+    build = index_set._build
+
+    def slow_build(kind):
+        building.set()
+        assert release.wait(30)
+        return build(kind)
+
+    index_set._build = slow_build
+    index_set.checkpoint(force=True)  # queues the rebuild; returns at once
+    assert building.wait(10)
+    # The rebuild is under way: searches go on with the Flat index, and an index job adds a row.
+    assert index_set.get("image").factory == "Flat" and _top(index_set, 7) == ids[7]
+    late = _add(store, [999])
+    index_set.add("image", np.asarray(late), _unit(999)[None])
+    release.set()
+    assert index_set.wait_upkeep(60)
+
+    index = index_set.get("image")
+    assert index.factory == index_choice.choose_factory(601, DIM) == "HNSW32,Flat"
+    assert index.ntotal == 601 and _top(index_set, 999) == late[0]  # the row added meanwhile was caught up
+    [info] = index_set.info()
+    assert info["kind"] == "image" and info["vectors"] == 601 and info["upkeep"] == "idle"
+    tuning = info["tuning"]
+    assert tuning["factory"] == "HNSW32,Flat" and tuning["reached"] and tuning["vectors"] == 601
+    assert set(tuning["recall"]) == {"image-like", "text-like"} and min(tuning["recall"].values()) >= 0.95
+    assert info["params"] == tuning["params"] and "efSearch" in info["params"]
+
+
+def test_a_tuned_index_keeps_its_setting_across_a_reopen(tmp_path, store, small_flat):
+    _add(store, list(range(400)))
+    first = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
+    assert first.get("image").factory == "HNSW32,Flat"  # built at its size: tuned in the background
+    assert first.wait_upkeep(60)
+    first.checkpoint(force=True)
+    tuned = first.info()[0]["tuning"]
+    assert tuned is not None and tuned["vectors"] == 400
+
+    again = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
+    assert again.get("image").factory == "HNSW32,Flat"
+    assert not again.upkeep.busy()  # nothing to tune: the file carries its tuning
+    assert again.info()[0]["tuning"] == tuned
+
+
+def test_a_lower_target_recall_is_a_reason_to_tune_again(tmp_path, store, small_flat):
+    _add(store, list(range(400)))
+    first = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
+    first.get("image")
+    assert first.wait_upkeep(60)
+    first.checkpoint(force=True)
+    again = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False, target_recall=0.5)
+    again.get("image")
+    assert again.wait_upkeep(60)
+    assert again.info()[0]["tuning"]["target"] == 0.5
+
+
+def test_the_memory_budget_is_shared_by_the_kinds_in_proportion_to_their_vectors(tmp_path, store):
+    _add(store, list(range(30)))
+    _add(store, list(range(10)), kind="segment")
+    index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False, memory_budget=4000)
+    assert index_set.memory_share("image", 30) == 3000 and index_set.memory_share("segment", 10) == 1000
+    assert IndexSet(store, tmp_path / "other", SPACE, DIM, use_gpu=False).memory_share("image", 30) is None
