@@ -182,7 +182,7 @@ class Library:
         config = jobs.pipeline_config(self.settings, workers)
         task, space = jobs.job_task(self.store, job_id)
         if task == clip_retrieval.TASK:  # it writes the space's index files: the library's reopen them after
-            runner = clip_retrieval.importer(self.store, self.dir, space, progress, self._stop_jobs)
+            runner = clip_retrieval.importer(self.store, self.settings, space, progress, self._stop_jobs)
         elif task == "add-model":
             parts = self._models.candidate(find_space(self.store, space=space).spec)
             runner = SpaceFiller(

@@ -66,3 +66,42 @@ def perturbed_mini(folder: Path, seed: int = 1, scale: float = 0.05) -> Path:
             weights[key] = tensor * (1 + scale * torch.randn(tensor.shape, generator=noise))
     save_file(weights, folder / "open_clip_model.safetensors")
     return folder
+
+
+def write_folder_library(store, vectors, space: str, seed: int = 0) -> None:
+    """One media row per vector (ids 1..n, each with its image vector) written straight into
+    SQL, in folders drawn at random: /lib/p10/ (10%), /lib/p1/ (1%), /lib/p001/ (0.01%) and
+    /lib/rest/: a library to filter, far larger than embedding images would allow."""
+    import numpy as np
+    from sqlalchemy import insert
+
+    from mmsearch.storage.store import Media, Vector, encode_embedding
+
+    n, dim = vectors.shape
+    folder = np.full(n, "rest", dtype=object)
+    order = np.random.default_rng(seed).permutation(n)
+    sizes = np.cumsum([0, n // 10, n // 100, max(1, n // 10_000)])
+    for name, start, stop in zip(("p10", "p1", "p001"), sizes[:-1], sizes[1:]):
+        folder[order[start:stop]] = name
+    with store.engine.begin() as c:
+        for start in range(0, n, 50_000):
+            rows = range(start, min(n, start + 50_000))
+            c.execute(insert(Media), [dict(id=i + 1, path=f"/lib/{folder[i]}/{i:08d}.jpg", kind="image") for i in rows])
+            vector_rows = [
+                dict(
+                    id=i + 1, media_id=i + 1, kind="image", space=space, dim=dim, embedding=encode_embedding(vectors[i])
+                )
+                for i in rows
+            ]
+            c.execute(insert(Vector), vector_rows)
+
+
+def wait_for_job(client, job_id: int, timeout_s: float = 120) -> dict:
+    """GET /jobs/{id} until the job leaves pending and running; its summary."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while (job := client.get(f"/jobs/{job_id}").json())["state"] in ("pending", "running"):
+        assert time.time() < deadline, f"job {job_id} still {job['state']} after {timeout_s} s"
+        time.sleep(0.1)
+    return job

@@ -34,19 +34,19 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert, select
 
+from ..config import Settings
+from ..storage.index_choice import choose_factory
 from ..storage.index_files import read_meta
 from ..storage.index_set import IndexSet
 from ..storage.spaces import find_space
 from ..storage.store import Job, JobError, Media, Store, Vector
-from ..storage.vector_index import VectorIndex
-from .job_runs import JobCancelled, JobRunner, ProgressFn
+from .job_runs import JobRunner, ProgressFn
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 16_384  # rows read, checked and committed together
 SQL_CHUNK = 900  # paths bound in one IN (...): SQLite limits a statement's parameters
-TRAIN_SAMPLE_PER_LIST = 64  # vectors read per IVF list to train a new index (index_choice's cap)
-TRAIN_SAMPLE_MAX = 131_072  # and at most this many, whatever the factory
+INDEX_TUNING_WAIT_S = 3600.0  # the job waits this long for its index's tuning (else the next open goes on)
 EMB_NAME = re.compile(r"img_emb_(\d+)\.npy")
 FORMAT_HINT = "expected FOLDER/img_emb/img_emb_N.npy beside FOLDER/metadata/metadata_N.parquet"
 TASK = "import"
@@ -288,42 +288,24 @@ def write_chunk(store: Store, job_id: int, chunk: Chunk, root: Path, space: str,
 
 
 # -- the index -------------------------------------------------------------------------------
-def _training_sample(store: Store, space: str, kind: str, count: int, factory: str) -> np.ndarray:
-    """Every n-th vector, about as many as training the factory uses."""
-    lists = re.match(r"IVF(\d+)", factory)
-    wanted = min(TRAIN_SAMPLE_PER_LIST * int(lists.group(1)) if lists else TRAIN_SAMPLE_MAX, TRAIN_SAMPLE_MAX)
-    every = max(1, -(-count // max(wanted, 1)))
-    batches = [vecs for _, vecs in store.iter_vectors(space, (kind,), every=every)]
-    return np.concatenate(batches) if batches else np.zeros((0, 0), np.float32)
-
-
-def build_index(store: Store, indexes: IndexSet, stop: threading.Event, kind: str = "image") -> str:
-    """Bring the space's index file in step with SQL; returns its factory. When the factory
-    the vector count calls for is the saved file's, the file is caught up (only the new rows
-    are read). Otherwise a new index is built from SQL batch by batch and saved: never all
-    vectors in memory at once beside the index (IndexSet.rebuild would hold them twice)."""
+def build_index(indexes: IndexSet, kind: str = "image") -> str:
+    """Bring the space's index in step with SQL and save it; returns its factory. When the
+    vector count calls for another type than the saved file's, it is built anew from SQL in
+    batches (never a Flat index of every row first); then it is tuned for the target recall."""
     space = indexes.space_of(kind)
-    _, count = store.vector_stats(space, kind)
-    factory = VectorIndex.choose_factory(count, indexes.dim)
-    path = indexes.path(kind)
+    _, count = indexes.store.vector_stats(space, kind)
     try:
-        saved = read_meta(path)["factory"]
+        saved = read_meta(indexes.path(kind))["factory"]
     except (FileNotFoundError, ValueError):
         saved = None
-    if saved == factory:
-        indexes.get(kind)  # opened and caught up from SQL, batch by batch
-        indexes.checkpoint(force=True)
-        return factory
-    index = VectorIndex(indexes.dim, factory, use_gpu=indexes.use_gpu)
-    if count and not index.is_trained:
-        index.train(_training_sample(store, space, kind, count, factory))
-    for ids, vectors in store.iter_vectors(space, (kind,), batch=CHUNK_ROWS):
-        if stop.is_set():
-            raise JobCancelled("stopped while building the index; rerun to resume")
-        index.add(ids, vectors)
-    index.save(path, extra={"space": space, "kind": kind})
-    log.info("built %s over %d vectors of %s", factory, count, space)
-    return factory
+    if saved == choose_factory(count, indexes.dim, indexes.memory_share(kind, count)):
+        index = indexes.get(kind)  # opened and caught up from SQL, batch by batch
+    else:
+        index = indexes.rebuild(kind)
+    indexes.wait_upkeep(INDEX_TUNING_WAIT_S)
+    indexes.checkpoint(force=True)
+    log.info("the index of %s holds %d vectors (%s)", space, index.ntotal, index.factory)
+    return index.factory
 
 
 # -- the job ---------------------------------------------------------------------------------
@@ -343,10 +325,19 @@ def create_import_job(store: Store, folder: Path, space: str) -> int:
 
 
 def importer(
-    store: Store, library_dir: Path, space: str, progress: ProgressFn | None, stop: threading.Event
+    store: Store, settings: Settings, space: str, progress: ProgressFn | None, stop: threading.Event
 ) -> "ClipRetrievalImporter":
-    """The runner of an import job into `space`, with indexes of its own (it writes their files)."""
-    indexes = IndexSet(store, library_dir / "indexes", space, find_space(store, space=space).dim)
+    """The runner of an import job into `space`, with indexes of its own (it writes their files),
+    tuned and budgeted as the settings say."""
+    library_dir = settings.library_dir.resolve()
+    indexes = IndexSet(
+        store,
+        library_dir / "indexes",
+        space,
+        find_space(store, space=space).dim,
+        target_recall=settings.target_recall,
+        memory_budget=settings.index_memory,
+    )
     return ClipRetrievalImporter(store, indexes, library_dir, progress, stop)
 
 
@@ -380,7 +371,7 @@ class ClipRetrievalImporter(JobRunner):
         _, count = self.store.vector_stats(self.sink.space, "image")
         self._set(job_id, message=f"building the index over {count} vectors")
         self._report(job_id)
-        factory = build_index(self.store, self.sink, self.stop)
+        factory = build_index(self.sink)
         with self.store.session() as s:
             job = s.get(Job, job_id)
             job.message = (

@@ -6,7 +6,6 @@ index jobs apply (403 outside MMSEARCH_INDEX_ROOTS, 400 for no folder or a bad o
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 
-from ..helpers import open_library
+from ..helpers import open_library, wait_for_job
 from ..indexer.test_clip_retrieval_import import captions, random_folder, urls
 
 pytestmark = pytest.mark.slow  # serves a library
@@ -33,14 +32,6 @@ def served(tmp_path_factory):
     lib.close()
 
 
-def _wait(client, job_id: int) -> dict:
-    deadline = time.time() + 120
-    while (job := client.get(f"/jobs/{job_id}").json())["state"] in ("pending", "running"):
-        assert time.time() < deadline
-        time.sleep(0.1)
-    return job
-
-
 @pytest.fixture(scope="module")
 def imported(served):
     client, base, stored = served
@@ -49,7 +40,7 @@ def imported(served):
     )
     assert r.status_code == 202, r.text
     assert r.json()["task"] == "import"
-    job = _wait(client, r.json()["id"])
+    job = wait_for_job(client, r.json()["id"])
     assert (job["state"], job["new"], job["space"]) == ("done", 50, "external:32")
     return client, stored
 

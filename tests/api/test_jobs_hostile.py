@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from mmsearch.storage.store import Job
 
-from ..helpers import open_library
+from ..helpers import open_library, wait_for_job
 
 pytestmark = pytest.mark.slow  # builds and serves libraries
 
@@ -50,14 +49,6 @@ def _png(path, colour=(200, 30, 40)) -> None:
 def _post_raw(client, body: bytes) -> httpx.Response:
     """The body as written: JSON may hold escapes (a lone surrogate) a client library refuses to encode."""
     return client.post("/jobs", content=body, headers={"content-type": "application/json"})
-
-
-def _wait(client, job_id: int) -> dict:
-    deadline = time.time() + 120
-    while (job := client.get(f"/jobs/{job_id}").json())["state"] in ("pending", "running"):
-        assert time.time() < deadline
-        time.sleep(0.1)
-    return job
 
 
 @pytest.mark.parametrize(
@@ -130,7 +121,7 @@ def test_a_folder_of_hostile_files_is_indexed_and_its_job_reads_back_as_json(ser
     (root / "link.png").symlink_to(secret)
     r = client.post("/jobs", json={"roots": [str(root)]})
     assert r.status_code == 202
-    job = _wait(client, r.json()["id"])
+    job = wait_for_job(client, r.json()["id"])
     shown = str(root / "bad\\xff\\xfe.png")
     assert (job["state"], job["total"], job["done"], job["new"], job["errors"]) == ("done", 2, 2, 2, 1)
     assert job["recent_errors"] == [
@@ -141,7 +132,7 @@ def test_a_folder_of_hostile_files_is_indexed_and_its_job_reads_back_as_json(ser
     assert client.get("/jobs").status_code == 200
     hits = client.post("/search", json={"text": "a shape", "k": 100, "generate": "never"}).json()["results"]
     assert sorted(h["path"] for h in hits if h["path"].startswith(str(root))) == [str(root / "ok.png")]
-    again = _wait(client, client.post("/jobs", json={"roots": [str(root)]}).json()["id"])
+    again = wait_for_job(client, client.post("/jobs", json={"roots": [str(root)]}).json()["id"])
     assert (again["state"], again["unchanged"], again["errors"], again["deleted"]) == ("done", 2, 0, 0)
 
 
@@ -166,7 +157,7 @@ def test_a_library_another_process_writes_answers_409_and_creates_no_job(served)
         child.wait(30)
     r = client.post("/jobs", json={"roots": [str(base / "more")]})
     assert r.status_code == 202
-    assert _wait(client, r.json()["id"])["state"] == "done"
+    assert wait_for_job(client, r.json()["id"])["state"] == "done"
 
 
 def test_a_server_started_after_kill_9_shows_the_dead_jobs_as_interrupted(tmp_path, mini_encoder):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from mmsearch.search import prefilter
 from mmsearch.search.engine import QueryVectors, SearchEngine
@@ -20,39 +20,18 @@ from mmsearch.storage.index_set import IndexSet
 from mmsearch.storage.store import Media, Store, Vector, decode_embeddings, encode_embedding
 from mmsearch.storage.vector_index import VectorIndex
 
+from ..helpers import write_folder_library
+
 SPACE = "test-model@1"
 FOLDERS = {"/lib/": 1.0, "/lib/p10/": 0.1, "/lib/p1/": 0.01, "/lib/p001/": 0.0001}
 
 
 def write_library(store: Store, n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n media rows, each with one image vector (ids 1..n), in random folders: 10% in p10,
-    1% in p1, 0.01% in p001, the rest in rest. Returns (vector ids, float32 vectors as stored)."""
-    rng = np.random.default_rng(seed)
-    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    """n random unit vectors written as a folder library (helpers.write_folder_library).
+    Returns (vector ids, float32 vectors as stored)."""
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    folder = np.full(n, "rest", dtype=object)
-    order = rng.permutation(n)
-    sizes = np.cumsum([0, n // 10, n // 100, max(1, n // 10_000)])
-    for name, start, stop in zip(("p10", "p1", "p001"), sizes[:-1], sizes[1:]):
-        folder[order[start:stop]] = name
-    with store.engine.begin() as c:
-        for start in range(0, n, 50_000):
-            rows = range(start, min(n, start + 50_000))
-            c.execute(insert(Media), [dict(id=i + 1, path=f"/lib/{folder[i]}/{i:07d}.jpg", kind="image") for i in rows])
-            c.execute(
-                insert(Vector),
-                [
-                    dict(
-                        id=i + 1,
-                        media_id=i + 1,
-                        kind="image",
-                        space=SPACE,
-                        dim=dim,
-                        embedding=encode_embedding(vectors[i]),
-                    )
-                    for i in rows
-                ],
-            )
+    write_folder_library(store, vectors, SPACE, seed)
     ids = np.arange(1, n + 1, dtype=np.int64)
     return ids, decode_embeddings([encode_embedding(v) for v in vectors], dim)
 
