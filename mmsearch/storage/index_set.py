@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from . import index_tuning
+from .code_rerank import candidates_for, holds_codes, rerank_exact
 from .faiss_parts import new_faiss_index, training_clusters
 from .files import digest
 from .index_choice import MAX_TRAIN_POINTS_PER_CENTROID, choose_factory, estimate_memory_bytes
@@ -168,7 +170,8 @@ class IndexSet:
         queries = index_tuning.probe_queries(sample, text=text)
         truth = index_tuning.exact_top_k_of(queries, lambda: self.store.iter_vectors(space, (kind,)))
         live = self._indexes.get(kind) is index
-        tuning = index_tuning.tune(_Locked(index, self.lock) if live else index, queries, truth, self.target_recall)
+        tunable = _Tunable(index, self.lock if live else None, self._searcher(index, live))
+        tuning = index_tuning.tune(tunable, queries, truth, self.target_recall)
         index.meta_extra["tuning"] = tuning.as_meta()
         log.info("tuned the %s index (%s): %s, recall %s", kind, index.factory, tuning.params, tuning.recall)
         return tuning
@@ -226,7 +229,24 @@ class IndexSet:
         self.get(kind)
         self._refresh(kind)  # before reading: a reader may not take the write side
         with self.lock.read():
-            return self._indexes[kind].search(queries, k, subset=subset)
+            index = self._indexes[kind]
+            if not holds_codes(index.factory):
+                return index.search(queries, k, subset=subset)
+            _, candidates = index.search(queries, candidates_for(k), subset=subset)
+        return rerank_exact(self.store, queries, candidates, k)
+
+    def _searcher(self, index: VectorIndex, live: bool):
+        """How tuning searches an index: as searches do (compressed codes re-scored exactly),
+        under the read lock when it is the live one."""
+
+        codes = holds_codes(index.factory)
+
+        def search(queries, k: int):
+            with self.lock.read() if live else nullcontext():
+                _, candidates = index.search(queries, candidates_for(k) if codes else k)
+            return rerank_exact(self.store, queries, candidates, k) if codes else (None, candidates)
+
+        return search
 
     def _refresh(self, kind: str) -> None:
         """Catch up with rows another process (a CLI index job beside the server) committed;
@@ -318,22 +338,21 @@ def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool
     return index
 
 
-class _Locked:
-    """An index searched under the set's read lock and set under its write lock, for tuning a
-    live index beside searches."""
+class _Tunable:
+    """An index as tuning sees it: searched as the set searches it (re-scored when it holds
+    codes), set under the set's write lock when it is live."""
 
-    def __init__(self, index: VectorIndex, lock: ReadWriteLock):
-        self.index, self.lock = index, lock
+    def __init__(self, index: VectorIndex, lock: ReadWriteLock | None, search):
+        self.index, self.lock, self.search = index, lock, search
         self.factory = index.factory
 
     @property
     def ntotal(self) -> int:
         return self.index.ntotal
 
-    def search(self, queries, k: int):
-        with self.lock.read():
-            return self.index.search(queries, k)
-
     def set_search_params(self, **params) -> None:
+        if self.lock is None:
+            self.index.set_search_params(**params)
+            return
         with self.lock.write():
             self.index.set_search_params(**params)

@@ -100,3 +100,21 @@ def test_the_memory_budget_is_shared_by_the_kinds_in_proportion_to_their_vectors
     index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False, memory_budget=4000)
     assert index_set.memory_share("image", 30) == 3000 and index_set.memory_share("segment", 10) == 1000
     assert IndexSet(store, tmp_path / "other", SPACE, DIM, use_gpu=False).memory_share("image", 30) is None
+
+
+def test_a_budget_too_small_for_float32_gets_codes_whose_hits_are_rescored_exactly(tmp_path, store, small_flat):
+    ids = np.asarray(_add(store, list(range(2000))))
+    index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False, memory_budget=100_000)
+    assert index_set.get("image").factory == "IVF32,SQ8"  # HNSW over float32 would take ~720 kB
+    assert index_set.wait_upkeep(60)
+    stored = np.concatenate([v for _, v in store.iter_vectors(SPACE, ("image",))])
+    queries = np.stack([_unit(10_000 + s) for s in range(50)])
+    scores, found = index_set.search("image", queries, 5)
+    # scores are the stored vectors' exact inner products, not the codes' estimates
+    by_id = dict(zip(ids.tolist(), stored))
+    exact = np.array([[by_id[i] @ q for i in row] for row, q in zip(found.tolist(), queries)])
+    assert np.allclose(scores, exact, atol=1e-6) and np.all(np.diff(scores, axis=1) <= 0)
+    truth = ids[np.argsort(-(queries @ stored.T), axis=1)[:, :5]]
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(found.tolist(), truth.tolist())])
+    tuning = index_set.info()[0]["tuning"]
+    assert tuning["reached"] and recall >= 0.95, (recall, tuning)
