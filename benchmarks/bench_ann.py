@@ -138,12 +138,14 @@ def sweep(name: str, default_ef: int, set_ef, search_batch, search_one, queries,
     set_ef(default_ef)
     at_default = measure(search_batch, search_one, queries, truth)
     rows = [{"system": name, "setting": f"ef {default_ef} (default)", **at_default}]
+    print(rows[-1], flush=True)
     for kind in queries:
         for ef in EF_LADDER:
             set_ef(ef)
             got = measure(search_batch, search_one, {kind: queries[kind]}, {kind: truth[kind]})[kind]
             if got["recall"] >= 0.95 or ef == EF_LADDER[-1]:
                 rows.append({"system": name, "setting": f"ef {ef} (cheapest for {kind})", kind: got})
+                print(rows[-1], flush=True)
                 break
     return rows
 
@@ -172,6 +174,7 @@ def main() -> None:
             **measure(lambda q: auto.search(q, K)[1], lambda r: auto.search(r[None], K), queries, truth),
         }
     )
+    print(rows[-1], flush=True)  # a long run shows each system as it is measured
     builds.append(
         f"mmsearch: {built['factory']} built in {built['build_s']:.0f} s, tuned in {built['tune_s']:.0f} s "
         f"(its own sample: recall {tuning.recall}, {'reached' if tuning.reached else 'NOT reached'}), "
