@@ -48,6 +48,7 @@ class Tuning:
     reached: bool
     vectors: int  # vectors in the index when tuned
     tuned_at: float = field(default_factory=time.time)
+    tried: list = field(default_factory=list)  # [params, the worst query set's recall] per setting tried, in order
 
     def as_meta(self) -> dict:
         return asdict(self)
@@ -142,10 +143,12 @@ def tune(
     the caller holds whatever lock that needs."""
     apply = apply or (lambda params: apply_params(index, params))
     best: tuple[float, dict, dict] | None = None
+    tried = []
     for params in ladder(index):
         apply(params)
         recall = {kind: recall_at_k(index.search(q, K)[1], truth[kind]) for kind, q in queries.items()}
         worst = min(recall.values())
+        tried.append([params, round(worst, 4)])
         if best is None or worst > best[0]:
             best = (worst, params, recall)
         if worst >= target:
@@ -160,6 +163,7 @@ def tune(
         target=target,
         reached=worst >= target,
         vectors=index.ntotal,
+        tried=tried,
     )
 
 

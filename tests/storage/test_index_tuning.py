@@ -76,6 +76,9 @@ def test_tuning_picks_the_cheapest_setting_that_reaches_the_target_for_both_quer
     assert result.factory == "HNSW8,Flat" and result.vectors == 6000 and result.p50_ms > 0
     chosen = EF_LADDER.index(result.params["efSearch"])
     assert chosen > 0, "the data should need more than the cheapest setting"
+    # every setting tried is recorded, up to the chosen one: only it reaches the target
+    assert [p for p, _ in result.tried] == [{"efSearch": ef} for ef in EF_LADDER[: chosen + 1]]
+    assert all(r < 0.97 for _, r in result.tried[:-1]) and result.tried[-1][1] >= 0.97
     index.set_search_params(ef_search=EF_LADDER[chosen - 1])  # one step cheaper misses the target
     worse = min(recall_at_k(index.search(q, 10)[1], truth[kind]) for kind, q in queries.items())
     assert worse < 0.97
