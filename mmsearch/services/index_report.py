@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..storage.index_choice import estimate_memory_bytes
 from ..storage.index_files import read_meta
+from ..storage.index_set import index_entry
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +27,16 @@ def saved_indexes(directory: Path) -> list[dict]:
             log.warning("skipping %s: %s", sidecar.name, e)
             continue
         vectors = int(meta["ntotal"]) - len(meta["tombstones"])
-        tuning = meta.get("tuning")
-        out.append(
-            {
-                "space": meta.get("space"),
-                "kind": meta.get("kind"),
-                "factory": meta["factory"],
-                "vectors": vectors,
-                "memory_bytes": estimate_memory_bytes(meta["factory"], int(meta["ntotal"]), int(meta["dim"])),
-                "file_bytes": index_path.stat().st_size if index_path.is_file() else None,
-                "params": (tuning or {}).get("params", {}),
-                "tuning": tuning,
-            }
+        entry = index_entry(
+            meta.get("space"),
+            meta.get("kind"),
+            meta["factory"],
+            vectors,
+            int(meta["ntotal"]),
+            int(meta["dim"]),
+            meta.get("tuning"),
         )
+        out.append({**entry, "file_bytes": index_path.stat().st_size if index_path.is_file() else None})
     return sorted(out, key=lambda e: (str(e["space"]), str(e["kind"])))
 
 

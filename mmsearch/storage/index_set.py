@@ -230,23 +230,28 @@ class IndexSet:
         self._refresh(kind)  # before reading: a reader may not take the write side
         with self.lock.read():
             index = self._indexes[kind]
-            if not holds_codes(index.factory):
-                return index.search(queries, k, subset=subset)
-            _, candidates = index.search(queries, candidates_for(k), subset=subset)
-        return rerank_exact(self.store, queries, candidates, k)
+            found = index.search(queries, self._depth(index, k), subset=subset)
+        return self._as_served(index, queries, found, k)
 
     def _searcher(self, index: VectorIndex, live: bool):
         """How tuning searches an index: as searches do (compressed codes re-scored exactly),
         under the read lock when it is the live one."""
 
-        codes = holds_codes(index.factory)
-
         def search(queries, k: int):
             with self.lock.read() if live else nullcontext():
-                _, candidates = index.search(queries, candidates_for(k) if codes else k)
-            return rerank_exact(self.store, queries, candidates, k) if codes else (None, candidates)
+                found = index.search(queries, self._depth(index, k))
+            return self._as_served(index, queries, found, k)
 
         return search
+
+    @staticmethod
+    def _depth(index: VectorIndex, k: int) -> int:
+        """Hits to take from an index for k served: more from one of codes, re-scored after."""
+        return candidates_for(k) if holds_codes(index.factory) else k
+
+    def _as_served(self, index: VectorIndex, queries, found: tuple[np.ndarray, np.ndarray], k: int):
+        """The top k of an index's (scores, ids): those of an index of codes re-scored exactly."""
+        return rerank_exact(self.store, queries, found[1], k) if holds_codes(index.factory) else found
 
     def _refresh(self, kind: str) -> None:
         """Catch up with rows another process (a CLI index job beside the server) committed;
@@ -308,20 +313,30 @@ class IndexSet:
         with self.lock.read():
             out = []
             for kind, index in sorted(self._indexes.items()):
-                tuning = index.meta_extra.get("tuning")
-                out.append(
-                    {
-                        "space": self.space_of(kind),
-                        "kind": kind,
-                        "factory": index.factory,
-                        "vectors": index.ntotal,
-                        "memory_bytes": estimate_memory_bytes(index.factory, index.ntotal, self.dim),
-                        "params": (tuning or {}).get("params", {}),
-                        "tuning": tuning,
-                        "upkeep": "busy" if self.upkeep.busy(kind) else "idle",
-                    }
+                entry = index_entry(
+                    self.space_of(kind),
+                    kind,
+                    index.factory,
+                    index.ntotal,
+                    index.ntotal,
+                    self.dim,
+                    index.meta_extra.get("tuning"),
                 )
+                out.append({**entry, "upkeep": "busy" if self.upkeep.busy(kind) else "idle"})
             return out
+
+
+def index_entry(space: str, kind: str, factory: str, vectors: int, stored: int, dim: int, tuning: dict | None) -> dict:
+    """What index-info says of one index: `vectors` live, `stored` (tombstones included) in memory."""
+    return {
+        "space": space,
+        "kind": kind,
+        "factory": factory,
+        "vectors": vectors,
+        "memory_bytes": estimate_memory_bytes(factory, stored, dim),
+        "params": (tuning or {}).get("params", {}),
+        "tuning": tuning,
+    }
 
 
 def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool = "auto") -> VectorIndex:
