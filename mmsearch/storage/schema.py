@@ -8,9 +8,13 @@ this mmsearch does not know was written by a later one, and is refused rather th
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -23,8 +27,10 @@ from sqlalchemy.engine import Connection, Engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"  # the schema of the releases before migrations (schema_info version 1)
 # Alembic runs env.py through module-level proxies (alembic.context): one migration at a time
-# per process. Processes racing on one new database are handled by Store's retries.
+# per process. Between processes, _between_processes serialises them.
 _ALEMBIC = threading.Lock()
+# How long a process waits for another one's migration (a large library's index build) to end.
+MIGRATION_WAIT_S = 3600.0
 # Alembic says "Context impl SQLiteImpl." at INFO each time a library is opened: not news in a
 # server's log. Its migrations still log at WARNING and above.
 logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
@@ -55,9 +61,39 @@ def revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
+@contextmanager
+def _between_processes(engine: Engine, wait_s: float) -> Iterator[None]:
+    """Held by one process at a time while it reads and migrates a database.
+
+    SQLite runs DDL outside transactions (pysqlite), so an index job and the server migrating a
+    new library together interleaved Alembic's steps and left two version rows. A lock file
+    beside the database serialises them.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"another process has been migrating {database} for over {wait_s:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def upgrade(engine: Engine, wait_s: float = MIGRATION_WAIT_S) -> None:
     """Bring the database to this mmsearch's revision (a no-op when it is there)."""
-    with _ALEMBIC, engine.begin() as connection:
+    with _ALEMBIC, _between_processes(engine, wait_s), engine.begin() as connection:
         current = revision(connection)
         if current is None and inspect(connection).has_table("schema_info"):
             version = connection.execute(text("SELECT value FROM schema_info WHERE key = 'schema_version'")).scalar()

@@ -179,10 +179,9 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
-        # Processes opening a new library at once (an index job and the server) race between
-        # "is the table there?" and CREATE TABLE, on the version row, or on switching the new
-        # file to WAL (which needs it alone and answers "locked" at once, not after the busy
-        # timeout): the loser retries and finds the winner's work.
+        # Migrations are serialised between processes (schema.upgrade), but processes opening a
+        # new library at once still race on switching the new file to WAL, which needs it alone
+        # and answers "locked" at once, not after the busy timeout: the loser retries.
         for attempt in range(5):
             try:
                 self._create_or_check_schema()

@@ -85,3 +85,22 @@ def test_a_library_with_vectors_of_two_models_keeps_both_and_the_latest_jobs_is_
     with Store(f"sqlite:///{v1_db}").session() as s:
         spaces = sorted((r.space, r.dim, r.active) for r in s.scalars(select(Space)))
     assert spaces == [("blip:old|384", 8, False), ("open_clip:mini@6d2d0dbba8|squash96pad1.6", 256, True)]
+
+
+def _open_store(url: str) -> None:
+    Store(url).close()
+
+
+def test_processes_creating_one_new_database_at_once_leave_one_version_at_head(tmp_path):
+    # An index job and the server started together on a new library both migrate it: Alembic
+    # steps of the two interleaved and left two version rows, which no later open could read.
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(6):
+        url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
+        with context.Pool(4) as pool:
+            pool.map(_open_store, [url] * 4)
+        with sqlite3.connect(tmp_path / f"race{attempt}.db") as db:
+            assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(schema.head(),)]
+        _open_store(url)
