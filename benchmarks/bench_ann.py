@@ -7,13 +7,18 @@ what an index itself holds). Queries, held out from the index: image-like, new v
 same clusters; text-like, the same moved off the data along one fixed random direction (a
 unit step: cosine ~0.7 to where they came from), as CLIP text queries sit apart from images.
 
-mmsearch: what a library does with no parameter given: the factory choose_factory picks for
-the size (and --budget), built from the chunks (storage.index_set.build_index), tuned by
-storage.index_tuning on its own sample (not these queries) for recall@10 >= the target.
-Peers: hnswlib (M 16, ef_construction 200) and usearch (its defaults), each at its default
-search setting and at the cheapest ef reaching 0.95 for each query kind.
+mmsearch: what a library does with no parameter given: each factory candidate_factories
+allows for the size (and --budget) built from the chunks and tuned by storage.index_tuning on
+its own sample (not these queries) for recall@10 >= the target; the fastest one reaching it
+kept (storage.index_selection.build_measured). Its build time includes every candidate's.
+An index of codes (SQ8, PQ: what a budget too small for float32 gets) is searched as a library
+serves it, its candidates re-scored from float16 vectors (here a memory-mapped file, in a
+library SQL). Peers: hnswlib (M 16, ef_construction 200) and usearch (its defaults), each at
+its default search setting and at the cheapest ef reaching 0.95 for each query kind.
+--scale 10M: mmsearch alone within --budget (default 2GiB); latency is single queries' p50/p99.
 
-    python benchmarks/bench_ann.py [--n 1000000] [--dim 512] [--queries 1000] [--budget 2GiB] [--write]
+    python benchmarks/bench_ann.py [--n 1000000 | --scale 10M] [--dim 512] [--queries 1000]
+        [--budget 2GiB] [--peers hnswlib usearch] [--work DIR] [--write]
 
 Needs the benchmark extra: pip install -e '.[bench]'.
 """
@@ -23,21 +28,32 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 
 import numpy as np
 from report import device_description, publish
 
 from mmsearch.config import parse_bytes
-from mmsearch.storage.index_choice import choose_factory, estimate_memory_bytes
-from mmsearch.storage.index_set import build_index
-from mmsearch.storage.index_tuning import EF_LADDER, exact_top_k, probe_queries, recall_at_k, tune
+from mmsearch.storage.code_rerank import as_served, holds_codes, search_depth
+from mmsearch.storage.index_choice import candidate_factories, estimate_memory_bytes
+from mmsearch.storage.index_selection import build_measured
+from mmsearch.storage.index_tuning import EF_LADDER, Tuning, exact_top_k, probe_queries, recall_at_k, tune
+from mmsearch.storage.vector_index import VectorIndex
 
 CHUNK = 100_000
 PER_CLUSTER = 100
 QUERY_GAP_SEED = 424242  # not the tuner's direction: the benchmark's text-like queries are its own
 K = 10
 SINGLE_QUERIES = 200
+SCALE_BUDGET = "2GiB"
+
+
+def parse_count(text: str) -> int:
+    """10M, 500k or 1000000."""
+    units = {"k": 1_000, "m": 1_000_000}
+    text = text.strip().lower()
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
 
 
 class Data:
@@ -87,27 +103,71 @@ def measure(search_batch, search_one, queries: dict, truth: dict) -> dict:
             t0 = time.perf_counter()
             search_one(row)
             times.append(1000 * (time.perf_counter() - t0))
-        out[kind] = {"recall": recall_at_k(found, truth[kind]), "qps": qps, "p50_ms": statistics.median(times)}
+        out[kind] = {
+            "recall": recall_at_k(found, truth[kind]),
+            "qps": qps,
+            "p50_ms": statistics.median(times),
+            "p99_ms": float(np.percentile(times, 99)),
+        }
     return out
 
 
-def mmsearch_system(data: Data, budget: int | None):
+class Served:
+    """mmsearch's index searched as a library serves it: an index of codes (SQ8, PQ: chosen
+    under a budget) re-scored exactly from float16 vectors, which a library reads from SQL and
+    this benchmark from a memory-mapped file (pages read, not held)."""
+
+    def __init__(self, index: VectorIndex, stored: np.ndarray | None):
+        self.index, self.stored = index, stored
+        self.factory = index.factory
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def set_search_params(self, **params) -> None:
+        self.index.set_search_params(**params)
+
+    def fetch(self, ids) -> dict[int, np.ndarray]:
+        return {i: np.asarray(self.stored[i], np.float32) for i in ids}
+
+    def search(self, queries, k: int):
+        queries = np.atleast_2d(queries)
+        return as_served(
+            self.factory, self.fetch, queries, self.index.search(queries, search_depth(self.factory, k)), k
+        )
+
+
+def stored_float16(data: Data, path: str) -> np.ndarray:
+    """The vectors as float16 in a file (written chunk by chunk), mapped read-only."""
+    with open(path, "wb") as f:
+        for _, x in data.chunks():
+            f.write(x.astype(np.float16).tobytes())
+    return np.memmap(path, np.float16, "r", shape=(data.n, data.dim))
+
+
+def mmsearch_system(data: Data, budget: int | None, work: str):
+    candidates = candidate_factories(data.n, data.dim, budget)
+    stored = stored_float16(data, os.path.join(work, "vectors.f16")) if any(map(holds_codes, candidates)) else None
     started, before = time.perf_counter(), rss_bytes()
-    factory = choose_factory(data.n, data.dim, budget)
-    index = build_index(data.dim, factory, data.chunks, data.n, use_gpu=False)
-    built = time.perf_counter() - started
     sample = next(data.chunks(every=max(1, data.n // 200)))[1][:200]
     own = probe_queries(sample)  # what a library tunes on: its own vectors, not the benchmark's queries
     own_truth = {kind: exact_top_k(q, data.chunks()) for kind, q in own.items()}
-    tuning = tune(index, own, own_truth)
-    memory = rss_bytes() - before
-    return index, {
-        "factory": factory,
-        "build_s": built,
-        "tune_s": time.perf_counter() - started - built,
-        "memory": memory,
-        "estimate": estimate_memory_bytes(factory, data.n, data.dim),
-        "tuning": tuning,
+    index = build_measured(
+        data.dim,
+        candidates,
+        data.chunks,
+        data.n,
+        lambda candidate: tune(Served(candidate, stored), own, own_truth),
+        use_gpu=False,
+    )
+    return Served(index, stored), {
+        "factory": index.factory,
+        "build_s": time.perf_counter() - started,
+        "memory": rss_bytes() - before,
+        "estimate": estimate_memory_bytes(index.factory, data.n, data.dim),
+        "tuning": Tuning.from_meta(index.meta_extra.get("tuning")),
+        "compared": index.meta_extra.get("compared", []),
     }
 
 
@@ -153,19 +213,31 @@ def sweep(name: str, default_ef: int, set_ef, search_batch, search_one, queries,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument(
+        "--scale",
+        type=parse_count,
+        default=None,
+        help="e.g. 10M: that many vectors, mmsearch alone within --budget (default 2GiB), no peers",
+    )
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--budget", type=parse_bytes, default=None, help="index memory budget for mmsearch (e.g. 1GiB)")
+    ap.add_argument("--budget", default=None, help="index memory budget for mmsearch (e.g. 1GiB)")
     ap.add_argument("--peers", nargs="*", default=["hnswlib", "usearch"])
+    ap.add_argument("--work", default=None, help="where to keep the float16 vectors an index of codes re-scores from")
     ap.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
     args = ap.parse_args()
+    work = tempfile.TemporaryDirectory(prefix="bench_ann_", dir=args.work)  # removed at exit
 
+    if args.scale:
+        args.n, args.peers = args.scale, []
+        args.budget = args.budget or SCALE_BUDGET
+    budget = parse_bytes(args.budget) if args.budget else None
     data = Data(args.n, args.dim)
     queries = data.queries(args.queries)
     truth = {kind: exact_top_k(q, data.chunks()) for kind, q in queries.items()}
 
     rows, builds = [], []
-    auto, built = mmsearch_system(data, args.budget)
+    auto, built = mmsearch_system(data, budget, work.name)
     tuning = built["tuning"]
     rows.append(
         {
@@ -175,10 +247,14 @@ def main() -> None:
         }
     )
     print(rows[-1], flush=True)  # a long run shows each system as it is measured
+    measured = "; ".join(
+        f"{c['factory']} {c['params']}: recall {c['recall']}, p50 {c['p50_ms']} ms" for c in built["compared"]
+    )
     builds.append(
-        f"mmsearch: {built['factory']} built in {built['build_s']:.0f} s, tuned in {built['tune_s']:.0f} s "
-        f"(its own sample: recall {tuning.recall}, {'reached' if tuning.reached else 'NOT reached'}), "
-        f"RSS +{built['memory'] / 2**20:,.0f} MiB (estimate {built['estimate'] / 2**20:,.0f} MiB)"
+        f"mmsearch: {built['factory']} chosen, built and tuned in {built['build_s']:.0f} s "
+        f"(its own sample: recall {tuning.recall}, {'reached' if tuning.reached else 'NOT reached'}"
+        + (f"; candidates measured: {measured}" if measured else "")
+        + f"), RSS +{built['memory'] / 2**20:,.0f} MiB (estimate {built['estimate'] / 2**20:,.0f} MiB)"
     )
     auto = None  # its memory back before the peers build
     if "hnswlib" in args.peers:
@@ -212,16 +288,22 @@ def main() -> None:
         builds.append(f"usearch: built in {built['build_s']:.0f} s, RSS +{built['memory'] / 2**20:,.0f} MiB")
 
     lines = [
-        f"\n### ANN: mmsearch's automatic index beside hnswlib and usearch ({args.n:,} x {args.dim} clustered vectors, "
+        f"\n### ANN: mmsearch's automatic index{' beside ' + ' and '.join(args.peers) if args.peers else ''} "
+        f"({args.n:,} x {args.dim} clustered vectors{', index memory budget ' + args.budget if args.budget else ''}, "
         f"{args.queries} queries per kind, {time.strftime('%Y-%m-%d')}, {device_description()})\n",
-        "| system | setting | image-like recall@10 | QPS | p50 ms | text-like recall@10 | QPS | p50 ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| system | setting | image-like recall@10 | QPS | p50 ms | p99 ms "
+        "| text-like recall@10 | QPS | p50 ms | p99 ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         cells = []
         for kind in ("image-like", "text-like"):
             got = row.get(kind)
-            cells += [f"{got['recall']:.3f}", f"{got['qps']:,.0f}", f"{got['p50_ms']:.2f}"] if got else ["", "", ""]
+            cells += (
+                [f"{got['recall']:.3f}", f"{got['qps']:,.0f}", f"{got['p50_ms']:.2f}", f"{got['p99_ms']:.2f}"]
+                if got
+                else [""] * 4
+            )
         lines.append(f"| {row['system']} | {row['setting']} | " + " | ".join(cells) + " |")
     lines += ["", *[f"- {b}" for b in builds]]
     publish(lines, args.write)

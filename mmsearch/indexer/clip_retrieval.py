@@ -35,7 +35,7 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from ..config import Settings
-from ..storage.index_choice import choose_factory
+from ..storage.index_choice import candidate_factories
 from ..storage.index_files import read_meta
 from ..storage.index_set import IndexSet
 from ..storage.spaces import find_space
@@ -290,15 +290,16 @@ def write_chunk(store: Store, job_id: int, chunk: Chunk, root: Path, space: str,
 # -- the index -------------------------------------------------------------------------------
 def build_index(indexes: IndexSet, kind: str = "image") -> str:
     """Bring the space's index in step with SQL and save it; returns its factory. When the
-    vector count calls for another type than the saved file's, it is built anew from SQL in
-    batches (never a Flat index of every row first); then it is tuned for the target recall."""
+    vector count calls for other types than the saved file's, it is built anew from SQL in
+    batches (never a Flat index of every row first), of the type that measures best, tuned
+    for the target recall."""
     space = indexes.space_of(kind)
     _, count = indexes.store.vector_stats(space, kind)
     try:
         saved = read_meta(indexes.path(kind))["factory"]
     except (FileNotFoundError, ValueError):
         saved = None
-    if saved == choose_factory(count, indexes.dim, indexes.memory_share(kind, count)):
+    if saved in candidate_factories(count, indexes.dim, indexes.memory_share(kind, count)):
         index = indexes.get(kind)  # opened and caught up from SQL, batch by batch
     else:
         index = indexes.rebuild(kind)

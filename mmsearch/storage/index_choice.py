@@ -1,7 +1,8 @@
 """Which FAISS factory a VectorIndex uses, and roughly how much memory each one takes.
 
-Small collections are searched exactly (Flat); larger ones get an HNSW graph when it fits the
-memory budget, else IVF with SQ8 or PQ codes sized to fit.
+Small collections are searched exactly (Flat); larger ones get an HNSW graph or IVF lists of
+float32 vectors, whichever measures faster where both fit the memory budget, else IVF with SQ8
+or PQ codes sized to fit.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ ID_BYTES_PER_VECTOR = 56
 IVF_ID_BYTES = 8
 
 
+# k-means costs sample x nlist, and the sample grows with nlist: 16384 lists (10M vectors) would
+# train for hours on a few CPU cores; 4096 train in ~2 minutes on 2 (BENCHMARKS.md).
+MAX_NLIST = 4096
+
+
 def ivf_nlist(n_vectors: int) -> int:
-    """The power of two nearest 4*sqrt(n), halved until n gives 39 training points per list."""
-    nlist = 2 ** max(0, round(math.log2(4 * math.sqrt(max(n_vectors, 1)))))
+    """The power of two nearest 4*sqrt(n), at most MAX_NLIST, halved until n gives 39 training
+    points per list."""
+    nlist = min(MAX_NLIST, 2 ** max(0, round(math.log2(4 * math.sqrt(max(n_vectors, 1))))))
     while nlist > 1 and TRAIN_POINTS_PER_CENTROID * nlist > n_vectors:
         nlist //= 2
     return nlist
@@ -50,30 +57,44 @@ def estimate_memory_bytes(factory: str, n_vectors: int, dim: int) -> int:
     raise ValueError(f"cannot estimate memory for factory {factory!r}")
 
 
-def choose_factory(n_vectors: int, dim: int, memory_budget_bytes: int | None = None) -> str:
-    """Pick a factory string from the vector count and an optional memory budget.
+def candidate_factories(n_vectors: int, dim: int, memory_budget_bytes: int | None = None) -> list[str]:
+    """The factories worth building for n_vectors of dim, to be measured against each other
+    (index_selection): which one serves a target recall fastest depends on the data.
 
-    - fewer than 100_000 vectors: "Flat" (exact; brute force is fast at this size);
-    - otherwise "HNSW32,Flat" when float32 vectors plus graph and id maps fit the
-      budget (always, when no budget is given);
-    - otherwise IVF with nlist = the power of two nearest 4*sqrt(n) (at least 39
-      training vectors per list): "IVF<nlist>,SQ8" (dim bytes per vector) if it fits,
-      else "IVF<nlist>,PQ<M>" with the largest M <= 64 dividing dim that fits.
+    - fewer than 100_000 vectors: ["Flat"] (exact; brute force is fast at this size);
+    - otherwise those of "HNSW32,Flat" and "IVF<nlist>,Flat" whose float32 vectors (plus
+      graph or lists, and id maps) fit the budget (both, when no budget is given), with nlist
+      the power of two nearest 4*sqrt(n) (at least 39 training vectors per list);
+    - when neither fits, the first of "IVF<nlist>,SQ8" (dim bytes per vector) and
+      "IVF<nlist>,PQ<M>" (the largest M dividing dim with at least 4 dimensions per
+      sub-quantizer: the most precise codes) that fits.
     Memory is estimate_memory_bytes(); a budget too small even for PQ raises ValueError.
     """
     if n_vectors < FLAT_MAX_VECTORS:
-        return "Flat"
+        return ["Flat"]
 
     def fits(factory: str) -> bool:
         return memory_budget_bytes is None or estimate_memory_bytes(factory, n_vectors, dim) <= memory_budget_bytes
 
-    candidates = [f"HNSW{HNSW_M},Flat", f"IVF{ivf_nlist(n_vectors)},SQ8"]
-    candidates += [f"IVF{ivf_nlist(n_vectors)},PQ{m}" for m in range(min(64, dim), 0, -1) if dim % m == 0]
-    for factory in candidates:
+    nlist = ivf_nlist(n_vectors)
+    full = [f"HNSW{HNSW_M},Flat"]
+    if n_vectors >= TRAIN_POINTS_PER_CENTROID * nlist:  # false only under 39 vectors (a test's lowered line)
+        full.append(f"IVF{nlist},Flat")
+    full = [f for f in full if fits(f)]
+    if full:
+        return full
+    compressed = [f"IVF{nlist},SQ8"] + [f"IVF{nlist},PQ{m}" for m in range(max(1, dim // 4), 0, -1) if dim % m == 0]
+    for factory in compressed:
         if fits(factory):
-            return factory
-    smallest = estimate_memory_bytes(candidates[-1], n_vectors, dim)
+            return [factory]
+    smallest = estimate_memory_bytes(compressed[-1], n_vectors, dim)
     raise ValueError(
         f"no index fits {n_vectors} vectors of dim {dim} in {memory_budget_bytes} bytes; "
-        f"the smallest ({candidates[-1]}) needs ~{smallest}"
+        f"the smallest ({compressed[-1]}) needs ~{smallest}"
     )
+
+
+def choose_factory(n_vectors: int, dim: int, memory_budget_bytes: int | None = None) -> str:
+    """The factory used when nothing is measured (VectorIndex.build without one): the first
+    of candidate_factories."""
+    return candidate_factories(n_vectors, dim, memory_budget_bytes)[0]

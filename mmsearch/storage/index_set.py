@@ -8,9 +8,10 @@ removing and saving hold the write side, so a search never sees an index half ch
 
 Each approximate index is tuned by measurement (index_tuning: the cheapest search setting
 reaching the target recall) once built and again when it has doubled or halved; an index
-whose size calls for another type (Flat -> HNSW past 100k vectors, or a memory budget) is
-rebuilt. Both run on a worker thread (index_upkeep) while searches use the index they have;
-a rebuilt index is caught up from SQL and swapped in under a brief write.
+whose size calls for other types (past 100k vectors, Flat -> HNSW or IVF, whichever measures
+faster: index_selection; or a memory budget) is rebuilt. Both run on a worker thread
+(index_upkeep) while searches use the index they have; a rebuilt index is caught up from SQL
+and swapped in under a brief write.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from . import index_tuning
-from .code_rerank import candidates_for, holds_codes, rerank_exact
-from .faiss_parts import new_faiss_index, training_clusters
+from .code_rerank import as_served, search_depth
 from .files import digest
-from .index_choice import MAX_TRAIN_POINTS_PER_CENTROID, choose_factory, estimate_memory_bytes
+from .index_choice import candidate_factories, estimate_memory_bytes
+from .index_selection import build_measured
 from .index_upkeep import IndexUpkeep
 from .rwlock import ReadWriteLock
 from .store import Store
@@ -133,12 +134,19 @@ class IndexSet:
         return index
 
     def _build(self, kind: str) -> VectorIndex:
-        """A new index of the type the kind's size and memory share call for, from SQL."""
+        """A new index, from SQL, of the type that measures best among those the kind's size
+        and memory share allow (index_selection), tuned."""
         space = self.space_of(kind)
         _, count = self.store.vector_stats(space, kind)
-        factory = choose_factory(count, self.dim, self.memory_share(kind, count))
-        return build_index(
-            self.dim, factory, lambda every=1: self.store.iter_vectors(space, (kind,), every=every), count, self.use_gpu
+        candidates = candidate_factories(count, self.dim, self.memory_share(kind, count))
+        probes = self._probes(kind) if candidates != ["Flat"] and count else None
+        return build_measured(
+            self.dim,
+            candidates,
+            lambda every=1: self.store.iter_vectors(space, (kind,), every=every),
+            count,
+            lambda index: self.tune(kind, index, probes),
+            self.use_gpu,
         )
 
     def memory_share(self, kind: str, count: int) -> int | None:
@@ -159,16 +167,22 @@ class IndexSet:
         if tuning is None or tuning.factory != index.factory or tuning.due(index.ntotal, self.target_recall):
             self.upkeep.submit("tune", kind, lambda: self._tune_live(kind))
 
-    def tune(self, kind: str, index: VectorIndex) -> index_tuning.Tuning:
-        """Measure `index` (the kind's, live or about to be) against exact search over SQL and
-        set its cheapest setting reaching the target recall."""
+    def _probes(self, kind: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Tuning's query sets for the kind (index_tuning.probe_queries) and their exact top 10,
+        streamed from SQL."""
         space = self.space_of(kind)
         _, count = self.store.vector_stats(space, kind)
         step = max(1, count // index_tuning.QUERIES_PER_KIND)
         sample = next(self.store.iter_vectors(space, (kind,), every=step, batch=index_tuning.QUERIES_PER_KIND))[1]
         text = self.text_queries() if self.text_queries is not None and kind != "video" else None
         queries = index_tuning.probe_queries(sample, text=text)
-        truth = index_tuning.exact_top_k_of(queries, lambda: self.store.iter_vectors(space, (kind,)))
+        return queries, index_tuning.exact_top_k_of(queries, lambda: self.store.iter_vectors(space, (kind,)))
+
+    def tune(self, kind: str, index: VectorIndex, probes=None) -> index_tuning.Tuning:
+        """Measure `index` (the kind's, live or about to be) against exact search over SQL and
+        set its cheapest setting reaching the target recall; `probes` (from _probes) when the
+        caller measures several indexes on the same ones."""
+        queries, truth = probes or self._probes(kind)
         live = self._indexes.get(kind) is index
         tunable = _Tunable(index, self.lock if live else None, self._searcher(index, live))
         tuning = index_tuning.tune(tunable, queries, truth, self.target_recall)
@@ -189,8 +203,6 @@ class IndexSet:
         """Build the kind's index anew beside the live one, tune it, then swap it in (caught up
         with what SQL gained or lost meanwhile)."""
         fresh = self._build(kind)
-        if fresh.factory != "Flat" and fresh.ntotal:
-            self.tune(kind, fresh)
         with self.lock.write():
             self._indexes[kind] = self._catch_up(kind, fresh)
             self._dirty.add(kind)
@@ -230,8 +242,8 @@ class IndexSet:
         self._refresh(kind)  # before reading: a reader may not take the write side
         with self.lock.read():
             index = self._indexes[kind]
-            found = index.search(queries, self._depth(index, k), subset=subset)
-        return self._as_served(index, queries, found, k)
+            found = index.search(queries, search_depth(index.factory, k), subset=subset)
+        return as_served(index.factory, self.store.vectors_by_id, queries, found, k)
 
     def _searcher(self, index: VectorIndex, live: bool):
         """How tuning searches an index: as searches do (compressed codes re-scored exactly),
@@ -239,19 +251,10 @@ class IndexSet:
 
         def search(queries, k: int):
             with self.lock.read() if live else nullcontext():
-                found = index.search(queries, self._depth(index, k))
-            return self._as_served(index, queries, found, k)
+                found = index.search(queries, search_depth(index.factory, k))
+            return as_served(index.factory, self.store.vectors_by_id, queries, found, k)
 
         return search
-
-    @staticmethod
-    def _depth(index: VectorIndex, k: int) -> int:
-        """Hits to take from an index for k served: more from one of codes, re-scored after."""
-        return candidates_for(k) if holds_codes(index.factory) else k
-
-    def _as_served(self, index: VectorIndex, queries, found: tuple[np.ndarray, np.ndarray], k: int):
-        """The top k of an index's (scores, ids): those of an index of codes re-scored exactly."""
-        return rerank_exact(self.store, queries, found[1], k) if holds_codes(index.factory) else found
 
     def _refresh(self, kind: str) -> None:
         """Catch up with rows another process (a CLI index job beside the server) committed;
@@ -293,17 +296,16 @@ class IndexSet:
         for kind in sorted(self._dirty):
             index = self._indexes[kind]
             extra = {"space": self.space_of(kind), "kind": kind}
-            if "tuning" in index.meta_extra:
-                extra["tuning"] = index.meta_extra["tuning"]
+            extra.update({key: index.meta_extra[key] for key in ("tuning", "compared") if key in index.meta_extra})
             index.save(self.path(kind), extra=extra)
         self._dirty.clear()
         self._last_save = time.monotonic()
 
     def _keep_types(self) -> None:
         for kind, index in list(self._indexes.items()):
-            wanted = choose_factory(index.ntotal, self.dim, self.memory_share(kind, index.ntotal))
-            if wanted != index.factory:
-                log.info("rebuilding the %s index as %s for %d vectors", kind, wanted, index.ntotal)
+            wanted = candidate_factories(index.ntotal, self.dim, self.memory_share(kind, index.ntotal))
+            if index.factory not in wanted:
+                log.info("rebuilding the %s index (one of %s) for %d vectors", kind, wanted, index.ntotal)
                 self.upkeep.submit("rebuild", kind, lambda kind=kind: self._rebuild_live(kind))
             else:
                 self._keep_up(kind, index)
@@ -337,20 +339,6 @@ def index_entry(space: str, kind: str, factory: str, vectors: int, stored: int, 
         "params": (tuning or {}).get("params", {}),
         "tuning": tuning,
     }
-
-
-def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool = "auto") -> VectorIndex:
-    """An index of `factory` over the (ids, vectors) of `batches(every=n)` (every n-th row when
-    n > 1), trained on such a sample first: memory holds the index and one batch, never every
-    vector."""
-    index = VectorIndex(dim, factory, use_gpu)
-    if count and not index.is_trained:
-        clusters = training_clusters(new_faiss_index(dim, factory))
-        step = max(1, count // (MAX_TRAIN_POINTS_PER_CENTROID * clusters))
-        index.train(np.concatenate([v for _, v in batches(every=step)]))
-    for batch_ids, batch_vecs in batches():
-        index.add(batch_ids, batch_vecs)
-    return index
 
 
 class _Tunable:

@@ -24,7 +24,7 @@ def test_an_index_job_leaves_tuned_indexes_that_index_info_reports(tmp_path, mon
     listed = runner.invoke(app, ["index-info", "--library", lib, "--json"])
     assert listed.exit_code == 0
     [entry] = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert (entry["kind"], entry["factory"], entry["vectors"]) == ("image", "HNSW32,Flat", 30)
+    assert (entry["kind"], entry["factory"], entry["vectors"]) == ("image", "HNSW32,Flat", 30)  # too few for IVF
     tuning = entry["tuning"]  # tuned by the job before it exited, and saved with the index
     assert tuning["reached"] and tuning["target"] == 0.95 and 10 < tuning["vectors"] <= 30
     # library vectors, vectors moved off them, and the model's own text embeddings of probe phrases

@@ -20,7 +20,7 @@ def test_candidates_are_ordered_by_exact_score_and_deleted_rows_drop_out(tmp_pat
     stored = {i: v for i, v in zip(ids, np.concatenate([v for _, v in store.iter_vectors(SPACE, ("image",))]))}
     q = _unit(3)
     candidates = np.array([[ids[0], ids[2], 999_999, -1, ids[1]], [-1, -1, -1, -1, -1]])
-    scores, best = rerank_exact(store, np.stack([q, q]), candidates, 2)
+    scores, best = rerank_exact(store.vectors_by_id, np.stack([q, q]), candidates, 2)
     expected = sorted((ids[0], ids[2], ids[1]), key=lambda i: -(stored[i] @ q))[:2]
     assert best.tolist() == [expected, [-1, -1]] and best[0, 0] == ids[2]  # the query's own vector first
     assert np.allclose(scores[0], [stored[i] @ q for i in expected]) and np.isneginf(scores[1]).all()

@@ -1,0 +1,97 @@
+"""Building an index of the type that measures best: each candidate factory that fits
+(index_choice.candidate_factories) is built from the vectors, tuned for the target recall
+(index_tuning), and the one reaching it at the lowest single-query latency is kept (none
+reaching it: the one with the highest recall). Which type wins depends on the data: IVF lists
+serve clustered collections with few probes, an HNSW graph serves spread-out ones.
+
+Memory holds the best candidate so far and the one being built, never every vector at once:
+builds stream their batches (build_index).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from .faiss_parts import new_faiss_index, training_clusters
+from .index_choice import MAX_TRAIN_POINTS_PER_CENTROID
+from .index_tuning import Tuning
+from .vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool = "auto") -> VectorIndex:
+    """An index of `factory` over the (ids, vectors) of `batches(every=n)` (every n-th row when
+    n > 1), trained on such a sample first: memory holds the index and one batch, never every
+    vector."""
+    index = VectorIndex(dim, factory, use_gpu)
+    if count and not index.is_trained:
+        clusters = training_clusters(new_faiss_index(dim, factory))
+        step = max(1, count // (MAX_TRAIN_POINTS_PER_CENTROID * clusters))
+        index.train(np.concatenate([v for _, v in batches(every=step)]))
+    for batch_ids, batch_vecs in batches():
+        index.add(batch_ids, batch_vecs)
+    return index
+
+
+def build_measured(
+    dim: int,
+    candidates: list[str],
+    batches,
+    count: int,
+    tune: Callable[[VectorIndex], Tuning],
+    use_gpu: str | bool = "auto",
+) -> VectorIndex:
+    """The best of `candidates` built over `batches` (see build_index) and tuned by `tune`,
+    which sets the index's search setting and returns what it measured (kept as the index's
+    meta_extra["tuning"]). An exact index (Flat) or an empty one is not tuned. With several
+    candidates, meta_extra["compared"] lists each one's measurement."""
+    best, best_tuning, compared = None, None, []
+    for factory in candidates:
+        index = build_index(dim, factory, batches, count, use_gpu)
+        if factory == "Flat" or not count:
+            return index
+        tuning = tune(index)
+        compared.append(
+            {
+                "factory": factory,
+                "params": tuning.params,
+                "recall": tuning.recall,
+                "p50_ms": tuning.p50_ms,
+                "reached": tuning.reached,
+            }
+        )
+        log.info("measured %s: %s", factory, compared[-1])
+        if best_tuning is None or _better(tuning, best_tuning):
+            best, best_tuning = index, tuning
+        del index  # a loser's memory back before the next candidate is built
+        _hand_back_free_memory()
+    best.meta_extra["tuning"] = best_tuning.as_meta()
+    if len(compared) > 1:
+        best.meta_extra["compared"] = compared
+    return best
+
+
+def _better(a: Tuning, b: Tuning) -> bool:
+    """Whether tuning `a` serves better than `b`: reaching the target beats not reaching it;
+    among those reaching it the faster wins, among the others the higher worst recall."""
+    if a.reached != b.reached:
+        return a.reached
+    if a.reached:
+        return a.p50_ms < b.p50_ms
+    return min(a.recall.values()) > min(b.recall.values())
+
+
+def _hand_back_free_memory() -> None:
+    """Return the heap a build freed (training sample, k-means buffers, a losing candidate) to
+    the OS: glibc keeps freed blocks under its mmap threshold mapped, so a server's resident
+    memory would stay at the build's peak."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)

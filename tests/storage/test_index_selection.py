@@ -1,0 +1,94 @@
+"""storage.index_selection: of the index types that fit, the one serving the target recall at
+the lowest latency is built and kept, with what each candidate measured."""
+
+import numpy as np
+import pytest
+
+from mmsearch.storage.index_choice import candidate_factories, estimate_memory_bytes
+from mmsearch.storage.index_selection import _better, build_index, build_measured
+from mmsearch.storage.index_tuning import Tuning, exact_top_k_of, probe_queries, tune
+
+from .test_index_tuning import batches, clustered
+
+
+def _tuning(reached: bool, p50_ms: float, recall: float) -> Tuning:
+    return Tuning("X", {}, {"image-like": recall, "text-like": 1.0}, p50_ms, 0.95, reached, vectors=10)
+
+
+def test_reaching_the_target_wins_then_speed_then_recall():
+    assert _better(_tuning(True, 9.0, 0.95), _tuning(False, 0.1, 0.94))
+    assert not _better(_tuning(False, 0.1, 0.94), _tuning(True, 9.0, 0.95))
+    assert _better(_tuning(True, 1.0, 0.96), _tuning(True, 2.0, 0.99))
+    assert _better(_tuning(False, 5.0, 0.90), _tuning(False, 1.0, 0.80))
+    assert not _better(_tuning(True, 2.0, 0.99), _tuning(True, 2.0, 0.96))  # a tie keeps the first built
+
+
+def test_both_float32_types_are_candidates_where_they_fit_and_codes_only_where_neither_does():
+    assert candidate_factories(99_999, 512) == ["Flat"]
+    assert candidate_factories(1_000_000, 512) == ["HNSW32,Flat", "IVF4096,Flat"]
+    between = estimate_memory_bytes("IVF4096,Flat", 1_000_000, 512) + 2**20  # IVF lists fit, a graph does not
+    assert candidate_factories(1_000_000, 512, between) == ["IVF4096,Flat"]
+    assert candidate_factories(1_000_000, 512, 2**30) == ["IVF4096,SQ8"]
+    [pq] = candidate_factories(1_000_000, 512, 200 * 2**20)
+    assert pq.startswith("IVF4096,PQ") and estimate_memory_bytes(pq, 1_000_000, 512) <= 200 * 2**20
+    with pytest.raises(ValueError, match="no index fits"):
+        candidate_factories(1_000_000, 512, 10 * 2**20)
+    # 10M: lists capped at 4096 (k-means time), the most precise codes that fit 2 GiB
+    assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF4096,PQ128"]
+
+
+def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measurement():
+    x = clustered(4000, 32, per_cluster=50)
+    ids = np.arange(4000)
+    queries = probe_queries(x[::40])
+    truth = exact_top_k_of(queries, lambda: batches(ids, x, 500))
+
+    def chunks(every=1):
+        return batches(ids[::every], x[::every], 700)
+
+    tuned = []
+
+    def measure(index):
+        tuned.append(index.factory)
+        return tune(index, queries, truth)
+
+    best = build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, len(x), measure, use_gpu=False)
+    assert tuned == ["HNSW16,Flat", "IVF64,Flat"] and best.ntotal == 4000
+    compared = best.meta_extra["compared"]
+    assert [c["factory"] for c in compared] == tuned and all(c["reached"] for c in compared)
+    assert best.factory == min(compared, key=lambda c: c["p50_ms"])["factory"]
+    tuning = Tuning.from_meta(best.meta_extra["tuning"])
+    assert (
+        tuning.factory == best.factory
+        and tuning.params == next(c for c in compared if c["factory"] == best.factory)["params"]
+    )
+    # the kept index serves at its tuned setting
+    found = best.search(queries["image-like"], 10)[1]
+    assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth["image-like"].tolist())]) >= 0.95
+
+
+def test_an_exact_or_empty_index_is_built_without_measuring():
+    x = clustered(300, 8)
+    ids = np.arange(300)
+
+    def never(index):
+        raise AssertionError("an exact index needs no tuning")
+
+    flat = build_measured(8, ["Flat"], lambda every=1: batches(ids, x, 100), 300, never, use_gpu=False)
+    assert flat.factory == "Flat" and flat.ntotal == 300 and "compared" not in flat.meta_extra
+    empty = build_measured(8, ["HNSW32,Flat", "IVF1,Flat"], lambda every=1: [], 0, never, use_gpu=False)
+    assert empty.factory == "HNSW32,Flat" and empty.ntotal == 0
+
+
+def test_a_streamed_build_trains_on_a_sample_and_holds_every_row():
+    x = clustered(5000, 16)
+    ids = np.arange(10, 5010)
+    seen = []
+
+    def chunks(every=1):
+        seen.append(every)
+        return batches(ids[::every], x[::every], 512)
+
+    index = build_index(16, "IVF32,Flat", chunks, len(x), use_gpu=False)
+    assert index.ntotal == 5000 and sorted(index.ids().tolist()) == ids.tolist()
+    assert seen == [5000 // (64 * 32), 1]  # a training sample of every 2nd row, then every row
