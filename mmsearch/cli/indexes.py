@@ -44,7 +44,12 @@ def describe(entry: dict) -> str:
     recall = ", ".join(f"{kind} {r:.3f}" for kind, r in tuning["recall"].items())
     verdict = "reached" if tuning["reached"] else "NOT reached"
     setting = ", ".join(f"{k} {v}" for k, v in tuning["params"].items())
+    others = [c for c in entry.get("compared", []) if c["factory"] != entry["factory"]]
+    chosen_over = "".join(
+        f"; chosen over {c['factory']} (p50 {c['p50_ms']:.2f} ms, {'reached' if c['reached'] else 'NOT reached'})"
+        for c in others
+    )
     return (
         f"{line}, {setting}: recall@10 {recall} (target {tuning['target']} {verdict}), "
-        f"p50 {tuning['p50_ms']:.2f} ms at {tuning['vectors']:,} vectors"
+        f"p50 {tuning['p50_ms']:.2f} ms at {tuning['vectors']:,} vectors{chosen_over}"
     )

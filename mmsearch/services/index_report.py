@@ -35,6 +35,7 @@ def saved_indexes(directory: Path) -> list[dict]:
             int(meta["ntotal"]),
             int(meta["dim"]),
             meta.get("tuning"),
+            meta.get("compared"),
         )
         out.append({**entry, "file_bytes": index_path.stat().st_size if index_path.is_file() else None})
     return sorted(out, key=lambda e: (str(e["space"]), str(e["kind"])))

@@ -323,13 +323,24 @@ class IndexSet:
                     index.ntotal,
                     self.dim,
                     index.meta_extra.get("tuning"),
+                    index.meta_extra.get("compared"),
                 )
                 out.append({**entry, "upkeep": "busy" if self.upkeep.busy(kind) else "idle"})
             return out
 
 
-def index_entry(space: str, kind: str, factory: str, vectors: int, stored: int, dim: int, tuning: dict | None) -> dict:
-    """What index-info says of one index: `vectors` live, `stored` (tombstones included) in memory."""
+def index_entry(
+    space: str,
+    kind: str,
+    factory: str,
+    vectors: int,
+    stored: int,
+    dim: int,
+    tuning: dict | None,
+    compared: list | None = None,
+) -> dict:
+    """What index-info says of one index: `vectors` live, `stored` (tombstones included) in
+    memory; `compared`: each candidate type's measurement when it was chosen among several."""
     return {
         "space": space,
         "kind": kind,
@@ -338,6 +349,7 @@ def index_entry(space: str, kind: str, factory: str, vectors: int, stored: int, 
         "memory_bytes": estimate_memory_bytes(factory, stored, dim),
         "params": (tuning or {}).get("params", {}),
         "tuning": tuning,
+        "compared": compared or [],
     }
 
 

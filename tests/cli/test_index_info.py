@@ -6,7 +6,9 @@ import json
 from typer.testing import CliRunner
 
 from mmsearch.cli import app
+from mmsearch.cli.indexes import describe
 from mmsearch.storage import index_choice
+from mmsearch.storage.index_set import index_entry
 
 from ..helpers import make_corpus
 
@@ -42,3 +44,17 @@ def test_an_index_job_leaves_tuned_indexes_that_index_info_reports(tmp_path, mon
 def test_index_info_of_a_library_without_indexes_says_so(tmp_path):
     empty = runner.invoke(app, ["index-info", "--library", str(tmp_path / "nothing")])
     assert empty.exit_code == 0 and empty.stdout == "" and "no saved index" in empty.output
+
+
+def test_index_info_says_which_types_an_index_was_measured_against():
+    tuning = {"params": {"nprobe": 2}, "recall": {"image-like": 0.99}, "p50_ms": 0.2, "target": 0.95}
+    tuning.update(reached=True, vectors=601)
+    compared = [
+        {"factory": "HNSW32,Flat", "params": {"efSearch": 48}, "recall": {}, "p50_ms": 0.5, "reached": True},
+        {"factory": "IVF8,Flat", "params": {"nprobe": 2}, "recall": {}, "p50_ms": 0.2, "reached": True},
+    ]
+    entry = index_entry("s", "image", "IVF8,Flat", 601, 601, 8, tuning, compared)
+    assert describe(entry) == (
+        "IVF8,Flat, 601 vectors, ~0.0 MiB, nprobe 2: recall@10 image-like 0.990 (target 0.95 reached), "
+        "p50 0.20 ms at 601 vectors; chosen over HNSW32,Flat (p50 0.50 ms, reached)"
+    )

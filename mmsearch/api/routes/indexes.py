@@ -17,7 +17,8 @@ def indexes_router(state: AppState) -> APIRouter:
     def indexes() -> list[dict]:
         """Per space and vector kind: factory, vectors, memory_bytes, params, and `tuning` (the
         recall@10 per query kind and p50 latency measured when it was last tuned; null for
-        exact indexes and those not tuned yet); `upkeep` is "busy" while it is being tuned or
+        exact indexes and those not tuned yet); `compared`, each candidate type's measurement
+        when the type was chosen among several; `upkeep` is "busy" while it is being tuned or
         rebuilt."""
         return overlay(saved_indexes(library.dir / "indexes"), library.indexes.info())
 
