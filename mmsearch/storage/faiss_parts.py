@@ -67,6 +67,23 @@ def ivf_ids(ivf: faiss.IndexIVF) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, np.int64)
 
 
+def tighten_inverted_lists(index: faiss.Index) -> None:
+    """Copy an IVF index's lists into lists of exactly their size. Lists grow by doubling as
+    vectors are added, so a built index holds up to twice its codes' memory (a 1M x 512 SQ8
+    index measured 720 MiB for 512 MiB of codes); the copy briefly holds both."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or not ivf.ntotal:
+        return
+    old = ivf.invlists
+    tight = faiss.ArrayInvertedLists(ivf.nlist, old.code_size)
+    for list_no in range(ivf.nlist):
+        size = old.list_size(list_no)
+        if size:  # from empty, a list is allocated at exactly the size added
+            tight.add_entries(list_no, size, old.get_ids(list_no), old.get_codes(list_no))
+    tight.this.disown()  # the index owns it from here
+    ivf.replace_invlists(tight, True)  # and deletes the old lists
+
+
 def as_vectors(vectors, dim: int) -> np.ndarray:
     """A normalised float32 copy, shape (n, dim); a single 1-D vector becomes one row."""
     x = np.array(vectors, dtype=np.float32, order="C", copy=True, ndmin=2)

@@ -36,6 +36,8 @@ def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool
         index.train(np.concatenate([v for _, v in batches(every=step)]))
     for batch_ids, batch_vecs in batches():
         index.add(batch_ids, batch_vecs)
+    index.release_slack()
+    _hand_back_free_memory()
     return index
 
 

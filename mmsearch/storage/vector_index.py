@@ -48,6 +48,7 @@ from .faiss_parts import (
     make_subset,
     new_faiss_index,
     search_subset,
+    tighten_inverted_lists,
     training_clusters,
 )
 from .gpu_mirror import GPU_MAX_K, GpuMirror, resolve_use_gpu
@@ -82,8 +83,6 @@ class VectorIndex:
         self.meta_extra: dict = {}
 
     # ----- choosing and building -------------------------------------------------------
-
-    choose_factory = staticmethod(choose_factory)
 
     @classmethod
     def build(
@@ -204,6 +203,10 @@ class VectorIndex:
         self._watermark = max(self._watermark, int(ids.max()))
         self._gpu.drop()
         self._changed()
+
+    def release_slack(self) -> None:
+        """Give back what the lists of an IVF index grew beyond their size (after a bulk build)."""
+        tighten_inverted_lists(self._index)
 
     def remove(self, ids) -> int:
         """Remove ids; returns how many were held. Ids not held are ignored."""
@@ -365,11 +368,8 @@ class VectorIndex:
     # ----- persistence -----------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
-        """Write the index and its sidecar `<path>.meta.json` atomically (index_files).
-
-        The sidecar holds factory, dim, watermark, ntotal (vectors in the file, tombstoned
-        included), tombstones, format, and the caller's `extra` keys.
-        """
+        """Write the index and its sidecar `<path>.meta.json` atomically (index_files): factory,
+        dim, watermark, ntotal (tombstoned included), tombstones, format and `extra`'s keys."""
         extra = extra or {}
         clash = set(extra) & set(META_KEYS)
         if clash:

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from mmsearch.storage.index_choice import estimate_memory_bytes
+from mmsearch.storage.index_choice import choose_factory, estimate_memory_bytes
 from mmsearch.storage.vector_index import VectorIndex
 
 DIM = 32
@@ -189,17 +189,17 @@ def test_catch_up_removes_deleted_rows_and_adds_only_new_ones():
 
 
 def test_choose_factory_by_count_and_memory_budget():
-    assert VectorIndex.choose_factory(99_999, 512) == "Flat"
-    assert VectorIndex.choose_factory(200_000, 512) == "HNSW32,Flat"
+    assert choose_factory(99_999, 512) == "Flat"
+    assert choose_factory(200_000, 512) == "HNSW32,Flat"
 
     budget = 200 * 2**20
-    small = VectorIndex.choose_factory(1_000_000, 512, memory_budget_bytes=budget)
+    small = choose_factory(1_000_000, 512, memory_budget_bytes=budget)
     assert small.startswith("IVF4096,")
     assert estimate_memory_bytes(small, 1_000_000, 512) <= budget
     assert estimate_memory_bytes("HNSW32,Flat", 1_000_000, 512) > budget
 
     with pytest.raises(ValueError, match="no index fits"):
-        VectorIndex.choose_factory(1_000_000, 512, memory_budget_bytes=10 * 2**20)
+        choose_factory(1_000_000, 512, memory_budget_bytes=10 * 2**20)
 
 
 def test_empty_index_returns_empty_slots():
@@ -291,3 +291,23 @@ def test_a_changed_index_prepares_an_old_subset_again():
     np.testing.assert_array_equal(found[10:, 0], ids[10:20])
     # ids[:10] are gone from the subset, prepared again
     np.testing.assert_allclose(index.scores(vectors[0], subset), vectors[10:50] @ vectors[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,SQ8"])
+def test_releasing_slack_keeps_every_entry_and_the_index_changeable(factory):
+    vectors, ids = unit_vectors(2000), caller_ids(2000)
+    index = VectorIndex.build(ids, vectors, factory=factory, use_gpu=False)
+    index.set_search_params(nprobe=16)
+    queries = unit_vectors(40, seed=1)
+    before = index.search(queries, k=10)
+
+    index.release_slack()
+
+    after = index.search(queries, k=10)
+    np.testing.assert_array_equal(after[1], before[1])
+    np.testing.assert_array_equal(after[0], before[0])
+    assert sorted(index.ids()) == sorted(ids)
+    # the new lists belong to the index: it still removes and adds
+    assert index.remove(ids[:5]) == 5
+    index.add([1], unit_vectors(1, seed=2))
+    assert index.ntotal == 1996 and 1 in index.search(unit_vectors(1, seed=2), k=1)[1][0]
