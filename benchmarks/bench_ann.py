@@ -26,6 +26,7 @@ Needs the benchmark extra: pip install -e '.[bench]'.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import tempfile
@@ -239,6 +240,8 @@ def main() -> None:
         args.n, args.peers = args.scale, []
         args.budget = args.budget or SCALE_BUDGET
     budget = parse_bytes(args.budget) if args.budget else None
+    for peer in args.peers:  # a missing one fails now, not after mmsearch's build
+        importlib.import_module(peer)
     data = Data(args.n, args.dim)
     queries = data.queries(args.queries)
     truth = {kind: exact_top_k(q, data.chunks()) for kind, q in queries.items()}

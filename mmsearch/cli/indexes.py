@@ -45,11 +45,16 @@ def describe(entry: dict) -> str:
     verdict = "reached" if tuning["reached"] else "NOT reached"
     setting = ", ".join(f"{k} {v}" for k, v in tuning["params"].items())
     others = [c for c in entry.get("compared", []) if c["factory"] != entry["factory"]]
-    chosen_over = "".join(
-        f"; chosen over {c['factory']} (p50 {c['p50_ms']:.2f} ms, {'reached' if c['reached'] else 'NOT reached'})"
-        for c in others
-    )
+    chosen_over = "".join(f"; chosen over {_measured(c)}" for c in others)
     return (
         f"{line}, {setting}: recall@10 {recall} (target {tuning['target']} {verdict}), "
         f"p50 {tuning['p50_ms']:.2f} ms at {tuning['vectors']:,} vectors{chosen_over}"
     )
+
+
+def _measured(candidate: dict) -> str:
+    """A type an index was measured against: its latency, whether it reached the target, and
+    at how many vectors (the choice is not made again as the index grows)."""
+    size = f" at {candidate['vectors']:,} vectors" if "vectors" in candidate else ""
+    verdict = "reached" if candidate["reached"] else "NOT reached"
+    return f"{candidate['factory']}{size} (p50 {candidate['p50_ms']:.2f} ms, {verdict})"

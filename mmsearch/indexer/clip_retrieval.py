@@ -35,7 +35,7 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from ..config import Settings
-from ..storage.index_choice import candidate_factories
+from ..storage.index_choice import candidate_factories, still_suits
 from ..storage.index_files import read_meta
 from ..storage.index_set import IndexSet
 from ..storage.spaces import find_space
@@ -299,7 +299,8 @@ def build_index(indexes: IndexSet, kind: str = "image") -> str:
         saved = read_meta(indexes.path(kind))["factory"]
     except (FileNotFoundError, ValueError):
         saved = None
-    if saved in candidate_factories(count, indexes.dim, indexes.memory_share(kind, count)):
+    wanted = candidate_factories(count, indexes.dim, indexes.memory_share(kind, count))
+    if saved is not None and still_suits(saved, wanted):
         index = indexes.get(kind)  # opened and caught up from SQL, batch by batch
     else:
         index = indexes.rebuild(kind)

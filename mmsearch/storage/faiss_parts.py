@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from .index_choice import LIST_HEADROOM
+
 DEFAULT_EF_SEARCH = 64
 # faiss's default (40) builds a graph that 1M clustered vectors' text-like queries cannot reach
 # 0.95 recall@10 in at any efSearch; 80 did at 100k for ef 32, with builds ~3x as long (BENCHMARKS.md).
@@ -68,17 +70,20 @@ def ivf_ids(ivf: faiss.IndexIVF) -> np.ndarray:
 
 
 def tighten_inverted_lists(index: faiss.Index) -> None:
-    """Copy an IVF index's lists into lists of exactly their size. Lists grow by doubling as
-    vectors are added, so a built index holds up to twice its codes' memory (a 1M x 512 SQ8
-    index measured 720 MiB for 512 MiB of codes); the copy briefly holds both."""
+    """Copy the lists of an IVF index built in one go into lists an eighth over their size.
+    Lists grow by doubling as vectors are added, so a built index holds up to twice its codes'
+    memory (1M x 512 SQ8: 720 MiB for 504 MiB of codes); the headroom takes later additions
+    of up to an eighth without doubling again. The copy briefly holds both."""
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is None or not ivf.ntotal:
-        return
-    old = ivf.invlists
+    old = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
+    if not isinstance(old, faiss.ArrayInvertedLists) or not ivf.own_invlists or not ivf.ntotal:
+        return  # lists on disk, packed for fast scan or shared: not this function's to replace
     tight = faiss.ArrayInvertedLists(ivf.nlist, old.code_size)
     for list_no in range(ivf.nlist):
         size = old.list_size(list_no)
-        if size:  # from empty, a list is allocated at exactly the size added
+        if size:  # a list grown from empty is allocated at exactly the size asked; shrinking keeps it
+            tight.resize(list_no, size + -(-size // LIST_HEADROOM))
+            tight.resize(list_no, 0)
             tight.add_entries(list_no, size, old.get_ids(list_no), old.get_codes(list_no))
     tight.this.disown()  # the index owns it from here
     ivf.replace_invlists(tight, True)  # and deletes the old lists

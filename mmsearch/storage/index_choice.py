@@ -19,6 +19,7 @@ MAX_TRAIN_POINTS_PER_CENTROID = 64
 # id_map (8 bytes) + IndexIDMap2's reverse hash map (~48 bytes per entry).
 ID_BYTES_PER_VECTOR = 56
 IVF_ID_BYTES = 8
+LIST_HEADROOM = 8  # IVF lists are kept 1/8 over their size after a build (faiss_parts.tighten_inverted_lists)
 
 
 # k-means costs sample x nlist, and the sample grows with nlist: 16384 lists (10M vectors) would
@@ -53,7 +54,8 @@ def estimate_memory_bytes(factory: str, n_vectors: int, dim: int) -> int:
         nlist, codec = int(ivf.group(1)), ivf.group(2)
         code_bytes = {"Flat": 4 * dim, "SQ8": dim}.get(codec) or int(ivf.group(3))
         codebooks = 256 * dim * 4 if codec.startswith("PQ") else 2 * dim * 4
-        return nlist * dim * 4 + codebooks + n_vectors * (code_bytes + IVF_ID_BYTES)
+        lists = n_vectors * (code_bytes + IVF_ID_BYTES) * (LIST_HEADROOM + 1) // LIST_HEADROOM
+        return nlist * dim * 4 + codebooks + lists
     raise ValueError(f"cannot estimate memory for factory {factory!r}")
 
 
@@ -98,3 +100,25 @@ def choose_factory(n_vectors: int, dim: int, memory_budget_bytes: int | None = N
     """The factory used when nothing is measured (VectorIndex.build without one): the first
     of candidate_factories."""
     return candidate_factories(n_vectors, dim, memory_budget_bytes)[0]
+
+
+def quickest_to_build(candidates: list[str]) -> str:
+    """Of candidate_factories, the one built soonest: IVF lists (one k-means on a sample, then
+    one assignment per vector) before an HNSW graph (a search per vector inserted: 1M x 512
+    measured 679 s against ~140 s for IVF4096 on 2 cores, BENCHMARKS.md)."""
+    return next((f for f in candidates if f.startswith("IVF")), candidates[0])
+
+
+def still_suits(factory: str, candidates: list[str]) -> bool:
+    """Whether an index of `factory` may go on serving where `candidates` would be built now:
+    one of them, or IVF lists of the same codes within a factor two of the wanted count (lists
+    made for a quarter or four times the size are rebuilt; closer, a library hovering about a
+    size where nlist steps would be rebuilt at every index job)."""
+    if factory in candidates:
+        return True
+    have = re.fullmatch(r"IVF(\d+),(.+)", factory)
+    for wanted in candidates:
+        want = re.fullmatch(r"IVF(\d+),(.+)", wanted)
+        if have and want and have.group(2) == want.group(2):
+            return int(want.group(1)) // 2 <= int(have.group(1)) <= 2 * int(want.group(1))
+    return False

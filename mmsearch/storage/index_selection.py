@@ -66,6 +66,7 @@ def build_measured(
                 "recall": tuning.recall,
                 "p50_ms": tuning.p50_ms,
                 "reached": tuning.reached,
+                "vectors": tuning.vectors,
             }
         )
         log.info("measured %s: %s", factory, compared[-1])

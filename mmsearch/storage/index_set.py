@@ -16,9 +16,11 @@ and swapped in under a brief write.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -27,8 +29,8 @@ import numpy as np
 from . import index_tuning
 from .code_rerank import as_served, search_depth
 from .files import digest
-from .index_choice import candidate_factories, estimate_memory_bytes
-from .index_selection import build_measured
+from .index_choice import candidate_factories, estimate_memory_bytes, quickest_to_build, still_suits
+from .index_selection import build_index, build_measured
 from .index_upkeep import IndexUpkeep
 from .rwlock import ReadWriteLock
 from .store import Store
@@ -124,30 +126,42 @@ class IndexSet:
         return index
 
     def rebuild(self, kind: str) -> VectorIndex:
-        """Build the kind's index from SQL alone (the source of truth), while searches wait."""
+        """Build the kind's index from SQL alone (the source of truth), while searches wait: of
+        the types that fit, the quickest to build (IVF takes minutes where a graph takes ten),
+        untuned; the measured choice among them follows beside the searches (_rebuild_live)."""
         with self.lock.write():
-            index = self._build(kind)
+            index, others = self._build_quick(kind)
             self._indexes[kind] = index
             self._dirty.add(kind)
             self._save()
-        self._keep_up(kind, index)
+        if others:
+            self.upkeep.submit("rebuild", kind, lambda: self._rebuild_live(kind))
+        else:
+            self._keep_up(kind, index)
         return index
 
-    def _build(self, kind: str) -> VectorIndex:
-        """A new index, from SQL, of the type that measures best among those the kind's size
-        and memory share allow (index_selection), tuned."""
+    def _candidates(self, kind: str) -> tuple[list[str], int, Callable]:
+        """The index types the kind's size and memory share allow, its vector count, and its
+        vectors' batches from SQL (for index_selection)."""
         space = self.space_of(kind)
         _, count = self.store.vector_stats(space, kind)
         candidates = candidate_factories(count, self.dim, self.memory_share(kind, count))
+        return candidates, count, functools.partial(self.store.iter_vectors, space, (kind,))
+
+    def _build(self, kind: str) -> VectorIndex:
+        """A new index, from SQL, of the type that measures best among those that fit
+        (index_selection), tuned."""
+        candidates, count, batches = self._candidates(kind)
         probes = self._probes(kind) if candidates != ["Flat"] and count else None
         return build_measured(
-            self.dim,
-            candidates,
-            lambda every=1: self.store.iter_vectors(space, (kind,), every=every),
-            count,
-            lambda index: self.tune(kind, index, probes),
-            self.use_gpu,
+            self.dim, candidates, batches, count, lambda index: self.tune(kind, index, probes), self.use_gpu
         )
+
+    def _build_quick(self, kind: str) -> tuple[VectorIndex, bool]:
+        """A new index, from SQL, of the type quickest to build among those that fit, untuned;
+        and whether there were others to measure it against."""
+        candidates, count, batches = self._candidates(kind)
+        return build_index(self.dim, quickest_to_build(candidates), batches, count, self.use_gpu), len(candidates) > 1
 
     def memory_share(self, kind: str, count: int) -> int | None:
         """The kind's part of the memory budget: in proportion to its vectors among this set's
@@ -304,7 +318,7 @@ class IndexSet:
     def _keep_types(self) -> None:
         for kind, index in list(self._indexes.items()):
             wanted = candidate_factories(index.ntotal, self.dim, self.memory_share(kind, index.ntotal))
-            if index.factory not in wanted:
+            if not still_suits(index.factory, wanted):
                 log.info("rebuilding the %s index (one of %s) for %d vectors", kind, wanted, index.ntotal)
                 self.upkeep.submit("rebuild", kind, lambda kind=kind: self._rebuild_live(kind))
             else:

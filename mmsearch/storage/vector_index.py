@@ -205,7 +205,7 @@ class VectorIndex:
         self._changed()
 
     def release_slack(self) -> None:
-        """Give back what the lists of an IVF index grew beyond their size (after a bulk build)."""
+        """Give back what an IVF index's lists grew beyond their size: on a fresh build, not yet shared."""
         tighten_inverted_lists(self._index)
 
     def remove(self, ids) -> int:

@@ -51,10 +51,12 @@ def test_index_info_says_which_types_an_index_was_measured_against():
     tuning.update(reached=True, vectors=601)
     compared = [
         {"factory": "HNSW32,Flat", "params": {"efSearch": 48}, "recall": {}, "p50_ms": 0.5, "reached": True},
+        {"factory": "IVF16,Flat", "params": {}, "recall": {}, "p50_ms": 0.3, "reached": False, "vectors": 601},
         {"factory": "IVF8,Flat", "params": {"nprobe": 2}, "recall": {}, "p50_ms": 0.2, "reached": True},
     ]
     entry = index_entry("s", "image", "IVF8,Flat", 601, 601, 8, tuning, compared)
     assert describe(entry) == (
         "IVF8,Flat, 601 vectors, ~0.0 MiB, nprobe 2: recall@10 image-like 0.990 (target 0.95 reached), "
-        "p50 0.20 ms at 601 vectors; chosen over HNSW32,Flat (p50 0.50 ms, reached)"
+        "p50 0.20 ms at 601 vectors; chosen over HNSW32,Flat (p50 0.50 ms, reached); "
+        "chosen over IVF16,Flat at 601 vectors (p50 0.30 ms, NOT reached)"
     )

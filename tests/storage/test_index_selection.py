@@ -4,7 +4,7 @@ the lowest latency is built and kept, with what each candidate measured."""
 import numpy as np
 import pytest
 
-from mmsearch.storage.index_choice import candidate_factories, estimate_memory_bytes
+from mmsearch.storage.index_choice import candidate_factories, estimate_memory_bytes, quickest_to_build, still_suits
 from mmsearch.storage.index_selection import _better, build_index, build_measured
 from mmsearch.storage.index_tuning import Tuning, exact_top_k_of, probe_queries, tune
 
@@ -37,6 +37,24 @@ def test_both_float32_types_are_candidates_where_they_fit_and_codes_only_where_n
     assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF4096,PQ128"]
 
 
+def test_ivf_is_built_first_when_searches_wait_for_an_index():
+    assert quickest_to_build(["HNSW32,Flat", "IVF4096,Flat"]) == "IVF4096,Flat"
+    assert quickest_to_build(["HNSW32,Flat"]) == "HNSW32,Flat"
+    assert quickest_to_build(["Flat"]) == "Flat"
+
+
+def test_ivf_lists_made_for_a_near_size_go_on_serving():
+    # nlist steps from 1024 to 2048 just past 131k vectors: the index built at 100k stays
+    assert candidate_factories(140_000, 512) == ["HNSW32,Flat", "IVF2048,Flat"]
+    assert still_suits("IVF1024,Flat", candidate_factories(140_000, 512))
+    assert still_suits("HNSW32,Flat", candidate_factories(140_000, 512))
+    # lists made for a quarter of the size, other codes, or a type that no longer fits: rebuilt
+    assert not still_suits("IVF1024,Flat", candidate_factories(1_000_000, 512))
+    assert not still_suits("IVF4096,Flat", candidate_factories(1_000_000, 512, 2**30))
+    assert not still_suits("HNSW32,Flat", candidate_factories(1_000_000, 512, 2**30))
+    assert not still_suits("Flat", candidate_factories(140_000, 512))
+
+
 def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measurement():
     x = clustered(4000, 32, per_cluster=50)
     ids = np.arange(4000)
@@ -55,7 +73,7 @@ def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measuremen
     best = build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, len(x), measure, use_gpu=False)
     assert tuned == ["HNSW16,Flat", "IVF64,Flat"] and best.ntotal == 4000
     compared = best.meta_extra["compared"]
-    assert [c["factory"] for c in compared] == tuned and all(c["reached"] for c in compared)
+    assert [c["factory"] for c in compared] == tuned and all(c["reached"] and c["vectors"] == 4000 for c in compared)
     assert best.factory == min(compared, key=lambda c: c["p50_ms"])["factory"]
     tuning = Tuning.from_meta(best.meta_extra["tuning"])
     assert (

@@ -71,6 +71,32 @@ def test_a_grown_index_is_rebuilt_beside_the_searches_and_swapped_in_caught_up(t
     assert info["params"] == tuning["params"] and ("efSearch" in info["params"] or "nprobe" in info["params"])
 
 
+def test_an_index_built_on_open_serves_at_once_and_the_measured_choice_follows(tmp_path, store, small_flat):
+    ids = _add(store, list(range(400)))
+    index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
+    building, release = threading.Event(), threading.Event()
+    build = index_set._build
+
+    def slow_build(kind):
+        building.set()
+        assert release.wait(30)
+        return build(kind)
+
+    index_set._build = slow_build
+    opened = index_set.get("image")  # no index file: built from SQL while searches wait
+    # Searches wait only for the type quickest to build; the measured choice is made beside them.
+    assert opened.factory == "IVF8,Flat" and opened.ntotal == 400
+    assert building.wait(10)
+    assert _top(index_set, 7) == ids[7]
+    release.set()
+    assert index_set.wait_upkeep(60)
+
+    index = index_set.get("image")
+    compared = index.meta_extra["compared"]
+    assert [c["factory"] for c in compared] == ["HNSW32,Flat", "IVF8,Flat"]
+    assert index.factory == min(compared, key=lambda c: c["p50_ms"])["factory"] and index.ntotal == 400
+
+
 def test_a_tuned_index_keeps_its_setting_across_a_reopen(tmp_path, store, small_flat):
     _add(store, list(range(400)))
     first = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)

@@ -1,5 +1,6 @@
 import json
 
+import faiss
 import numpy as np
 import pytest
 
@@ -300,8 +301,11 @@ def test_releasing_slack_keeps_every_entry_and_the_index_changeable(factory):
     index.set_search_params(nprobe=16)
     queries = unit_vectors(40, seed=1)
     before = index.search(queries, k=10)
+    lists = faiss.extract_index_ivf(index._index).invlists.this
 
     index.release_slack()
+
+    assert faiss.extract_index_ivf(index._index).invlists.this != lists  # copied, not left as grown
 
     after = index.search(queries, k=10)
     np.testing.assert_array_equal(after[1], before[1])
