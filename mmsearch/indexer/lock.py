@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from ..storage.files import lock_within
 
 
 class LibraryBusyError(RuntimeError):
@@ -19,21 +20,13 @@ def writer_lock(library_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
     """Held for the whole job; the OS releases it when the process dies, even by kill -9.
     Refused at once, or after trying for `wait_s` seconds, while another holder has it."""
     path = Path(library_dir) / "index.lock"
-    deadline = time.monotonic() + wait_s
     with open(path, "a+") as f:
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                raise LibraryBusyError(
-                    f"an index job is already running on {library_dir} (pid {holder}); wait for it to finish"
-                ) from None
+        if not lock_within(f, wait_s):
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise LibraryBusyError(
+                f"an index job is already running on {library_dir} (pid {holder}); wait for it to finish"
+            )
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -1,10 +1,12 @@
-"""Files the library writes and reads: atomic writes and content digests. One of each,
-used everywhere."""
+"""Files the library writes and reads: atomic writes, content digests and locks between
+processes. One of each, used everywhere."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,3 +81,17 @@ def file_digest(
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:length]
+
+
+def lock_within(f, wait_s: float) -> bool:
+    """Take an exclusive lock (flock) on the open file `f`, trying for up to `wait_s` seconds;
+    False if another holder kept it. The OS releases it when the holder dies, even by kill -9."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)

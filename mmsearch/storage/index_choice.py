@@ -111,9 +111,9 @@ def quickest_to_build(candidates: list[str]) -> str:
 
 def still_suits(factory: str, candidates: list[str]) -> bool:
     """Whether an index of `factory` may go on serving where `candidates` would be built now:
-    one of them, or IVF lists of the same codes within a factor two of the wanted count (lists
-    made for a quarter or four times the size are rebuilt; closer, a library hovering about a
-    size where nlist steps would be rebuilt at every index job)."""
+    one of them, or IVF lists of the same codes numbering within a factor two of the wanted
+    count (a quarter or four times as many: rebuilt). Without that slack a library hovering
+    about a size where nlist steps would be rebuilt at every index job."""
     if factory in candidates:
         return True
     have = re.fullmatch(r"IVF(\d+),(.+)", factory)

@@ -12,7 +12,6 @@ import fcntl
 import functools
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
+
+from .files import lock_within
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"  # the schema of the releases before migrations (schema_info version 1)
@@ -74,17 +75,8 @@ def _between_processes(engine: Engine, wait_s: float) -> Iterator[None]:
         yield
         return
     with open(f"{database}.migrate-lock", "a") as lock:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"another process has been migrating {database} for over {wait_s:.0f} s"
-                    ) from None
-                time.sleep(0.05)
+        if not lock_within(lock, wait_s):
+            raise TimeoutError(f"another process has been migrating {database} for over {wait_s:.0f} s")
         try:
             yield
         finally:
@@ -93,7 +85,9 @@ def _between_processes(engine: Engine, wait_s: float) -> Iterator[None]:
 
 def upgrade(engine: Engine, wait_s: float = MIGRATION_WAIT_S) -> None:
     """Bring the database to this mmsearch's revision (a no-op when it is there)."""
-    with _ALEMBIC, _between_processes(engine, wait_s), engine.begin() as connection:
+    # Another process's migration is waited for before taking _ALEMBIC (alembic's state is
+    # process-wide), so it never holds up this process's other libraries.
+    with _between_processes(engine, wait_s), _ALEMBIC, engine.begin() as connection:
         current = revision(connection)
         if current is None and inspect(connection).has_table("schema_info"):
             version = connection.execute(text("SELECT value FROM schema_info WHERE key = 'schema_version'")).scalar()
