@@ -31,6 +31,20 @@ def _top(index_set: IndexSet, seed: int) -> int:
     return int(index_set.search("image", _unit(seed)[None], 1)[1][0, 0])
 
 
+def _hold_measured_builds(index_set: IndexSet) -> tuple[threading.Event, threading.Event]:
+    """Make the set's measured builds wait: (set when one starts, set to let it go on)."""
+    building, release = threading.Event(), threading.Event()
+    build = index_set._build
+
+    def held_build(kind):
+        building.set()
+        assert release.wait(30)
+        return build(kind)
+
+    index_set._build = held_build
+    return building, release
+
+
 def test_a_grown_index_is_rebuilt_beside_the_searches_and_swapped_in_caught_up(tmp_path, store, small_flat):
     ids = _add(store, list(range(200)))
     index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
@@ -38,15 +52,7 @@ def test_a_grown_index_is_rebuilt_beside_the_searches_and_swapped_in_caught_up(t
     more = _add(store, list(range(200, 600)))
     index_set.add("image", np.asarray(more), np.stack([_unit(s) for s in range(200, 600)]))
 
-    building, release = threading.Event(), threading.Event()
-    build = index_set._build
-
-    def slow_build(kind):
-        building.set()
-        assert release.wait(30)
-        return build(kind)
-
-    index_set._build = slow_build
+    building, release = _hold_measured_builds(index_set)
     index_set.checkpoint(force=True)  # queues the rebuild; returns at once
     assert building.wait(10)
     # The rebuild is under way: searches go on with the Flat index, and an index job adds a row.
@@ -74,15 +80,7 @@ def test_a_grown_index_is_rebuilt_beside_the_searches_and_swapped_in_caught_up(t
 def test_an_index_built_on_open_serves_at_once_and_the_measured_choice_follows(tmp_path, store, small_flat):
     ids = _add(store, list(range(400)))
     index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
-    building, release = threading.Event(), threading.Event()
-    build = index_set._build
-
-    def slow_build(kind):
-        building.set()
-        assert release.wait(30)
-        return build(kind)
-
-    index_set._build = slow_build
+    building, release = _hold_measured_builds(index_set)
     opened = index_set.get("image")  # no index file: built from SQL while searches wait
     # Searches wait only for the type quickest to build; the measured choice is made beside them.
     assert opened.factory == "IVF8,Flat" and opened.ntotal == 400
