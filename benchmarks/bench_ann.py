@@ -39,7 +39,7 @@ from mmsearch.config import parse_bytes
 from mmsearch.storage.code_rerank import as_served, holds_codes, search_depth
 from mmsearch.storage.index_choice import candidate_factories, estimate_memory_bytes
 from mmsearch.storage.index_selection import build_measured
-from mmsearch.storage.index_tuning import EF_LADDER, Tuning, exact_top_k, probe_queries, recall_at_k, tune
+from mmsearch.storage.index_tuning import EF_LADDER, Tuning, exact_top_k_of, probe_queries, recall_at_k, tune
 from mmsearch.storage.vector_index import VectorIndex
 
 CHUNK = 100_000
@@ -159,7 +159,7 @@ def mmsearch_system(data: Data, budget: int | None, work: str):
     started, before, before_file = time.perf_counter(), rss_bytes(), rss_bytes("RssFile")
     sample = next(data.chunks(every=max(1, data.n // 200)))[1][:200]
     own = probe_queries(sample)  # what a library tunes on: its own vectors, not the benchmark's queries
-    own_truth = {kind: exact_top_k(q, data.chunks()) for kind, q in own.items()}
+    own_truth = exact_top_k_of(own, data.chunks)  # one pass over the data for every query kind
     index = build_measured(
         data.dim,
         candidates,
@@ -244,7 +244,7 @@ def main() -> None:
         importlib.import_module(peer)
     data = Data(args.n, args.dim)
     queries = data.queries(args.queries)
-    truth = {kind: exact_top_k(q, data.chunks()) for kind, q in queries.items()}
+    truth = exact_top_k_of(queries, data.chunks)
 
     rows, builds = [], []
     auto, built = mmsearch_system(data, budget, work.name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from collections.abc import Callable
 
@@ -94,7 +95,13 @@ def _hand_back_free_memory() -> None:
     """Return the heap a build freed (training sample, k-means buffers, a losing candidate) to
     the OS: glibc keeps freed blocks under its mmap threshold mapped, so a server's resident
     memory would stay at the build's peak."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
+    libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (find_library runs ldconfig in a subprocess)."""
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
