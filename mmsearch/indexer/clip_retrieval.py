@@ -303,7 +303,7 @@ def build_index(indexes: IndexSet, kind: str = "image") -> str:
     if saved is not None and still_suits(saved, wanted):
         index = indexes.get(kind)  # opened and caught up from SQL, batch by batch
     else:
-        index = indexes.rebuild(kind)
+        index = indexes.rebuild(kind, searched=False)  # the job's own set: nothing searches it
     indexes.wait_upkeep(INDEX_TUNING_WAIT_S)
     indexes.checkpoint(force=True)
     log.info("the index of %s holds %d vectors (%s)", space, index.ntotal, index.factory)

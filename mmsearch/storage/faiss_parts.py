@@ -11,6 +11,7 @@ IndexIDMap2.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import faiss
@@ -35,6 +36,9 @@ def new_faiss_index(dim: int, factory: str) -> faiss.Index:
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         ivf.nprobe = min(DEFAULT_NPROBE, ivf.nlist)
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):  # IVF<n>_HNSW<M>: its beam is at least nprobe wide
+            quantizer.hnsw.efSearch = DEFAULT_EF_SEARCH
         return index
     wrapped = faiss.IndexIDMap2(index)  # the python wrapper keeps `index` alive
     if isinstance(index, faiss.IndexHNSW):
@@ -69,24 +73,40 @@ def ivf_ids(ivf: faiss.IndexIVF) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, np.int64)
 
 
-def tighten_inverted_lists(index: faiss.Index) -> None:
-    """Copy the lists of an IVF index built in one go into lists an eighth over their size.
-    Lists grow by doubling as vectors are added, so a built index holds up to twice its codes'
-    memory (1M x 512 SQ8: 720 MiB for 504 MiB of codes); the headroom takes later additions
-    of up to an eighth without doubling again. The copy briefly holds both."""
+def reserve_storage(index: faiss.Index, count: int, batches: Callable[[], Iterable[np.ndarray]]) -> None:
+    """Allocate an empty index's storage for the `count` vectors about to be added, before
+    adding them: storage grown by doubling as batches arrive ends up to twice its size (1M x
+    512 SQ8: 720 MiB for 504 MiB of codes), and copying it to size afterwards briefly holds
+    both. IVF lists are sized from a pass over the (normalised) `batches()`, assigning each
+    vector to its list, with an eighth of headroom so that later small additions do not
+    double them again; flat storage (Flat, HNSW) and an HNSW graph's links from `count`."""
     ivf = faiss.try_extract_index_ivf(index)
-    old = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
-    if not isinstance(old, faiss.ArrayInvertedLists) or not ivf.own_invlists or not ivf.ntotal:
-        return  # lists on disk, packed for fast scan or shared: not this function's to replace
-    tight = faiss.ArrayInvertedLists(ivf.nlist, old.code_size)
-    for list_no in range(ivf.nlist):
-        size = old.list_size(list_no)
-        if size:  # a list grown from empty is allocated at exactly the size asked; shrinking keeps it
-            tight.resize(list_no, size + -(-size // LIST_HEADROOM))
-            tight.resize(list_no, 0)
-            tight.add_entries(list_no, size, old.get_ids(list_no), old.get_codes(list_no))
-    tight.this.disown()  # the index owns it from here
-    ivf.replace_invlists(tight, True)  # and deletes the old lists
+    if ivf is not None:
+        lists = faiss.downcast_InvertedLists(ivf.invlists)
+        if not isinstance(lists, faiss.ArrayInvertedLists) or ivf.ntotal:
+            return  # lists on disk or packed for fast scan; or not a fresh build
+        sizes = np.zeros(ivf.nlist, np.int64)
+        for x in batches():
+            sizes += np.bincount(ivf.quantizer.assign(x, 1).ravel(), minlength=ivf.nlist)
+        for list_no in np.flatnonzero(sizes).tolist():
+            size = int(sizes[list_no])
+            lists.resize(list_no, size + -(-size // LIST_HEADROOM))  # from empty: allocated at exactly this
+            lists.resize(list_no, 0)  # capacity kept
+        return
+    storage, base = flat_storage(index), base_index(index)
+    if storage is None or storage.ntotal:
+        return
+    _reserve(storage.codes, count * storage.code_size)
+    if isinstance(base, faiss.IndexHNSW):
+        # level 0 holds 2M links; the levels above, M each for 1 vector in M: ~M/(M-1) more
+        _reserve(base.hnsw.neighbors, count * (base.hnsw.nb_neighbors(0) + 2))
+
+
+def _reserve(vector, size: int) -> None:
+    """Give an empty faiss vector the capacity for `size` entries (grown from empty, a vector
+    is allocated at exactly the size asked; shrinking keeps the allocation)."""
+    vector.resize(size)
+    vector.resize(0)
 
 
 def as_vectors(vectors, dim: int) -> np.ndarray:

@@ -19,12 +19,18 @@ MAX_TRAIN_POINTS_PER_CENTROID = 64
 # id_map (8 bytes) + IndexIDMap2's reverse hash map (~48 bytes per entry).
 ID_BYTES_PER_VECTOR = 56
 IVF_ID_BYTES = 8
-LIST_HEADROOM = 8  # IVF lists are kept 1/8 over their size after a build (faiss_parts.tighten_inverted_lists)
+LIST_HEADROOM = 8  # IVF lists are allocated 1/8 over their size on a build (faiss_parts.reserve_storage)
 
-
-# k-means costs sample x nlist, and the sample grows with nlist: 16384 lists (10M vectors) would
-# train for hours on a few CPU cores; 4096 train in ~2 minutes on 2 (BENCHMARKS.md).
-MAX_NLIST = 4096
+# Past this many lists, a vector's list is found by a graph over the centroids (IVF<n>_HNSW32):
+# comparing each with every centroid, in k-means and when adding, costs vectors x nlist x dim
+# (10M vectors into 16384 lists: hours on 2 cores). Fewer lists than 4*sqrt(n) hold too many
+# clusters each: 10M clustered vectors in 4,096 lists needed half of them probed (BENCHMARKS.md).
+FLAT_QUANTIZER_MAX_NLIST = 4096
+QUANTIZER_HNSW_M = 32
+# The training sample grows with nlist; this caps it at 39 points for each of MAX_NLIST lists
+# (~1.3 GB of float32 at 512-d, held while training).
+MAX_NLIST = 16384
+MAX_TRAIN_VECTORS = TRAIN_POINTS_PER_CENTROID * MAX_NLIST
 
 
 def ivf_nlist(n_vectors: int) -> int:
@@ -36,27 +42,44 @@ def ivf_nlist(n_vectors: int) -> int:
     return nlist
 
 
+def ivf_factory(nlist: int, codec: str) -> str:
+    """IVF lists of `codec`, found by comparing with every centroid up to FLAT_QUANTIZER_MAX_NLIST
+    lists, by a graph over them beyond."""
+    quantizer = f"_HNSW{QUANTIZER_HNSW_M}" if nlist > FLAT_QUANTIZER_MAX_NLIST else ""
+    return f"IVF{nlist}{quantizer},{codec}"
+
+
+def training_sample_size(clusters: int) -> int:
+    """How many vectors k-means over `clusters` centroids trains on: 64 per centroid, at most
+    MAX_TRAIN_VECTORS (past ~64 per centroid recall barely moves; memory and time grow)."""
+    return min(MAX_TRAIN_POINTS_PER_CENTROID * clusters, max(MAX_TRAIN_VECTORS, TRAIN_POINTS_PER_CENTROID * clusters))
+
+
 def estimate_memory_bytes(factory: str, n_vectors: int, dim: int) -> int:
     """Approximate resident bytes of `factory` holding n_vectors of `dim`, id maps included.
 
-    Understands the factories choose_factory produces: Flat, HNSW<M>[,Flat], IVF<n>,Flat,
-    IVF<n>,SQ8 and IVF<n>,PQ<M>[x8].
+    Understands the factories choose_factory produces: Flat, HNSW<M>[,Flat], and IVF<n>[_HNSW<M>]
+    with Flat, SQ8 or PQ<M>[x8].
     """
     hnsw = re.fullmatch(r"HNSW(\d+)(,Flat)?", factory)
-    ivf = re.fullmatch(r"IVF(\d+),(Flat|SQ8|PQ(\d+)(x8)?)", factory)
+    ivf = re.fullmatch(r"IVF(\d+)(?:_HNSW(\d+))?,(Flat|SQ8|PQ(\d+)(x8)?)", factory)
     if factory == "Flat":
         return n_vectors * (4 * dim + ID_BYTES_PER_VECTOR)
     if hnsw:
-        # Level 0 holds 2*M int32 links; upper levels, levels and offsets add ~16 bytes.
-        graph = 8 * int(hnsw.group(1)) + 16
-        return n_vectors * (4 * dim + graph + ID_BYTES_PER_VECTOR)
+        return n_vectors * (4 * dim + _graph_bytes(int(hnsw.group(1))) + ID_BYTES_PER_VECTOR)
     if ivf:
-        nlist, codec = int(ivf.group(1)), ivf.group(2)
-        code_bytes = {"Flat": 4 * dim, "SQ8": dim}.get(codec) or int(ivf.group(3))
+        nlist, codec = int(ivf.group(1)), ivf.group(3)
+        code_bytes = {"Flat": 4 * dim, "SQ8": dim}.get(codec) or int(ivf.group(4))
         codebooks = 256 * dim * 4 if codec.startswith("PQ") else 2 * dim * 4
         lists = n_vectors * (code_bytes + IVF_ID_BYTES) * (LIST_HEADROOM + 1) // LIST_HEADROOM
-        return nlist * dim * 4 + codebooks + lists
+        centroids = nlist * (4 * dim + (_graph_bytes(int(ivf.group(2))) if ivf.group(2) else 0))
+        return centroids + codebooks + lists
     raise ValueError(f"cannot estimate memory for factory {factory!r}")
+
+
+def _graph_bytes(m: int) -> int:
+    """Per vector of an HNSW graph: 2*M int32 links on level 0; upper levels, levels and offsets ~16."""
+    return 8 * m + 16
 
 
 def candidate_factories(n_vectors: int, dim: int, memory_budget_bytes: int | None = None) -> list[str]:
@@ -66,7 +89,8 @@ def candidate_factories(n_vectors: int, dim: int, memory_budget_bytes: int | Non
     - fewer than 100_000 vectors: ["Flat"] (exact; brute force is fast at this size);
     - otherwise those of "HNSW32,Flat" and "IVF<nlist>,Flat" whose float32 vectors (plus
       graph or lists, and id maps) fit the budget (both, when no budget is given), with nlist
-      the power of two nearest 4*sqrt(n) (at least 39 training vectors per list);
+      the power of two nearest 4*sqrt(n) (at least 39 training vectors per list; past 4,096
+      lists, "IVF<nlist>_HNSW32,...": ivf_factory);
     - when neither fits, the first of "IVF<nlist>,SQ8" (dim bytes per vector) and
       "IVF<nlist>,PQ<M>" (the largest M dividing dim with at least 4 dimensions per
       sub-quantizer: the most precise codes) that fits.
@@ -81,11 +105,12 @@ def candidate_factories(n_vectors: int, dim: int, memory_budget_bytes: int | Non
     nlist = ivf_nlist(n_vectors)
     full = [f"HNSW{HNSW_M},Flat"]
     if n_vectors >= TRAIN_POINTS_PER_CENTROID * nlist:  # false only under 39 vectors (a test's lowered line)
-        full.append(f"IVF{nlist},Flat")
+        full.append(ivf_factory(nlist, "Flat"))
     full = [f for f in full if fits(f)]
     if full:
         return full
-    compressed = [f"IVF{nlist},SQ8"] + [f"IVF{nlist},PQ{m}" for m in range(max(1, dim // 4), 0, -1) if dim % m == 0]
+    codecs = ["SQ8"] + [f"PQ{m}" for m in range(max(1, dim // 4), 0, -1) if dim % m == 0]
+    compressed = [ivf_factory(nlist, codec) for codec in codecs]
     for factory in compressed:
         if fits(factory):
             return [factory]
@@ -116,9 +141,9 @@ def still_suits(factory: str, candidates: list[str]) -> bool:
     about a size where nlist steps would be rebuilt at every index job."""
     if factory in candidates:
         return True
-    have = re.fullmatch(r"IVF(\d+),(.+)", factory)
+    have = re.fullmatch(r"IVF(\d+)(?:_HNSW\d+)?,(.+)", factory)
     for wanted in candidates:
-        want = re.fullmatch(r"IVF(\d+),(.+)", wanted)
+        want = re.fullmatch(r"IVF(\d+)(?:_HNSW\d+)?,(.+)", wanted)
         if have and want and have.group(2) == want.group(2):
             return int(want.group(1)) // 2 <= int(have.group(1)) <= 2 * int(want.group(1))
     return False

@@ -4,8 +4,9 @@
 reaching it: the one with the highest recall). Which type wins depends on the data: IVF lists
 serve clustered collections with few probes, an HNSW graph serves spread-out ones.
 
-Memory holds the best candidate so far and the one being built, never every vector at once:
-builds stream their batches (build_index).
+Memory holds the best candidate so far (or, given a scratch folder, its file) and the one
+being built, never every vector at once: builds stream their batches, into storage allocated
+at its size up front (build_index).
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from .faiss_parts import new_faiss_index, training_clusters
-from .index_choice import MAX_TRAIN_POINTS_PER_CENTROID
-from .index_tuning import Tuning
+from .index_choice import training_sample_size
+from .index_files import meta_path
+from .index_tuning import Tuning, apply_params
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -33,11 +38,11 @@ def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool
     index = VectorIndex(dim, factory, use_gpu)
     if count and not index.is_trained:
         clusters = training_clusters(new_faiss_index(dim, factory))
-        step = max(1, count // (MAX_TRAIN_POINTS_PER_CENTROID * clusters))
+        step = max(1, count // training_sample_size(clusters))
         index.train(np.concatenate([v for _, v in batches(every=step)]))
+    index.reserve(count, lambda: (v for _, v in batches()))  # IVF: one pass assigning vectors to lists
     for batch_ids, batch_vecs in batches():
         index.add(batch_ids, batch_vecs)
-    index.release_slack()
     _hand_back_free_memory()
     return index
 
@@ -49,13 +54,18 @@ def build_measured(
     count: int,
     tune: Callable[[VectorIndex], Tuning],
     use_gpu: str | bool = "auto",
+    scratch: Path | None = None,
 ) -> VectorIndex:
     """The best of `candidates` built over `batches` (see build_index) and tuned by `tune`,
     which sets the index's search setting and returns what it measured (kept as the index's
     meta_extra["tuning"]). An exact index (Flat) or an empty one is not tuned. With several
-    candidates, meta_extra["compared"] lists each one's measurement."""
-    best, best_tuning, compared = None, None, []
-    for factory in candidates:
+    candidates, meta_extra["compared"] lists each one's measurement.
+
+    With a `scratch` folder, the best so far waits there on disk while the next candidate is
+    built, so that memory holds one candidate at a time, not two (an import of 500k vectors:
+    ~1.1 GB each)."""
+    best, best_tuning, compared, waiting = None, None, [], None
+    for position, factory in enumerate(candidates, 1):
         index = build_index(dim, factory, batches, count, use_gpu)
         if factory == "Flat" or not count:
             return index
@@ -73,12 +83,40 @@ def build_measured(
         log.info("measured %s: %s", factory, compared[-1])
         if best_tuning is None or _better(tuning, best_tuning):
             best, best_tuning = index, tuning
-        del index  # a loser's memory back before the next candidate is built
+            if scratch is not None and position < len(candidates):
+                waiting = waiting or _scratch_file(scratch)
+                best.save(waiting)
+                best = None
+        del index  # a loser's (or a saved one's) memory back before the next candidate is built
         _hand_back_free_memory()
-    best.meta_extra["tuning"] = best_tuning.as_meta()
-    if len(compared) > 1:
-        best.meta_extra["compared"] = compared
+    if best is None:
+        best = VectorIndex.load(waiting, use_gpu)
+        apply_params(best, best_tuning.params)
+    if waiting is not None:
+        waiting.unlink(missing_ok=True)
+        meta_path(waiting).unlink(missing_ok=True)
+    best.meta_extra = {"tuning": best_tuning.as_meta(), **({"compared": compared} if len(compared) > 1 else {})}
     return best
+
+
+def _scratch_file(scratch: Path) -> Path:
+    """A new file in `scratch` for a candidate waiting to be compared, named after this process;
+    those left by processes no longer running (killed mid-build) are deleted first."""
+    for stale in scratch.glob(".candidate-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+    return scratch / f".candidate-{os.getpid()}-{uuid.uuid4().hex}.index"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _better(a: Tuning, b: Tuning) -> bool:

@@ -125,12 +125,14 @@ class IndexSet:
             self._dirty.add(kind)
         return index
 
-    def rebuild(self, kind: str) -> VectorIndex:
-        """Build the kind's index from SQL alone (the source of truth), while searches wait: of
-        the types that fit, the quickest to build (IVF takes minutes where a graph takes ten),
-        untuned; the measured choice among them follows beside the searches (_rebuild_live)."""
+    def rebuild(self, kind: str, searched: bool = True) -> VectorIndex:
+        """Build the kind's index from SQL alone (the source of truth). While searches wait for
+        it: of the types that fit, the quickest to build (IVF takes minutes where a graph takes
+        ten), untuned; the measured choice among them follows beside the searches
+        (_rebuild_live). An index nothing searches yet (`searched` False: an import's) is the
+        measured choice at once, and memory holds one candidate at a time, not three."""
         with self.lock.write():
-            index, others = self._build_quick(kind)
+            index, others = self._build_quick(kind) if searched else (self._build(kind), False)
             self._indexes[kind] = index
             self._dirty.add(kind)
             self._save()
@@ -153,8 +155,15 @@ class IndexSet:
         (index_selection), tuned."""
         candidates, count, batches = self._candidates(kind)
         probes = self._probes(kind) if candidates != ["Flat"] and count else None
+        self.directory.mkdir(parents=True, exist_ok=True)  # the best candidate so far waits there
         return build_measured(
-            self.dim, candidates, batches, count, lambda index: self.tune(kind, index, probes), self.use_gpu
+            self.dim,
+            candidates,
+            batches,
+            count,
+            lambda index: self.tune(kind, index, probes),
+            self.use_gpu,
+            scratch=self.directory,
         )
 
     def _build_quick(self, kind: str) -> tuple[VectorIndex, bool]:

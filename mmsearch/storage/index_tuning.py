@@ -118,7 +118,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def ladder(index: VectorIndex) -> list[dict]:
     """The settings to try, cheapest first: efSearch for HNSW, nprobe for IVF, none for Flat."""
-    ivf = re.match(r"IVF(\d+),", index.factory)
+    ivf = re.match(r"IVF(\d+)", index.factory)
     if index.factory.startswith("HNSW"):
         return [{"efSearch": ef} for ef in EF_LADDER]
     if ivf:

@@ -30,7 +30,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faiss
@@ -47,12 +47,12 @@ from .faiss_parts import (
     held_ids,
     make_subset,
     new_faiss_index,
+    reserve_storage,
     search_subset,
-    tighten_inverted_lists,
     training_clusters,
 )
 from .gpu_mirror import GPU_MAX_K, GpuMirror, resolve_use_gpu
-from .index_choice import MAX_TRAIN_POINTS_PER_CENTROID, TRAIN_POINTS_PER_CENTROID, choose_factory
+from .index_choice import TRAIN_POINTS_PER_CENTROID, choose_factory, training_sample_size
 from .index_files import FORMAT_VERSION, META_KEYS, load_index_files, write_index_files
 
 log = logging.getLogger(__name__)
@@ -168,9 +168,9 @@ class VectorIndex:
             return
         clusters = training_clusters(self._index)
         vectors = np.asarray(vectors)
-        if len(vectors) > MAX_TRAIN_POINTS_PER_CENTROID * clusters:
+        if len(vectors) > training_sample_size(clusters):
             # k-means would subsample anyway; doing it first avoids normalising a full copy.
-            vectors = vectors[:: len(vectors) // (MAX_TRAIN_POINTS_PER_CENTROID * clusters)]
+            vectors = vectors[:: len(vectors) // training_sample_size(clusters)]
         x = as_vectors(vectors, self._dim)
         needed = TRAIN_POINTS_PER_CENTROID * clusters
         if len(x) < needed:
@@ -204,9 +204,9 @@ class VectorIndex:
         self._gpu.drop()
         self._changed()
 
-    def release_slack(self) -> None:
-        """Give back what an IVF index's lists grew beyond their size: on a fresh build, not yet shared."""
-        tighten_inverted_lists(self._index)
+    def reserve(self, count: int, batches: Callable[[], Iterable[np.ndarray]]) -> None:
+        """Allocate a trained, empty index's storage for the `count` vectors `batches()` gives."""
+        reserve_storage(self._index, count, lambda: (as_vectors(x, self._dim) for x in batches()))
 
     def remove(self, ids) -> int:
         """Remove ids; returns how many were held. Ids not held are ignored."""
@@ -253,7 +253,7 @@ class VectorIndex:
         base_index(fresh).hnsw.efSearch = old_base.hnsw.efSearch
         if not fresh.is_trained:
             live = old_ids[~dead]
-            sample = live[:: max(1, len(live) // (MAX_TRAIN_POINTS_PER_CENTROID * training_clusters(fresh)))]
+            sample = live[:: max(1, len(live) // training_sample_size(training_clusters(fresh)))]
             fresh.train(self._index.reconstruct_batch(sample))
         for start in range(0, len(old_ids), COMPACT_CHUNK):
             stop = min(start + COMPACT_CHUNK, len(old_ids))

@@ -1,6 +1,10 @@
 """storage.index_selection: of the index types that fit, the one serving the target recall at
 the lowest latency is built and kept, with what each candidate measured."""
 
+import os
+import subprocess
+
+import faiss
 import numpy as np
 import pytest
 
@@ -33,8 +37,15 @@ def test_both_float32_types_are_candidates_where_they_fit_and_codes_only_where_n
     assert pq.startswith("IVF4096,PQ") and estimate_memory_bytes(pq, 1_000_000, 512) <= 200 * 2**20
     with pytest.raises(ValueError, match="no index fits"):
         candidate_factories(1_000_000, 512, 10 * 2**20)
-    # 10M: lists capped at 4096 (k-means time), the most precise codes that fit 2 GiB
-    assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF4096,PQ128"]
+    # past 4,096 lists a graph over the centroids finds a vector's list; 10M: the most precise
+    # codes that fit 2 GiB
+    assert candidate_factories(3_000_000, 512) == ["HNSW32,Flat", "IVF8192_HNSW32,Flat"]
+    assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF16384_HNSW32,PQ128"]
+    assert candidate_factories(100_000_000, 512, 20 * 2**30) == ["IVF16384_HNSW32,PQ128"]  # lists capped
+    graph = estimate_memory_bytes("IVF16384_HNSW32,PQ128", 10_000_000, 512) - estimate_memory_bytes(
+        "IVF16384,PQ128", 10_000_000, 512
+    )
+    assert graph == 16384 * (8 * 32 + 16)
 
 
 def test_ivf_is_built_first_when_searches_wait_for_an_index():
@@ -55,7 +66,9 @@ def test_ivf_lists_made_for_a_near_size_go_on_serving():
     assert not still_suits("Flat", candidate_factories(140_000, 512))
 
 
-def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measurement():
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measurement(on_disk, tmp_path):
+    scratch = tmp_path if on_disk else None
     x = clustered(4000, 32, per_cluster=50)
     ids = np.arange(4000)
     queries = probe_queries(x[::40])
@@ -64,14 +77,18 @@ def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measuremen
     def chunks(every=1):
         return batches(ids[::every], x[::every], 700)
 
-    tuned = []
+    tuned, on_disk_meanwhile = [], []
 
     def measure(index):
         tuned.append(index.factory)
+        on_disk_meanwhile.append(len(list(tmp_path.iterdir())))
         return tune(index, queries, truth)
 
-    best = build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, len(x), measure, use_gpu=False)
+    best = build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, len(x), measure, use_gpu=False, scratch=scratch)
     assert tuned == ["HNSW16,Flat", "IVF64,Flat"] and best.ntotal == 4000
+    # with a scratch folder the first (the best so far) waits there, index and sidecar, while
+    # the second is measured; nothing is left behind
+    assert on_disk_meanwhile == ([0, 2] if on_disk else [0, 0]) and not list(tmp_path.iterdir())
     compared = best.meta_extra["compared"]
     assert [c["factory"] for c in compared] == tuned and all(c["reached"] and c["vectors"] == 4000 for c in compared)
     assert best.factory == min(compared, key=lambda c: c["p50_ms"])["factory"]
@@ -83,6 +100,64 @@ def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measuremen
     # the kept index serves at its tuned setting
     found = best.search(queries["image-like"], 10)[1]
     assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth["image-like"].tolist())]) >= 0.95
+
+
+def test_a_best_candidate_waiting_on_disk_comes_back_at_its_tuned_setting(tmp_path):
+    x = clustered(4000, 32, per_cluster=50)
+    ids = np.arange(4000)
+    queries = probe_queries(x[::40])
+    truth = exact_top_k_of(queries, lambda: batches(ids, x, 500))
+    slower = {"HNSW16,Flat": 1.0, "IVF64,Flat": 2.0}  # what each is said to measure: the first wins
+
+    def measure(index):
+        measured = tune(index, queries, truth)
+        measured.p50_ms = slower[index.factory]
+        return measured
+
+    def chunks(every=1):
+        return batches(ids[::every], x[::every], 700)
+
+    best = build_measured(32, list(slower), chunks, len(x), measure, use_gpu=False, scratch=tmp_path)
+
+    assert best.factory == "HNSW16,Flat" and best.ntotal == 4000 and not list(tmp_path.iterdir())
+    tuned_ef = best.meta_extra["tuning"]["params"]["efSearch"]
+    assert faiss.downcast_index(best._index.index).hnsw.efSearch == tuned_ef
+    assert [c["p50_ms"] for c in best.meta_extra["compared"]] == [1.0, 2.0]
+
+
+def test_candidates_left_on_disk_by_a_killed_build_are_deleted_by_the_next(tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = [tmp_path / f".candidate-{gone.pid}-1.index", tmp_path / f".candidate-{gone.pid}-1.index.meta.json"]
+    building = tmp_path / f".candidate-{os.getpid()}-2.index"  # this process's own, in use
+    for path in [*left, building]:
+        path.write_bytes(b"x")
+    x, ids = clustered(4000, 32, per_cluster=50), np.arange(4000)
+    queries = probe_queries(x[::40])
+    truth = exact_top_k_of(queries, lambda: batches(ids, x, 500))
+
+    def chunks(every=1):
+        return batches(ids[::every], x[::every], 700)
+
+    build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, 4000, lambda i: tune(i, queries, truth), False, tmp_path)
+
+    assert list(tmp_path.iterdir()) == [building]
+
+
+def test_lists_past_4096_are_found_through_a_graph_over_the_centroids():
+    x = clustered(6000, 32, per_cluster=50)
+    ids = np.arange(6000)
+    queries = probe_queries(x[::60])
+    truth = exact_top_k_of(queries, lambda: batches(ids, x, 1000))
+
+    def chunks(every=1):
+        return batches(ids[::every], x[::every], 1000)
+
+    index = build_index(32, "IVF64_HNSW32,Flat", chunks, len(x), use_gpu=False)
+    tuning = tune(index, queries, truth)
+
+    assert index.ntotal == 6000 and sorted(index.ids().tolist()) == ids.tolist()
+    assert tuning.reached and tuning.params["nprobe"] < 64  # not a scan of every list
 
 
 def test_an_exact_or_empty_index_is_built_without_measuring():
@@ -109,4 +184,5 @@ def test_a_streamed_build_trains_on_a_sample_and_holds_every_row():
 
     index = build_index(16, "IVF32,Flat", chunks, len(x), use_gpu=False)
     assert index.ntotal == 5000 and sorted(index.ids().tolist()) == ids.tolist()
-    assert seen == [5000 // (64 * 32), 1]  # a training sample of every 2nd row, then every row
+    # a training sample of every 2nd row, then every row twice: sizing the lists, filling them
+    assert seen == [5000 // (64 * 32), 1, 1]

@@ -95,6 +95,23 @@ def test_an_index_built_on_open_serves_at_once_and_the_measured_choice_follows(t
     assert index.factory == min(compared, key=lambda c: c["p50_ms"])["factory"] and index.ntotal == 400
 
 
+def test_an_index_nothing_searches_yet_is_built_as_the_measured_choice_at_once(tmp_path, store, small_flat):
+    ids = _add(store, list(range(400)))
+    index_set = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
+
+    index = index_set.rebuild("image", searched=False)  # an import's own set
+
+    compared = index.meta_extra["compared"]
+    assert [c["factory"] for c in compared] == ["HNSW32,Flat", "IVF8,Flat"]
+    assert index.factory == min(compared, key=lambda c: c["p50_ms"])["factory"] and index.ntotal == 400
+    assert not index_set.upkeep.busy()  # no quick build to replace, nothing left to tune
+    assert sorted(p.name for p in (tmp_path / "indexes").iterdir()) == [
+        index_set.path("image").name,
+        index_set.path("image").name + ".meta.json",
+    ]  # saved; no candidate left behind
+    assert _top(index_set, 7) == ids[7]
+
+
 def test_a_tuned_index_keeps_its_setting_across_a_reopen(tmp_path, store, small_flat):
     _add(store, list(range(400)))
     first = IndexSet(store, tmp_path / "indexes", SPACE, DIM, use_gpu=False)
