@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, relationship, sessionmaker
 
 from . import schema
+from .commit_watch import CommitWatch
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._migrate()
+        self.commits = CommitWatch(self.engine)
 
     def _migrate(self) -> None:
         # Migrations are serialised between processes (schema.upgrade), but processes opening a
@@ -211,6 +213,7 @@ class Store:
             s.close()
 
     def close(self) -> None:
+        self.commits.close()
         self.engine.dispose()
 
     # -- vectors ------------------------------------------------------------------------

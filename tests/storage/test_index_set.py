@@ -160,6 +160,31 @@ def test_rows_committed_by_another_process_show_up_in_the_next_search(tmp_path, 
     assert reopened.size("image") == 4
 
 
+def test_searches_count_the_vectors_in_sql_again_only_after_a_commit(tmp_path, store):
+    _, ids = _saved(tmp_path, store)
+    reopened = _open(store, tmp_path / "indexes")
+    counted = []
+    count = store.vector_stats
+    store.vector_stats = lambda *args: counted.append(args) or count(*args)  # the real query, counted
+
+    def search_a_second_later(seed: int) -> tuple[int, float]:
+        reopened._last_refresh = {kind: (0.0, seen) for kind, (_, seen) in reopened._last_refresh.items()}
+        return _top(reopened, seed)
+
+    assert _top(reopened, 1)[0] == ids[0]  # the first search looks
+    looked = len(counted)
+    for _ in range(3):
+        assert search_a_second_later(2)[0] == ids[1]
+    assert len(counted) == looked  # nothing committed: no count over the vectors
+    other = Store(store.url)
+    try:
+        new = _add(other, [21])
+    finally:
+        other.close()
+    assert search_a_second_later(21)[0] == new[0]  # committed: looked, caught up
+    assert len(counted) > looked
+
+
 def test_adding_rows_the_catch_up_already_took_is_harmless(tmp_path, store):
     """The index job feeds the index after its commit; a catch-up in between may have taken the rows."""
     _saved(tmp_path, store)
