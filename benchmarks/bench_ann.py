@@ -263,6 +263,7 @@ def main() -> None:
     builds.append(
         f"mmsearch: {built['factory']} chosen, built and tuned in {built['build_s']:.0f} s "
         f"(its own sample: recall {tuning.recall}, {'reached' if tuning.reached else 'NOT reached'}"
+        + f"; settings tried, with the worst query kind's recall: {tuning.tried}"
         + (f"; candidates measured: {measured}" if measured else "")
         + f"), RSS +{built['memory'] / 2**20:,.0f} MiB anonymous (estimate {built['estimate'] / 2**20:,.0f} MiB)"
         + (f", +{built['file_pages'] / 2**20:,.0f} MiB of float16 file mapped" if holds_codes(built["factory"]) else "")
