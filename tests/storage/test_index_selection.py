@@ -15,6 +15,19 @@ from mmsearch.storage.index_tuning import Tuning, exact_top_k_of, probe_queries,
 from .test_index_tuning import batches, clustered
 
 
+def _case(n: int, batch: int = 700):
+    """n clustered 32-d vectors (ids 0..n-1): tuning's query sets, their exact top 10, and the
+    vectors' batches(every=) as an index build streams them."""
+    x, ids = clustered(n, 32, per_cluster=50), np.arange(n)
+    queries = probe_queries(x[:: n // 100])
+    truth = exact_top_k_of(queries, lambda: batches(ids, x, batch))
+
+    def chunks(every=1):
+        return batches(ids[::every], x[::every], batch)
+
+    return queries, truth, chunks
+
+
 def _tuning(reached: bool, p50_ms: float, recall: float) -> Tuning:
     return Tuning("X", {}, {"image-like": recall, "text-like": 1.0}, p50_ms, 0.95, reached, vectors=10)
 
@@ -69,14 +82,7 @@ def test_ivf_lists_made_for_a_near_size_go_on_serving():
 @pytest.mark.parametrize("on_disk", [False, True])
 def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measurement(on_disk, tmp_path):
     scratch = tmp_path if on_disk else None
-    x = clustered(4000, 32, per_cluster=50)
-    ids = np.arange(4000)
-    queries = probe_queries(x[::40])
-    truth = exact_top_k_of(queries, lambda: batches(ids, x, 500))
-
-    def chunks(every=1):
-        return batches(ids[::every], x[::every], 700)
-
+    queries, truth, chunks = _case(4000)
     tuned, on_disk_meanwhile = [], []
 
     def measure(index):
@@ -84,7 +90,7 @@ def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measuremen
         on_disk_meanwhile.append(len(list(tmp_path.iterdir())))
         return tune(index, queries, truth)
 
-    best = build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, len(x), measure, use_gpu=False, scratch=scratch)
+    best = build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, 4000, measure, use_gpu=False, scratch=scratch)
     assert tuned == ["HNSW16,Flat", "IVF64,Flat"] and best.ntotal == 4000
     # with a scratch folder the first (the best so far) waits there, index and sidecar, while
     # the second is measured; nothing is left behind
@@ -103,10 +109,7 @@ def test_the_candidate_reaching_the_target_fastest_is_kept_with_every_measuremen
 
 
 def test_a_best_candidate_waiting_on_disk_comes_back_at_its_tuned_setting(tmp_path):
-    x = clustered(4000, 32, per_cluster=50)
-    ids = np.arange(4000)
-    queries = probe_queries(x[::40])
-    truth = exact_top_k_of(queries, lambda: batches(ids, x, 500))
+    queries, truth, chunks = _case(4000)
     slower = {"HNSW16,Flat": 1.0, "IVF64,Flat": 2.0}  # what each is said to measure: the first wins
 
     def measure(index):
@@ -114,10 +117,7 @@ def test_a_best_candidate_waiting_on_disk_comes_back_at_its_tuned_setting(tmp_pa
         measured.p50_ms = slower[index.factory]
         return measured
 
-    def chunks(every=1):
-        return batches(ids[::every], x[::every], 700)
-
-    best = build_measured(32, list(slower), chunks, len(x), measure, use_gpu=False, scratch=tmp_path)
+    best = build_measured(32, list(slower), chunks, 4000, measure, use_gpu=False, scratch=tmp_path)
 
     assert best.factory == "HNSW16,Flat" and best.ntotal == 4000 and not list(tmp_path.iterdir())
     tuned_ef = best.meta_extra["tuning"]["params"]["efSearch"]
@@ -132,12 +132,7 @@ def test_candidates_left_on_disk_by_a_killed_build_are_deleted_by_the_next(tmp_p
     building = tmp_path / f".candidate-{os.getpid()}-2.index"  # this process's own, in use
     for path in [*left, building]:
         path.write_bytes(b"x")
-    x, ids = clustered(4000, 32, per_cluster=50), np.arange(4000)
-    queries = probe_queries(x[::40])
-    truth = exact_top_k_of(queries, lambda: batches(ids, x, 500))
-
-    def chunks(every=1):
-        return batches(ids[::every], x[::every], 700)
+    queries, truth, chunks = _case(4000)
 
     build_measured(32, ["HNSW16,Flat", "IVF64,Flat"], chunks, 4000, lambda i: tune(i, queries, truth), False, tmp_path)
 
@@ -145,18 +140,12 @@ def test_candidates_left_on_disk_by_a_killed_build_are_deleted_by_the_next(tmp_p
 
 
 def test_lists_past_4096_are_found_through_a_graph_over_the_centroids():
-    x = clustered(6000, 32, per_cluster=50)
-    ids = np.arange(6000)
-    queries = probe_queries(x[::60])
-    truth = exact_top_k_of(queries, lambda: batches(ids, x, 1000))
+    queries, truth, chunks = _case(6000, batch=1000)
 
-    def chunks(every=1):
-        return batches(ids[::every], x[::every], 1000)
-
-    index = build_index(32, "IVF64_HNSW32,Flat", chunks, len(x), use_gpu=False)
+    index = build_index(32, "IVF64_HNSW32,Flat", chunks, 6000, use_gpu=False)
     tuning = tune(index, queries, truth)
 
-    assert index.ntotal == 6000 and sorted(index.ids().tolist()) == ids.tolist()
+    assert index.ntotal == 6000 and sorted(index.ids().tolist()) == list(range(6000))
     assert tuning.reached and tuning.params["nprobe"] < 64  # not a scan of every list
 
 
