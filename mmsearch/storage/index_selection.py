@@ -65,36 +65,38 @@ def build_measured(
     built, so that memory holds one candidate at a time, not two (an import of 500k vectors:
     ~1.1 GB each)."""
     best, best_tuning, compared, waiting = None, None, [], None
-    for position, factory in enumerate(candidates, 1):
-        index = build_index(dim, factory, batches, count, use_gpu)
-        if factory == "Flat" or not count:
-            return index
-        tuning = tune(index)
-        compared.append(
-            {
-                "factory": factory,
-                "params": tuning.params,
-                "recall": tuning.recall,
-                "p50_ms": tuning.p50_ms,
-                "reached": tuning.reached,
-                "vectors": tuning.vectors,
-            }
-        )
-        log.info("measured %s: %s", factory, compared[-1])
-        if best_tuning is None or _better(tuning, best_tuning):
-            best, best_tuning = index, tuning
-            if scratch is not None and position < len(candidates):
-                waiting = waiting or _scratch_file(scratch)
-                best.save(waiting)
-                best = None
-        del index  # a loser's (or a saved one's) memory back before the next candidate is built
-        _hand_back_free_memory()
-    if best is None:
-        best = VectorIndex.load(waiting, use_gpu)
-        apply_params(best, best_tuning.params)
-    if waiting is not None:
-        waiting.unlink(missing_ok=True)
-        meta_path(waiting).unlink(missing_ok=True)
+    try:
+        for position, factory in enumerate(candidates, 1):
+            index = build_index(dim, factory, batches, count, use_gpu)
+            if factory == "Flat" or not count:
+                return index
+            tuning = tune(index)
+            compared.append(
+                {
+                    "factory": factory,
+                    "params": tuning.params,
+                    "recall": tuning.recall,
+                    "p50_ms": tuning.p50_ms,
+                    "reached": tuning.reached,
+                    "vectors": tuning.vectors,
+                }
+            )
+            log.info("measured %s: %s", factory, compared[-1])
+            if best_tuning is None or _better(tuning, best_tuning):
+                best, best_tuning = index, tuning
+                if scratch is not None and position < len(candidates):
+                    waiting = waiting or _scratch_file(scratch)
+                    best.save(waiting)
+                    best = None
+            del index  # a loser's (or a saved one's) memory back before the next candidate is built
+            _hand_back_free_memory()
+        if best is None:
+            best = VectorIndex.load(waiting, use_gpu)
+            apply_params(best, best_tuning.params)
+    finally:
+        if waiting is not None:
+            waiting.unlink(missing_ok=True)
+            meta_path(waiting).unlink(missing_ok=True)
     best.meta_extra = {"tuning": best_tuning.as_meta(), **({"compared": compared} if len(compared) > 1 else {})}
     return best
 
