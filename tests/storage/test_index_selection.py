@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
+from mmsearch.storage.faiss_parts import new_faiss_index
 from mmsearch.storage.index_choice import candidate_factories, estimate_memory_bytes, quickest_to_build, still_suits
 from mmsearch.storage.index_selection import _better, build_index, build_measured
 from mmsearch.storage.index_tuning import Tuning, exact_top_k_of, probe_queries, tune
@@ -147,6 +148,14 @@ def test_lists_past_4096_are_found_through_a_graph_over_the_centroids():
 
     assert index.ntotal == 6000 and sorted(index.ids().tolist()) == list(range(6000))
     assert tuning.reached and tuning.params["nprobe"] < 64  # not a scan of every list
+
+
+@pytest.mark.parametrize("factory", ["IVF16,PQ8", "IVF16_HNSW32,PQ8"])
+def test_pq_codes_are_trained_without_ordering_them_for_hamming_search(factory):
+    # polysemous training (simulated annealing per sub-quantizer) took 15+ minutes of a 10M
+    # PQ128 build, for a Hamming-distance search that is never used
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(new_faiss_index(32, factory)))
+    assert isinstance(ivf, faiss.IndexIVFPQ) and not ivf.do_polysemous_training
 
 
 def test_an_exact_or_empty_index_is_built_without_measuring():
