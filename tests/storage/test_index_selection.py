@@ -154,7 +154,8 @@ def test_lists_past_4096_are_found_through_a_graph_over_the_centroids():
 def test_pq_codes_are_trained_without_ordering_them_for_hamming_search(factory):
     # polysemous training (simulated annealing per sub-quantizer) took 15+ minutes of a 10M
     # PQ128 build, for a Hamming-distance search that is never used
-    ivf = faiss.downcast_index(faiss.extract_index_ivf(new_faiss_index(32, factory)))
+    index = new_faiss_index(32, factory)
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
     assert isinstance(ivf, faiss.IndexIVFPQ) and not ivf.do_polysemous_training
 
 
