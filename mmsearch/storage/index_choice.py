@@ -19,7 +19,7 @@ MAX_TRAIN_POINTS_PER_CENTROID = 64
 # id_map (8 bytes) + IndexIDMap2's reverse hash map (~48 bytes per entry).
 ID_BYTES_PER_VECTOR = 56
 IVF_ID_BYTES = 8
-LIST_HEADROOM = 8  # IVF lists are allocated 1/8 over their size on a build (faiss_parts.reserve_storage)
+LIST_HEADROOM = 8  # IVF lists are allocated 1/8 over their size on a build (faiss_parts.reserve_lists)
 
 # Past this many lists, a vector's list is found by a graph over the centroids (IVF<n>_HNSW32):
 # comparing each with every centroid, in k-means and when adding, costs vectors x nlist x dim

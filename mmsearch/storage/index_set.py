@@ -280,10 +280,9 @@ class IndexSet:
         return search
 
     def _refresh(self, kind: str) -> None:
-        """Catch up with rows another process (a CLI index job beside the server) committed;
-        checked at most once a second, outside the lock, and only when something was committed
-        since the last check (Store.commits: the check counts the kind's vectors, ~0.5 s at
-        1M); only a change takes the write side."""
+        """Catch up with rows another process (a CLI index job beside the server) committed; checked
+        at most once a second, outside the lock, only when something was committed since the last
+        check (Store.commits: the check counts the kind's vectors, ~0.5 s at 1M); only a change writes."""
         now = time.monotonic()
         checked_at, seen = self._last_refresh.get(kind, (0.0, None))
         if now - checked_at < 1.0:

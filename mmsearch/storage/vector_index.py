@@ -41,13 +41,13 @@ from .faiss_parts import (
     as_ids,
     as_vectors,
     base_index,
+    fill_index,
     find_sorted,
     flat_scores,
     flat_storage,
     held_ids,
     make_subset,
     new_faiss_index,
-    reserve_storage,
     search_subset,
     training_clusters,
 )
@@ -82,8 +82,6 @@ class VectorIndex:
         self._lazy = threading.Lock()  # concurrent searches build the filter, held ids and mirror once
         self.meta_extra: dict = {}
 
-    # ----- choosing and building -------------------------------------------------------
-
     @classmethod
     def build(
         cls,
@@ -106,8 +104,6 @@ class VectorIndex:
             index.train(vectors)
         index.add(ids, vectors)
         return index
-
-    # ----- properties ------------------------------------------------------------------
 
     @property
     def dim(self) -> int:
@@ -160,8 +156,6 @@ class VectorIndex:
         """Called after every change of the ids or vectors held."""
         self.state, self._held = next(_STATES), None
 
-    # ----- mutation --------------------------------------------------------------------
-
     def train(self, vectors) -> None:
         """Train an IVF/PQ/SQ index; needs 39 vectors per centroid. No-op when trained."""
         if self.is_trained:
@@ -204,9 +198,17 @@ class VectorIndex:
         self._gpu.drop()
         self._changed()
 
-    def reserve(self, count: int, batches: Callable[[], Iterable[np.ndarray]]) -> None:
-        """Allocate a trained, empty index's storage for the `count` vectors `batches()` gives."""
-        reserve_storage(self._index, count, lambda: (as_vectors(x, self._dim) for x in batches()))
+    def fill(self, count: int, batches: Callable[[], Iterable[tuple]]) -> None:
+        """Add the `count` vectors of `batches()` ((ids, vectors), the same rows each call, ids
+        unique) to this empty index, its storage allocated at its size first (fill_index)."""
+        if self.ntotal or not self.is_trained:
+            raise ValueError("fill() adds to an empty, trained index")
+        top = fill_index(
+            self._index, count, lambda: ((as_ids(i, len(v)), as_vectors(v, self._dim)) for i, v in batches())
+        )
+        self._watermark = max(self._watermark, top)
+        self._gpu.drop()
+        self._changed()
 
     def remove(self, ids) -> int:
         """Remove ids; returns how many were held. Ids not held are ignored."""
@@ -286,8 +288,6 @@ class VectorIndex:
             log.warning("%d live rows are not in the index (not in new_rows?); rebuild it to include them", missing)
         return {"removed": removed, "added": added}
 
-    # ----- search ----------------------------------------------------------------------
-
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Set IVF nprobe and/or HNSW efSearch (more: better recall, slower)."""
         for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
@@ -364,8 +364,6 @@ class VectorIndex:
             params.efSearch = max(ef, k + len(self._tombstones))
             scores[short], ids[short] = self._index.search(x[short], k, params=params)
         return scores, ids
-
-    # ----- persistence -----------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Write the index and its sidecar `<path>.meta.json` atomically (index_files): factory,

@@ -4,6 +4,14 @@ import faiss
 import numpy as np
 import pytest
 
+from mmsearch.storage.faiss_parts import (
+    add_to_lists,
+    as_vectors,
+    centroid_finder,
+    fillable_ivf,
+    reserve_lists,
+    reserve_storage,
+)
 from mmsearch.storage.index_choice import choose_factory, estimate_memory_bytes
 from mmsearch.storage.vector_index import VectorIndex
 
@@ -307,26 +315,67 @@ def _storage_addresses(index: VectorIndex) -> list[int]:
 
 
 @pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,SQ8", "IVF8,PQ4x4", "HNSW16,Flat", "Flat"])
-def test_reserved_storage_takes_every_vector_without_moving_and_the_index_stays_changeable(factory):
+def test_reserved_storage_takes_every_vector_without_moving(factory):
+    vectors, ids = unit_vectors(2000), caller_ids(2000)
+    index = VectorIndex(DIM, factory, use_gpu=False)
+    index.train(vectors)
+    raw, x = index._index, as_vectors(vectors, DIM)
+    ivf = fillable_ivf(raw)
+    if ivf is not None:
+        lists = centroid_finder(ivf).assign(x, 1).ravel()
+        reserve_lists(ivf, np.bincount(lists, minlength=ivf.nlist))
+    else:
+        reserve_storage(raw, 2000)
+    reserved = _storage_addresses(index)
+
+    for rows in (slice(i, i + 300) for i in range(0, 2000, 300)):
+        if ivf is not None:
+            add_to_lists(ivf, ids[rows], x[rows], lists[rows])
+        else:
+            raw.add_with_ids(x[rows], ids[rows])
+
+    assert raw.ntotal == 2000
+    assert _storage_addresses(index) == reserved  # allocated once, at its size: nothing grew by copying
+
+
+@pytest.mark.parametrize(
+    "factory", ["IVF16,Flat", "IVF16_HNSW32,Flat", "IVF16,SQ8", "IVF8,PQ4x4", "HNSW16,Flat", "Flat"]
+)
+def test_a_filled_index_answers_as_one_grown_by_adds_and_stays_changeable(factory):
     vectors, ids = unit_vectors(2000), caller_ids(2000)
     grown = VectorIndex.build(ids, vectors, factory=factory, use_gpu=False)
     index = VectorIndex(DIM, factory, use_gpu=False)
     index.train(vectors)
     batches = [(ids[i : i + 300], vectors[i : i + 300]) for i in range(0, 2000, 300)]
-    index.reserve(2000, lambda: (v for _, v in batches))
-    reserved = _storage_addresses(index)
 
-    for batch_ids, batch_vectors in batches:
-        index.add(batch_ids, batch_vectors)
+    index.fill(2000, lambda: iter(batches))
 
-    assert _storage_addresses(index) == reserved  # allocated once, at its size: nothing grew by copying
     for built in (grown, index):
-        if factory.startswith(("IVF", "HNSW")):
+        if "IVF" in factory or "HNSW" in factory:
             built.set_search_params(**({"nprobe": 16} if factory.startswith("IVF") else {"ef_search": 256}))
     queries = unit_vectors(40, seed=1)
     if factory != "IVF8,PQ4x4":  # PQ codebooks trained apart differ
         np.testing.assert_array_equal(index.search(queries, k=10)[1], grown.search(queries, k=10)[1])
-    assert sorted(index.ids()) == sorted(ids)
+    assert sorted(index.ids()) == sorted(ids) and index.watermark == ids.max()
     assert index.remove(ids[:5]) == 5
     index.add([1], unit_vectors(1, seed=2))
     assert index.ntotal == 1996 and 1 in index.search(unit_vectors(1, seed=2), k=10)[1][0]
+
+
+def test_rows_changed_between_the_fill_passes_go_to_their_own_lists():
+    vectors, ids = unit_vectors(2000), np.arange(2000)
+    index = VectorIndex(DIM, "IVF16,Flat", use_gpu=False)
+    index.train(vectors)
+    calls = []
+
+    def batches():  # the pass adding sees other rows than the pass sizing the lists
+        calls.append(1)
+        rows = slice(0, 1000) if len(calls) == 1 else slice(1000, 2000)
+        return iter([(ids[rows], vectors[rows])])
+
+    index.fill(1000, batches)
+    index.set_search_params(nprobe=1)
+
+    assert sorted(index.ids().tolist()) == list(range(1000, 2000))
+    # each vector in its nearest centroid's list: one probe finds it first
+    assert index.search(vectors[1000:], k=1)[1][:, 0].tolist() == list(range(1000, 2000))
