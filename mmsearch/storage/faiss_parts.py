@@ -103,8 +103,9 @@ def fillable_ivf(index: faiss.Index) -> faiss.IndexIVF | None:
 
 def centroid_finder(ivf: faiss.IndexIVF) -> faiss.Index:
     """A flat index over an IVF's centroids, finding a batch's lists in one matrix product:
-    for a bulk add, quicker than an HNSW quantizer's walk (16,384 lists of 512-d, 2 cores:
-    ~0.13 against ~0.33 ms a vector at efSearch 64) and exact."""
+    for a bulk add, quicker than an HNSW quantizer's walk and exact (16,384 random centroids
+    of 512-d, 2 cores side by side: 0.23 ms a vector, against 0.53 at efSearch 64, which
+    found the nearest centroid for 45% of the vectors)."""
     quantizer = faiss.downcast_index(ivf.quantizer)
     if isinstance(quantizer, faiss.IndexFlat):
         return quantizer
