@@ -145,17 +145,20 @@ def fill_index(index: faiss.Index, count: int, batches: Callable[[], Iterable[tu
                 top = max(top, int(ids.max()))
         return top
     finder, found, sizes = centroid_finder(ivf), [], np.zeros(ivf.nlist, np.int64)
+
+    def lists_of(x: np.ndarray) -> np.ndarray:
+        return finder.assign(x, 1).ravel() if len(x) else np.zeros(0, np.int64)
+
     for ids, x in batches():
-        lists = finder.assign(x, 1).ravel() if len(x) else np.zeros(0, np.int64)
+        lists = lists_of(x)
         sizes += np.bincount(lists, minlength=ivf.nlist)
         found.append((ids, lists.astype(np.int32)))
     reserve_lists(ivf, sizes)
-    for n, (ids, x) in enumerate(batches()):
-        kept_ids, lists = found[n] if n < len(found) else (None, None)
+    found.reverse()  # popped in batch order: each batch's lists freed once it is added
+    for ids, x in batches():
+        kept_ids, lists = found.pop() if found else (None, None)
         if kept_ids is None or not np.array_equal(kept_ids, ids):
-            lists = finder.assign(x, 1).ravel() if len(x) else np.zeros(0, np.int64)
-        if n < len(found):
-            found[n] = None  # freed as the adding goes
+            lists = lists_of(x)
         if len(ids):
             add_to_lists(ivf, ids, x, lists)
             top = max(top, int(ids.max()))

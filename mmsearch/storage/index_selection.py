@@ -40,7 +40,7 @@ def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool
         clusters = training_clusters(new_faiss_index(dim, factory))
         step = max(1, count // training_sample_size(clusters))
         index.train(np.concatenate([v for _, v in batches(every=step)]))
-    if index.is_trained:  # else nothing was counted: batches() may still give rows, trained on
+    if index.is_trained:  # untrained only when nothing was counted: add() trains on what comes
         index.fill(count, batches)  # IVF: a pass finding each vector's list, then one adding it
     else:
         for batch_ids, batch_vecs in batches():
