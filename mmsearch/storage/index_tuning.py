@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
+import faiss
 import numpy as np
 
 from .vector_index import VectorIndex
@@ -83,16 +84,19 @@ def exact_top_k(queries: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndar
     merged batch by batch (-1 where fewer than k exist)."""
     best_scores = np.full((len(queries), k), -np.inf, np.float32)
     best_ids = np.full((len(queries), k), -1, np.int64)
+    queries = np.ascontiguousarray(queries, np.float32)
     for ids, vectors in batches:
-        scores = queries @ np.asarray(vectors, np.float32).T
+        if len(vectors) == 0:
+            continue
+        # faiss's blocked product and heaps: numpy's argpartition over a 1000 x 100k product took 4x the product
+        scores, rows = faiss.knn(
+            queries, np.ascontiguousarray(vectors, np.float32), min(k, len(vectors)), faiss.METRIC_INNER_PRODUCT
+        )
         both_scores = np.concatenate([best_scores, scores], axis=1)
-        both_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
-        top = np.argpartition(-both_scores, k - 1, axis=1)[:, :k] if both_scores.shape[1] > k else None
-        if top is not None:
-            best_scores = np.take_along_axis(both_scores, top, axis=1)
-            best_ids = np.take_along_axis(both_ids, top, axis=1)
-        else:
-            best_scores, best_ids = both_scores, both_ids
+        both_ids = np.concatenate([best_ids, np.where(rows >= 0, np.asarray(ids)[rows], -1)], axis=1)
+        top = np.argpartition(-both_scores, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(both_scores, top, axis=1)
+        best_ids = np.take_along_axis(both_ids, top, axis=1)
     return best_ids
 
 
