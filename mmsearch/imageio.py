@@ -15,7 +15,10 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+import pillow_heif
 from PIL import ExifTags, Image
+
+pillow_heif.register_heif_opener()  # HEIC/HEIF (iPhone photos); AVIF is Pillow's own
 
 DEFAULT_MAX_PIXELS = 100_000_000
 # PIL allocates pixels in blocks of at most this many bytes. Blocks over glibc's largest mmap

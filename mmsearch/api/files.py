@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..camera_raw import RAW_MAGIC, is_camera_raw, raw_rgb
 from ..encoders.video import frame_at
 from ..imageio import decode_rgb
 from ..storage.files import atomic_write
@@ -29,7 +30,14 @@ def safe_path(path: str, roots: list[Path]) -> Path:
 
 
 # ISO-BMFF brands (bytes 8-12) of still images and of audio-only files; any other brand is a video.
-IMAGE_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif", b"avif": "image/avif"}
+IMAGE_BRANDS = {
+    b"heic": "image/heic",
+    b"heix": "image/heic",
+    b"mif1": "image/heif",
+    b"avif": "image/avif",
+    b"crx ": "image/x-canon-cr3",
+}
+RAW_TYPES = ("image/tiff", "image/x-canon-cr3", "image/x-raw")  # what camera RAW files sniff as
 AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ")
 BMP_INFO_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)  # 'BM' alone also opens text ("BMW ...")
 
@@ -47,6 +55,8 @@ def content_type_of(path: Path) -> str | None:
         return "image/gif"
     if head.startswith((b"II*\x00", b"MM\x00*")):
         return "image/tiff"
+    if head.startswith(RAW_MAGIC):
+        return "image/x-raw"
     if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in BMP_INFO_HEADER_SIZES:
         return "image/bmp"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -65,6 +75,8 @@ def content_type_of(path: Path) -> str | None:
 
 def thumbnail_jpeg(path: Path, max_side: int = 256) -> bytes:
     """A JPEG of at most max_side pixels; raises UnreadableImageError for a file that no longer decodes."""
+    if is_camera_raw(path) and content_type_of(path) in RAW_TYPES:
+        return _jpeg(raw_rgb(path.read_bytes(), max_side), max_side)
     return _jpeg(decode_rgb(path, draft_side=max_side), max_side)
 
 

@@ -6,13 +6,15 @@ A file is read once: its bytes give the content hash and the pixels. Unreadable 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from ..camera_raw import is_camera_raw, raw_rgb, raw_size
 from ..imageio import DEFAULT_MAX_PIXELS, UnreadableImageError, decode_rgb, oriented_size
 from ..storage.files import digest
+from .capture import Capture, image_capture
 
 # Decoded images are downscaled so their shorter side is at most this (encoders need far
 # less); panoramas keep their shape instead of being squeezed into a square box.
@@ -26,6 +28,7 @@ class Decoded:
     pixels: np.ndarray | None = None  # uint8 HxWx3, shorter side <= max_side
     width: int | None = None  # of the original, as displayed
     height: int | None = None
+    capture: Capture = field(default_factory=Capture)  # EXIF: when, with what, where
     error: str | None = None
 
 
@@ -39,8 +42,12 @@ def decode_image(path: str, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = 
         return out
     out.content_hash = digest(data)
     try:
-        rgb = decode_rgb(data, max_pixels=max_pixels, draft_side=max_side)
-        out.width, out.height = oriented_size(data)
+        if is_camera_raw(path):
+            rgb, (out.width, out.height) = raw_rgb(data, max_side, max_pixels), raw_size(data)
+        else:
+            rgb = decode_rgb(data, max_pixels=max_pixels, draft_side=max_side)
+            out.width, out.height = oriented_size(data)
+        out.capture = image_capture(data)
     except UnreadableImageError as e:
         out.error = str(e)
         return out

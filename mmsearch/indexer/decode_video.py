@@ -9,6 +9,7 @@ import numpy as np
 
 from ..encoders.video import SamplingConfig, UnreadableVideoError, sample_video
 from ..storage.files import file_digest
+from .capture import Capture, video_file_capture
 
 MAX_SEGMENT_S = 10.0  # longer shots are split into windows of at most this long
 
@@ -23,6 +24,7 @@ class DecodedVideo:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    capture: Capture = field(default_factory=Capture)  # container tags: when, with what, where
     error: str | None = None
 
 
@@ -51,6 +53,7 @@ def decode_video(path: str, sampling: SamplingConfig) -> DecodedVideo:
     out.frames, out.times = sampled.frames, sampled.times
     out.segments = split_segments(sampled.shots)
     out.width, out.height, out.duration = sampled.info.width, sampled.info.height, sampled.info.duration
+    out.capture = video_file_capture(path)
     return out
 
 

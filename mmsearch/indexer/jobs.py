@@ -30,10 +30,12 @@ from ..storage.store import (
     decode_embeddings,
     encode_embedding,
 )
+from .capture import file_capture
 from .decode import Decoded
 from .decode_video import DecodedVideo, decode_video
 from .job_runs import IndexSink, JobRunner, ProgressFn
 from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
+from .places import capture_columns
 from .scan import Candidate, scan
 from .video_vectors import save_keyframe, video_rows, video_vectors
 
@@ -116,6 +118,18 @@ class IndexJobRunner(JobRunner):
                 self._write(job_id, [], np.zeros((0, 0), np.float32), [bad], by_path)
             else:
                 self._write_video(job_id, video, by_path[video.path])
+        self._read_captures(result.undated)
+
+    def _read_captures(self, undated: list[Candidate], batch: int = 64) -> None:
+        """Capture metadata of unchanged files stored before mmsearch read it (a library
+        upgraded from before revision 0004): read from the files, nothing re-embedded."""
+        for start in range(0, len(undated), batch):
+            self._check_stop()
+            part = undated[start : start + batch]
+            captures = [file_capture(str(c.path), c.kind) for c in part]
+            with self.store.session() as s:
+                for c, values in zip(part, capture_columns(captures, [c.mtime for c in part])):
+                    s.execute(update(Media).where(Media.id == c.media_id).values(**values))
 
     def _write(
         self, job_id: int, good: list[Decoded], vectors: np.ndarray, bad: list[Decoded], by_path: dict[str, Candidate]
@@ -142,9 +156,11 @@ class IndexJobRunner(JobRunner):
                     )
                 )
                 s.add(JobError(job_id=job_id, path=d.path, error=d.error))
-            for d, vec in zip(good, vectors):
+            captures = capture_columns([d.capture for d in good], [by_path[d.path].mtime for d in good])
+            for d, vec, capture in zip(good, vectors, captures):
                 cand = by_path[d.path]
                 media = Media(
+                    **capture,
                     path=d.path,
                     root=str(cand.root),
                     kind="image",
@@ -188,7 +204,9 @@ class IndexJobRunner(JobRunner):
         space, dim, pooled_space = self.encoder.space, self.encoder.dim, video_space(self.encoder.space, self.pooler)
         with self.store.session() as s:
             replaced = self.store.delete_media(s, [cand.media_id] if cand.media_id else [])
+            (capture,) = capture_columns([video.capture], [cand.mtime])
             media = Media(
+                **capture,
                 path=video.path,
                 root=str(cand.root),
                 kind="video",

@@ -17,15 +17,28 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ..camera_raw import RAW_EXTENSIONS, RAW_MAGIC
 from ..storage.files import file_digest
 from ..storage.store import Media, Store, Vector
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic"}
+IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".webp",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".avif",
+} | RAW_EXTENSIONS
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # ISO-BMFF brands of still images, and of audio-only files (iTunes music, audiobooks, Flash audio).
-IMAGE_BRANDS = (b"heic", b"heix", b"avif", b"mif1")
+IMAGE_BRANDS = (b"heic", b"heix", b"avif", b"mif1", b"crx ")  # crx: Canon CR3 raw
 AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ")
 # A BMP's info header says its own size: 'BM' alone also opens text files ("BMW ...").
 BMP_INFO_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
@@ -64,7 +77,9 @@ def sniff(path: Path) -> str | None:
         return None
     finally:
         os.close(fd)
-    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")):
+    if head.startswith(
+        (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", *RAW_MAGIC)
+    ):
         return "image"
     if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in BMP_INFO_HEADER_SIZES:
         return "image"
@@ -105,6 +120,7 @@ class ScanResult:
     changed: int = 0
     unchanged: int = 0
     touched: list[tuple[int, float]] = field(default_factory=list)  # same content, new mtime
+    undated: list[Candidate] = field(default_factory=list)  # unchanged, stored before capture metadata was read
     deleted_media_ids: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -134,9 +150,11 @@ def _known_media(
     under_root = Media.path.startswith(prefix, autoescape=True) & Media.generated.is_(False)
     with store.session() as s:
         known = {
-            p: (mid, size, mtime, digest, err)
-            for mid, p, size, mtime, digest, err in s.execute(
-                select(Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error).where(under_root)
+            p: (mid, size, mtime, digest, err, source)
+            for mid, p, size, mtime, digest, err, source in s.execute(
+                select(
+                    Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error, Media.taken_source
+                ).where(under_root)
             )
         }
         embedded = set(
@@ -201,13 +219,16 @@ def scan(store: Store, roots: list[Path], skip: set[Path], space: str, video_spa
                 result.new += 1
                 result.todo.append(cand)
                 continue
-            media_id, size, mtime, digest, error = known[key]
+            media_id, size, mtime, digest, error, taken_source = known[key]
             same_stat = size == st.st_size and mtime == st.st_mtime
             same_content = same_stat or (size == st.st_size and digest is not None and digest == file_digest(path))
             if same_content and (error is not None or media_id in embedded):
                 result.unchanged += 1
                 if not same_stat:
                     result.touched.append((media_id, st.st_mtime))
+                if error is None and taken_source is None:
+                    cand.media_id = media_id
+                    result.undated.append(cand)
             else:
                 cand.media_id = media_id
                 result.changed += 1

@@ -3,6 +3,7 @@
 FAISS indexes are derived from the `vectors` table: a vector row's id is its FAISS id,
 ids are never reused (AUTOINCREMENT), and every row records its embedding space so
 vectors of different models never mix. SQLite (WAL) by default; any SQLAlchemy URL works.
+The tables are in tables.py (and re-exported here).
 """
 
 from __future__ import annotations
@@ -13,137 +14,16 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-)
+from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from . import schema
 from .commit_watch import CommitWatch
+from .tables import ACTIVE_JOB_STATES, SCHEMA_VERSION, Base, Job, JobError, Media, SchemaInfo, Segment, Space, Vector
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 2  # schema_info's version: what releases before migrations check (see storage/schema.py)
-
-
-ACTIVE_JOB_STATES = ("pending", "running")
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class SchemaInfo(Base):
-    __tablename__ = "schema_info"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(256))
-
-
-class Media(Base):
-    __tablename__ = "media"
-    __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
-    root: Mapped[str | None] = mapped_column(String(4096), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # image | video | unknown
-    size: Mapped[int] = mapped_column(Integer, default=0)
-    mtime: Mapped[float] = mapped_column(Float, default=0.0)
-    content_hash: Mapped[str | None] = mapped_column(String(64))
-    width: Mapped[int | None] = mapped_column(Integer)
-    height: Mapped[int | None] = mapped_column(Integer)
-    duration: Mapped[float | None] = mapped_column(Float)
-    caption: Mapped[str | None] = mapped_column(Text)
-    generated: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
-    generation: Mapped[dict | None] = mapped_column(JSON)  # prompt, seed, backend, steps, guidance
-    error: Mapped[str | None] = mapped_column(Text)
-    indexed_at: Mapped[float] = mapped_column(Float, default=time.time)
-    segments: Mapped[list["Segment"]] = relationship(
-        back_populates="media", cascade="all, delete-orphan", passive_deletes=True
-    )
-
-
-class Segment(Base):
-    __tablename__ = "segments"
-    __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
-    t_start: Mapped[float] = mapped_column(Float)
-    t_end: Mapped[float] = mapped_column(Float)
-    keyframe: Mapped[str | None] = mapped_column(String(4096))
-    media: Mapped[Media] = relationship(back_populates="segments")
-
-
-class Vector(Base):
-    __tablename__ = "vectors"
-    __table_args__ = (Index("ix_vectors_space_kind_id", "space", "kind", "id"), {"sqlite_autoincrement": True})
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
-    # indexed: the miss rule reads the frames of a segment (revision 0003)
-    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # image | frame | segment | video
-    space: Mapped[str] = mapped_column(String(256))
-    t: Mapped[float | None] = mapped_column(Float)  # frame time for frame vectors
-    dim: Mapped[int] = mapped_column(Integer)
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, little endian
-
-
-class Space(Base):
-    """An embedding space the library holds vectors in: the model that makes it, and whether
-    searches use it (one active space). Pooled video vectors of a space are in spaces named
-    "<space>|pool=..."."""
-
-    __tablename__ = "spaces"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    spec: Mapped[str | None] = mapped_column(String(1024))  # None: written before specs were recorded
-    space: Mapped[str] = mapped_column(String(256), unique=True)
-    dim: Mapped[int] = mapped_column(Integer)
-    active: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[float] = mapped_column(Float, default=time.time)
-
-
-class Job(Base):
-    __tablename__ = "jobs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    task: Mapped[str] = mapped_column(String(16), default="index", server_default="index")  # index | add-model
-    roots: Mapped[list] = mapped_column(JSON)
-    space: Mapped[str] = mapped_column(String(256))
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed|interrupted
-    pid: Mapped[int | None] = mapped_column(Integer)
-    total: Mapped[int] = mapped_column(Integer, default=0)  # files to (re)index in this job
-    done: Mapped[int] = mapped_column(Integer, default=0)
-    new: Mapped[int] = mapped_column(Integer, default=0)
-    changed: Mapped[int] = mapped_column(Integer, default=0)
-    deleted: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    errors: Mapped[int] = mapped_column(Integer, default=0)
-    message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[float] = mapped_column(Float, default=time.time)
-    started_at: Mapped[float | None] = mapped_column(Float)
-    finished_at: Mapped[float | None] = mapped_column(Float)
-    updated_at: Mapped[float | None] = mapped_column(Float)
-
-
-class JobError(Base):
-    __tablename__ = "job_errors"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(String(4096))
-    error: Mapped[str] = mapped_column(Text)
 
 
 def encode_embedding(vec: np.ndarray) -> bytes:
@@ -384,6 +264,10 @@ def job_summary(job: Job) -> dict:
 
 
 __all__ = [
+    "ACTIVE_JOB_STATES",
+    "SCHEMA_VERSION",
+    "Base",
+    "SchemaInfo",
     "Store",
     "Media",
     "Segment",
