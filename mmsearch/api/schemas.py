@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..search.query import RERANK_TOP_DEFAULT, RERANK_TOP_MAX
+from ..search.query import MAX_NEAR_KM, RERANK_TOP_DEFAULT, RERANK_TOP_MAX
+from ..storage.capture_time import wall_clock
 
 MAX_ID = 2**63 - 1  # SQL integer ids; larger numbers are refused with 422, not a 500
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]
 
 
-class TermIn(BaseModel):
+class Body(BaseModel):
+    """A request body of mmsearch's own endpoints: an unknown field is refused (422 naming it),
+    so a misspelt filter is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TermIn(Body):
     text: str | None = Field(None, min_length=1, max_length=1000)
     media_id: int | None = Field(None, ge=1, le=MAX_ID)
     vector: list[FiniteFloat] | None = Field(None, min_length=1, max_length=8192)
@@ -26,7 +34,7 @@ class TermIn(BaseModel):
         return self
 
 
-class GenerationIn(BaseModel):
+class GenerationIn(Body):
     n: int = Field(1, ge=1, le=8, description="Images to generate.")
     steps: int | None = Field(None, ge=1, le=1000, description="Sampling steps (default: the server's setting).")
     sampler: Literal["ddim", "ddpm"] | None = Field(
@@ -42,7 +50,13 @@ class GenerationIn(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
 
 
-class SearchIn(BaseModel):
+class NearIn(Body):
+    lat: float = Field(..., ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(..., ge=-180, le=180, allow_inf_nan=False)
+    km: float = Field(..., gt=0, le=MAX_NEAR_KM, allow_inf_nan=False)
+
+
+class SearchIn(Body):
     text: str | None = Field(
         None, max_length=1000, description='Text; weighted terms allowed: "red circle" - "white background".'
     )
@@ -78,6 +92,30 @@ class SearchIn(BaseModel):
     rerank_top: int = Field(
         RERANK_TOP_DEFAULT, ge=1, le=RERANK_TOP_MAX, description="How many of the first hits a rerank scores."
     )
+    taken_after: str | None = Field(
+        None,
+        max_length=40,
+        description="ISO date or datetime, inclusive: taken at or after it (by the clock where it was taken).",
+    )
+    taken_before: str | None = Field(
+        None, max_length=40, description="ISO date (its whole day) or datetime, inclusive: taken at or before it."
+    )
+    camera: str | None = Field(None, min_length=1, max_length=200, description="Part of the camera make or model.")
+    near: NearIn | None = Field(None, description="Within km of a point (great-circle distance).")
+    place: str | None = Field(
+        None, min_length=1, max_length=200, description="Part of the place name (district, city, region, country)."
+    )
+    sort: Literal["score", "date"] = Field("score", description="date: the same hits, newest first (undated last).")
+
+    @field_validator("taken_after", "taken_before")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                wall_clock(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO date or datetime (2019-06-01, 2019-06-01T14:30)") from None
+        return value
 
     @model_validator(mode="after")
     def _rerank_top_with_rerank(self) -> "SearchIn":
@@ -86,7 +124,7 @@ class SearchIn(BaseModel):
         return self
 
 
-class InterpolateIn(BaseModel):
+class InterpolateIn(Body):
     media_id: int = Field(..., ge=1, le=MAX_ID)
     alpha: float = Field(0.5, ge=0, le=1, allow_inf_nan=False)
 
@@ -131,6 +169,12 @@ class HitOut(BaseModel):
         exclude_if=lambda v: v is None,  # only in the hits a rerank scored
         description="P(match) from the rerank's image-text matching head; score stays the embeddings' cosine.",
     )
+    taken_at: str | None = Field(
+        None, description="When it was taken (ISO 8601, the clock where it was taken; with its UTC offset if known)."
+    )
+    camera: str | None = None
+    gps: list[float] | None = Field(None, description="[lat, lon] in degrees.")
+    place: str | None = None
 
 
 class SearchOut(BaseModel):
@@ -155,7 +199,7 @@ class GenerateOut(BaseModel):
     took_ms: float
 
 
-class JobIn(BaseModel):
+class JobIn(Body):
     kind: Literal["index", "import"] = Field(
         "index", description="index: walk folders and embed their files; import: read embeddings made elsewhere."
     )
@@ -179,7 +223,7 @@ class JobIn(BaseModel):
         return self
 
 
-class ModelIn(BaseModel):
+class ModelIn(Body):
     spec: str = Field(
         ...,
         min_length=1,

@@ -37,6 +37,14 @@ def search(
     rerank_top: Optional[int] = typer.Option(
         None, "--rerank-top", min=1, max=200, help="How many of the first hits --rerank scores (default 20)."
     ),
+    taken_after: Optional[str] = typer.Option(
+        None, help="Taken at or after this ISO date or datetime (the clock where it was taken)."
+    ),
+    taken_before: Optional[str] = typer.Option(None, help="Taken at or before this ISO date (its whole day) or time."),
+    camera: Optional[str] = typer.Option(None, help="Part of the camera make or model (any case)."),
+    near: Optional[str] = typer.Option(None, help="LAT,LON,KM: taken within KM of a point."),
+    place: Optional[str] = typer.Option(None, help="Part of the place name (any case): 'Lisbon', 'Portugal'."),
+    sort: str = typer.Option("score", help="score, or date: the same hits newest first."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per hit."),
     library: Optional[Path] = LIBRARY_OPT,
     model: Optional[str] = MODEL_OPT,
@@ -46,7 +54,7 @@ def search(
     from ..encoders.base import EncoderError
     from ..imageio import UnreadableImageError, decode_rgb
     from ..library import GenerationUnavailable
-    from ..search.query import RERANK_METHODS, RERANK_TOP_DEFAULT, QueryError, SearchRequest, build_terms
+    from ..search.query import RERANK_METHODS, RERANK_TOP_DEFAULT, SORTS, QueryError, SearchRequest, build_terms
     from ..services.drawing import GenerateOptions
     from ..services.generate_on_miss import GENERATE_MODES, prompt_of
 
@@ -54,7 +62,17 @@ def search(
         fail(f"--rerank must be one of {RERANK_METHODS}")
     if rerank_top is not None and rerank is None:
         fail("--rerank-top applies with --rerank")
+    if sort not in SORTS:
+        fail(f"--sort must be one of {SORTS}")
     with failing_on(QueryError, EncoderError, UnreadableImageError, FileNotFoundError, GenerationUnavailable):
+        capture = dict(
+            taken_after=_when("--taken-after", taken_after),
+            taken_before=_when("--taken-before", taken_before, end_of_day=True),
+            camera=camera,
+            near=_near(near) if near else None,
+            place=place,
+            sort=sort,
+        )
         terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
         with open_library(library, model) as lib:
             mode = generate or lib.settings.generate_default
@@ -69,6 +87,7 @@ def search(
                 min_score=min_score,
                 rerank=rerank,
                 rerank_top=rerank_top or RERANK_TOP_DEFAULT,
+                **capture,
             )
             options = GenerateOptions(mode=mode, seed=seed, steps=steps or lib.settings.generate_steps)
             outcome = lib.search_or_generate(request, prompt_of(query, image is not None or media is not None), options)
@@ -89,11 +108,43 @@ def search(
     from rich.table import Table
 
     show_via = any(h.via not in ("text", "image") for h in hits)  # prior or generated: worth a column
-    table = Table("#", "score", *(["itm"] if reranked else []), "kind", "moment", *(["via"] if show_via else []))
+    show_taken = any(h.taken_at for h in hits)  # a photo library: when each was taken
+    table = Table(
+        "#",
+        "score",
+        *(["itm"] if reranked else []),
+        "kind",
+        "moment",
+        *(["via"] if show_via else []),
+        *(["taken"] if show_taken else []),
+    )
     table.add_column("path", overflow="fold")  # wrap long paths rather than cut them
     for rank, hit in enumerate(hits, 1 + offset):
         moment = f"{hit.t_start:.1f}-{hit.t_end:.1f}s" if hit.t_start is not None else ""
         itm = [f"{hit.rerank_score:.3f}" if hit.rerank_score is not None else ""] if reranked else []
         via = [hit.via] if show_via else []
-        table.add_row(str(rank), f"{hit.score:.3f}", *itm, hit.kind, moment, *via, hit.path)
+        taken = [(hit.taken_at or "")[:16].replace("T", " ")] if show_taken else []
+        table.add_row(str(rank), f"{hit.score:.3f}", *itm, hit.kind, moment, *via, *taken, hit.path)
     Console().print(table)  # stdout: the result, where messages go to stderr
+
+
+def _when(flag: str, text: str | None, end_of_day: bool = False) -> float | None:
+    from ..storage.capture_time import wall_clock
+
+    if text is None:
+        return None
+    try:
+        return wall_clock(text, end_of_day)
+    except ValueError:
+        fail(f"{flag} takes an ISO date or datetime (2019-06-01, 2019-06-01T14:30), not {text!r}")
+
+
+def _near(text: str):
+    """LAT,LON,KM -> Near (QueryError, which exits 2, when out of range)."""
+    from ..search.query import Near
+
+    try:
+        lat, lon, km = (float(part) for part in text.split(","))
+    except ValueError:
+        fail(f"--near takes LAT,LON,KM (38.72,-9.14,25), not {text!r}")
+    return Near(lat, lon, km)

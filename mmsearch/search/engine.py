@@ -9,11 +9,13 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import select
 
+from ..storage.capture_time import taken_iso
 from ..storage.index_set import IndexSet
 from ..storage.store import Media, Store, Vector, decode_embeddings
+from .media_filters import passes_media_filters
 from .moments import best_moment
 from .prefilter import Prefilter
-from .query import MediaNotFoundError, QueryError, SearchRequest, Term, combine
+from .query import SORTS, MediaNotFoundError, QueryError, SearchRequest, Term, combine
 from .rerank import reranked_page
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,35 @@ class Hit:
     generated: bool = False
     via: str = "text"
     rerank_score: float | None = None  # P(match) from a rerank (search/rerank.py); score stays the cosine
+    taken_at: str | None = None  # ISO 8601, the clock where it was taken (with its offset when known)
+    camera: str | None = None
+    gps: list[float] | None = None  # [lat, lon]
+    place: str | None = None
+
+    @classmethod
+    def of(cls, m: Media, score: float, via: str) -> "Hit":
+        return cls(
+            id=m.id,
+            path=m.path,
+            kind=m.kind,
+            score=round(score, 6),
+            generated=m.generated,
+            via="generated" if m.generated else via,
+            taken_at=taken_iso(m.taken_at, m.taken_offset),
+            camera=camera_name(m.camera_make, m.camera_model),
+            gps=[m.gps_lat, m.gps_lon] if m.gps_lat is not None and m.gps_lon is not None else None,
+            place=m.place,
+        )
+
+
+def camera_name(make: str | None, model: str | None) -> str | None:
+    """'Canon EOS 5D' from ('Canon', 'Canon EOS 5D'); 'NIKON D750' from ('NIKON CORPORATION', 'NIKON D750');
+    the make and the model joined when the model does not name the make."""
+    if not model:
+        return make
+    if not make or model.lower().startswith(make.split()[0].lower()):
+        return model
+    return f"{make} {model}"
 
 
 @dataclass
@@ -158,6 +189,8 @@ class SearchEngine:
             raise QueryError(f"kind must be one of {MEDIA_KINDS}")
         if req.k < 1 or req.offset < 0:
             raise QueryError("k must be >= 1 and offset >= 0")
+        if req.sort not in SORTS:
+            raise QueryError(f"sort must be one of {SORTS}")
         return self.search_vectors(self.query_vectors(req.terms, req.kind), req)
 
     def search_vectors(self, q: QueryVectors, req: SearchRequest) -> list[Hit]:
@@ -200,7 +233,7 @@ class SearchEngine:
             if not any([r.widen(cap) for r in rounds.values()]):
                 log.debug("search read %d vectors of a kind without settling the page: best found returned", cap)
                 break
-        page = hits[req.offset : wanted]
+        page = (newest_first(hits[:wanted], media) if req.sort == "date" else hits)[req.offset : wanted]
         self.add_moments(q.main, page)
         return page
 
@@ -239,16 +272,7 @@ class SearchEngine:
             if m is None or not self._passes(m, score, req):
                 continue
             scores.append(score)
-            hits.append(
-                Hit(
-                    id=m.id,
-                    path=m.path,
-                    kind=m.kind,
-                    score=round(score, 6),
-                    generated=m.generated,
-                    via="generated" if m.generated else q.via,
-                )
-            )
+            hits.append(Hit.of(m, score, q.via))
         return hits, scores
 
     def add_moments(self, q: np.ndarray, hits: list[Hit]) -> None:
@@ -270,10 +294,7 @@ class SearchEngine:
             ).all()
         scores = {mid: float(decode_embeddings([emb], dim)[0] @ q) for mid, dim, emb in rows}
         media = self.store.media_by_id(list(scores))
-        return [
-            Hit(id=m.id, path=m.path, kind=m.kind, score=round(scores[m.id], 6), generated=m.generated, via=via)
-            for m in (media[i] for i in media_ids if i in media)
-        ]
+        return [Hit.of(m, scores[m.id], via) for m in (media[i] for i in media_ids if i in media)]
 
     @staticmethod
     def _passes(m: Media, score: float, req: SearchRequest) -> bool:
@@ -284,11 +305,10 @@ class SearchEngine:
         return passes_media_filters(m, req)
 
 
-def passes_media_filters(m: Media, req: SearchRequest) -> bool:
-    """The request's filters on media rows: its path prefix and generated or not."""
-    if req.path_prefix and not m.path.startswith(req.path_prefix):
-        return False
-    return req.generated is None or m.generated == req.generated
+def newest_first(hits: list[Hit], media: dict[int, Media]) -> list[Hit]:
+    """The hits by capture time, newest first; undated ones after, in their order."""
+    dated = [h for h in hits if media[h.id].taken_at is not None]
+    return sorted(dated, key=lambda h: -media[h.id].taken_at) + [h for h in hits if media[h.id].taken_at is None]
 
 
 @dataclass

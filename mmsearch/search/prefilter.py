@@ -25,11 +25,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..storage.index_set import IndexSet
 from ..storage.store import Media, Store, Vector
 from ..storage.vector_index import IdSubset
+from .media_filters import filter_key, filtered, media_conditions
 from .query import SearchRequest
 
 # Subset sizes up to which an exact search beats the ANN search with a selector; constants
@@ -43,29 +44,6 @@ from .query import SearchRequest
 EXACT_MAX_FROM_INDEX = 40_000
 EXACT_MAX_FROM_SQL = 500
 CACHED_FILTERS = 16  # resolved filters kept (each holds its subsets' ids: 8-16 bytes per id)
-
-
-def filtered(req: SearchRequest) -> bool:
-    """Whether the request filters media by something other than their kind and score (its
-    kind already picks which indexes are searched)."""
-    return bool(req.path_prefix) or req.generated is not None
-
-
-def media_conditions(store: Store, req: SearchRequest) -> list:
-    """SQL conditions on Media for the request's filters."""
-    conditions = []
-    if req.kind != "any":
-        conditions.append(Media.kind == req.kind)
-    if req.generated is not None:
-        conditions.append(Media.generated == req.generated)
-    prefix = req.path_prefix
-    if prefix:
-        conditions.append(func.substr(Media.path, 1, len(prefix)) == prefix)
-        if store.engine.dialect.name == "sqlite" and ord(prefix[-1]) < 0x10FFFF:
-            # SQLite compares text by its UTF-8 bytes, in code point order: the strings
-            # starting with the prefix are one range of the unique index on path.
-            conditions += [Media.path >= prefix, Media.path < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
-    return conditions
 
 
 def vector_ids_of_media(store: Store, conditions: list) -> np.ndarray:
@@ -97,7 +75,7 @@ class Prefilter:
         if not filtered(req):
             return None
         indexes = [self.indexes.get(kind) for kind in kinds]
-        key = (kinds, req.kind, req.generated, req.path_prefix or "")
+        key = (kinds, *filter_key(req))
         states = tuple(index.state for index in indexes)
         with self._lock:
             cached = self._cache.get(key)

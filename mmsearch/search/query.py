@@ -20,6 +20,8 @@ MAX_COMBINED_WEIGHT = 1e6  # of a term as combined (a written weight times the A
 RERANK_METHODS = ("itm",)  # itm: BLIP's image-text matching head (search/rerank.py)
 RERANK_TOP_DEFAULT = 20  # hits a rerank scores again, unless the request says how many
 RERANK_TOP_MAX = 200
+SORTS = ("score", "date")
+MAX_NEAR_KM = 20_038.0  # half the equator: every point of the earth is within it
 
 
 class QueryError(ValueError):
@@ -39,6 +41,21 @@ class Term:
     vector: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Near:
+    """Within km of a point (great-circle distance)."""
+
+    lat: float
+    lon: float
+    km: float
+
+    def __post_init__(self):
+        if not (-90 <= self.lat <= 90 and -180 <= self.lon <= 180):
+            raise QueryError(f"near: ({self.lat}, {self.lon}) is not a latitude and longitude in degrees")
+        if not (0 < self.km <= MAX_NEAR_KM):
+            raise QueryError(f"near: km must be over 0 and at most {MAX_NEAR_KM:g}")
+
+
 @dataclass
 class SearchRequest:
     terms: list[Term]
@@ -50,6 +67,14 @@ class SearchRequest:
     min_score: float | None = None
     rerank: str | None = None  # one of RERANK_METHODS: reorder the first rerank_top hits by its score
     rerank_top: int = RERANK_TOP_DEFAULT
+    # Capture filters (search/media_filters.py): wall-clock seconds where taken, inclusive
+    # (storage/capture_time.wall_clock reads them from ISO text), and parts of names.
+    taken_after: float | None = None
+    taken_before: float | None = None
+    camera: str | None = None
+    near: Near | None = None
+    place: str | None = None
+    sort: str = "score"  # score | date: the same hits, newest first (undated last)
 
 
 _WEIGHT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*\*\s*")

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..search.engine import QueryVectors, SearchEngine, passes_media_filters
+from ..search.engine import QueryVectors, SearchEngine
+from ..search.media_filters import passes_media_filters
 from ..search.query import SearchRequest
 from ..storage.files import atomic_write, digest
 

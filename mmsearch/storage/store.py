@@ -9,6 +9,8 @@ The tables are in tables.py (and re-exported here).
 from __future__ import annotations
 
 import logging
+import math
+import sqlite3
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -44,7 +46,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    try:
+        cur.execute("SELECT sin(0), cos(0)")
+    except sqlite3.OperationalError:  # an SQLite built without its math functions: the near filter uses them
+        for name, fn in (("sin", math.sin), ("cos", math.cos)):
+            dbapi_conn.create_function(name, 1, _null_safe(fn), deterministic=True)
     cur.close()
+
+
+def _null_safe(fn):
+    return lambda x: None if x is None else fn(x)
 
 
 class Store:

@@ -35,3 +35,36 @@ def test_cli_search_errors_are_clear(tmp_path):
     assert result.exit_code == 2 and "nothing to search with" in result.output
     result = runner.invoke(app, ["index", str(tmp_path / "missing"), "--library", str(lib)])
     assert result.exit_code == 2 and "is not a folder" in result.output
+
+
+def test_cli_capture_filters_and_sort(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tests.photos import make_photo_library
+
+    monkeypatch.setenv("MMSEARCH_DECODE_WORKERS", "0")
+    make_photo_library(tmp_path / "photos")
+    lib = tmp_path / "lib"
+    assert runner.invoke(app, ["index", str(tmp_path / "photos"), "--library", str(lib)]).exit_code == 0
+
+    def names(*flags: str) -> list[str]:
+        result = runner.invoke(
+            app, ["search", "a photo", "--json", "--generate", "never", "--library", str(lib), *flags]
+        )
+        assert result.exit_code == 0, result.output
+        return [Path(json.loads(line)["path"]).name for line in result.stdout.splitlines()]
+
+    assert set(names("--camera", "canon")) == {"canon_lisbon_2019.jpg", "canon_lisbon_2021.jpg"}
+    assert set(names("--near", "41.1496,-8.611,5")) == {"nikon_porto_2018.jpg", "iphone.heic"}
+    assert set(names("--place", "lisbon", "--taken-after", "2020-01-01")) == {"canon_lisbon_2021.jpg"}
+    assert names("--taken-after", "2022-01-01", "--sort", "date") == ["pixel.avif", "iphone.heic"]
+    table = runner.invoke(app, ["search", "a photo", "--camera", "nikon", "--generate", "never", "--library", str(lib)])
+    assert "2018-12-24 20:15" in table.stdout  # the taken column
+    for flags, message in (
+        (["--near", "41,-8"], "--near takes LAT,LON,KM"),
+        (["--near", "91,0,5"], "near: (91.0, 0.0)"),
+        (["--taken-before", "soon"], "--taken-before takes an ISO date"),
+        (["--sort", "name"], "--sort must be one of"),
+    ):
+        result = runner.invoke(app, ["search", "a photo", "--library", str(lib), *flags])
+        assert result.exit_code == 2 and message in result.output, result.output
