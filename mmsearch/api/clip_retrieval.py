@@ -167,7 +167,7 @@ def clip_retrieval_router(state: AppState) -> APIRouter:
 
         def run() -> list[dict]:
             term = _query_term(body, library)
-            hits = library.search(SearchRequest(terms=[term], k=wanted, kind=kind))
+            hits = library.search(SearchRequest(terms=[term], k=wanted, kind=kind, mode="vector"))  # as clip-retrieval
             if body.deduplicate and hits:
                 vectors = library.media_vectors([h.id for h in hits])
                 hits = [hits[i] for i in _deduplicate(vectors)]

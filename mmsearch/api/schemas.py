@@ -106,6 +106,11 @@ class SearchIn(Body):
         None, min_length=1, max_length=200, description="Part of the place name (district, city, region, country)."
     )
     sort: Literal["score", "date"] = Field("score", description="date: the same hits, newest first (undated last).")
+    mode: Literal["vector", "keyword", "hybrid"] = Field(
+        "hybrid",
+        description="How text searches: its embedding, its words (file and folder names, captions, camera, "
+        'place, prompts), or both fused. A lone quoted term ("IMG_2041") searches words only.',
+    )
 
     @field_validator("taken_after", "taken_before")
     @classmethod
@@ -175,6 +180,9 @@ class HitOut(BaseModel):
     camera: str | None = None
     gps: list[float] | None = Field(None, description="[lat, lon] in degrees.")
     place: str | None = None
+    found_by: Literal["vector", "keyword", "both"] = Field(
+        "vector", description="What found the hit: the query's embedding, its words, or both."
+    )
 
 
 class SearchOut(BaseModel):

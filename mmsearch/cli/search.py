@@ -45,6 +45,11 @@ def search(
     near: Optional[str] = typer.Option(None, help="LAT,LON,KM: taken within KM of a point."),
     place: Optional[str] = typer.Option(None, help="Part of the place name (any case): 'Lisbon', 'Portugal'."),
     sort: str = typer.Option("score", help="score, or date: the same hits newest first."),
+    mode: str = typer.Option(
+        "hybrid",
+        help="vector (the embedding), keyword (the words: file names, captions, places...) or hybrid (both). "
+        "A lone quoted term ('\"IMG_2041\"') searches words only.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per hit."),
     library: Optional[Path] = LIBRARY_OPT,
     model: Optional[str] = MODEL_OPT,
@@ -54,7 +59,7 @@ def search(
     from ..encoders.base import EncoderError
     from ..imageio import UnreadableImageError, decode_rgb
     from ..library import GenerationUnavailable
-    from ..search.query import RERANK_METHODS, RERANK_TOP_DEFAULT, SORTS, QueryError, SearchRequest, build_terms
+    from ..search.query import MODES, RERANK_METHODS, RERANK_TOP_DEFAULT, SORTS, QueryError, SearchRequest, build_terms
     from ..services.drawing import GenerateOptions
     from ..services.generate_on_miss import GENERATE_MODES, prompt_of
 
@@ -64,6 +69,8 @@ def search(
         fail("--rerank-top applies with --rerank")
     if sort not in SORTS:
         fail(f"--sort must be one of {SORTS}")
+    if mode not in MODES:
+        fail(f"--mode must be one of {MODES}")
     with failing_on(QueryError, EncoderError, UnreadableImageError, FileNotFoundError, GenerationUnavailable):
         capture = dict(
             taken_after=_when("--taken-after", taken_after),
@@ -72,6 +79,7 @@ def search(
             near=_near(near) if near else None,
             place=place,
             sort=sort,
+            mode=mode,
         )
         terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
         with open_library(library, model) as lib:

@@ -12,10 +12,12 @@ from sqlalchemy import select
 from ..storage.capture_time import taken_iso
 from ..storage.index_set import IndexSet
 from ..storage.store import Media, Store, Vector, decode_embeddings
+from .hybrid import hybrid_page, newest_first
+from .keywords import KeywordSearch
 from .media_filters import passes_media_filters
 from .moments import best_moment
 from .prefilter import Prefilter
-from .query import SORTS, MediaNotFoundError, QueryError, SearchRequest, Term, combine
+from .query import MODES, SORTS, MediaNotFoundError, QueryError, SearchRequest, Term, combine
 from .rerank import reranked_page
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Hit:
     camera: str | None = None
     gps: list[float] | None = None  # [lat, lon]
     place: str | None = None
+    found_by: str = "vector"  # vector | keyword | both (search/hybrid.py)
 
     @classmethod
     def of(cls, m: Media, score: float, via: str) -> "Hit":
@@ -92,6 +95,7 @@ class SearchEngine:
         self.store, self.encoder, self.indexes = store, encoder, indexes
         self.video_text_map = video_text_map  # None: video queries are the plain ones
         self.prefilter = Prefilter(store, indexes)
+        self.keywords = KeywordSearch(store)
 
     # -- query vectors ----------------------------------------------------------------------
     def media_vector(self, media_id: int) -> np.ndarray:
@@ -191,7 +195,14 @@ class SearchEngine:
             raise QueryError("k must be >= 1 and offset >= 0")
         if req.sort not in SORTS:
             raise QueryError(f"sort must be one of {SORTS}")
-        return self.search_vectors(self.query_vectors(req.terms, req.kind), req)
+        if req.mode not in MODES:
+            raise QueryError(f"mode must be one of {MODES}")
+        return self.search_query(self.query_vectors(req.terms, req.kind), req)
+
+    def search_query(self, q: QueryVectors, req: SearchRequest) -> list[Hit]:
+        """The page of hits in the request's mode: the query vectors' (search_vectors), its
+        words', or both fused (search/hybrid.py)."""
+        return hybrid_page(self, q, req)
 
     def search_vectors(self, q: QueryVectors, req: SearchRequest) -> list[Hit]:
         """The page of hits for query vectors, ranked as an exact filtered search ranks them
@@ -233,7 +244,7 @@ class SearchEngine:
             if not any([r.widen(cap) for r in rounds.values()]):
                 log.debug("search read %d vectors of a kind without settling the page: best found returned", cap)
                 break
-        page = (newest_first(hits[:wanted], media) if req.sort == "date" else hits)[req.offset : wanted]
+        page = (newest_first(hits[:wanted]) if req.sort == "date" else hits)[req.offset : wanted]
         self.add_moments(q.main, page)
         return page
 
@@ -296,6 +307,25 @@ class SearchEngine:
         media = self.store.media_by_id(list(scores))
         return [Hit.of(m, scores[m.id], via) for m in (media[i] for i in media_ids if i in media)]
 
+    def scored_hits(self, q: QueryVectors, media_ids: list[int]) -> dict[int, Hit]:
+        """Hits for media found otherwise than by their vectors (their words), scored by their
+        embedding against the query; media with no embedding in this space are left out."""
+        media = self.store.media_by_id(media_ids)
+        try:
+            vectors = dict(zip(media_ids, self.media_vectors(media_ids)))
+        except QueryError:  # one has no embedding here (a file indexed by another model only)
+            vectors = {}
+            for media_id in media_ids:
+                try:
+                    vectors[media_id] = self.media_vector(media_id)
+                except QueryError:
+                    pass
+        return {
+            i: Hit.of(media[i], float(v @ (q.video if media[i].kind == "video" else q.main)), q.via)
+            for i, v in vectors.items()
+            if i in media
+        }
+
     @staticmethod
     def _passes(m: Media, score: float, req: SearchRequest) -> bool:
         if req.min_score is not None and score < req.min_score:
@@ -303,12 +333,6 @@ class SearchEngine:
         if req.kind != "any" and m.kind != req.kind:
             return False
         return passes_media_filters(m, req)
-
-
-def newest_first(hits: list[Hit], media: dict[int, Media]) -> list[Hit]:
-    """The hits by capture time, newest first; undated ones after, in their order."""
-    dated = [h for h in hits if media[h.id].taken_at is not None]
-    return sorted(dated, key=lambda h: -media[h.id].taken_at) + [h for h in hits if media[h.id].taken_at is None]
 
 
 @dataclass

@@ -21,6 +21,7 @@ RERANK_METHODS = ("itm",)  # itm: BLIP's image-text matching head (search/rerank
 RERANK_TOP_DEFAULT = 20  # hits a rerank scores again, unless the request says how many
 RERANK_TOP_MAX = 200
 SORTS = ("score", "date")
+MODES = ("vector", "keyword", "hybrid")
 MAX_NEAR_KM = 20_038.0  # half the equator: every point of the earth is within it
 
 
@@ -39,6 +40,7 @@ class Term:
     image: Image.Image | None = None
     media_id: int | None = None
     vector: np.ndarray | None = None
+    quoted: bool = False  # text written in quotes: a lone quoted term is searched as keywords only
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class SearchRequest:
     near: Near | None = None
     place: str | None = None
     sort: str = "score"  # score | date: the same hits, newest first (undated last)
+    mode: str = "hybrid"  # vector | keyword | hybrid: how text terms search (search/hybrid.py)
 
 
 _WEIGHT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*\*\s*")
@@ -110,7 +113,8 @@ def parse_text(query: str) -> list[Term]:
             weight, pos = float(m.group(1)), m.end()
             if weight > MAX_WEIGHT:  # 1e23*"red" overflowed the query's norm: every score came back 0.0
                 raise QueryError(f"weight {m.group(1)} is out of range: a term's weight is at most {MAX_WEIGHT:g}")
-        if pos < len(s) and s[pos] == '"':
+        quoted = pos < len(s) and s[pos] == '"'
+        if quoted:
             end = s.find('"', pos + 1)
             if end < 0:
                 raise QueryError(f"unclosed quote in query: {query!r}")
@@ -122,7 +126,7 @@ def parse_text(query: str) -> list[Term]:
         text = text.strip()
         if not text:
             raise QueryError(f"empty term in query: {query!r}")
-        terms.append(Term(weight=sign * weight, text=text))
+        terms.append(Term(weight=sign * weight, text=text, quoted=quoted))
         sign = 1.0
     return terms
 

@@ -48,8 +48,8 @@ def _best_score(engine: SearchEngine, q: QueryVectors, req: SearchRequest, page:
     must be judged the same way (a later page's first hit is always weaker). A rerank
     reorders the page, so then the best is read from the cosine ranking, without the rerank."""
     if req.offset == 0 and req.rerank is None:
-        return page[0].score if page else None
-    top = engine.search_vectors(q, replace(req, k=1, offset=0, rerank=None))
+        return max((h.score for h in page), default=None)  # sorted by date, the best is anywhere
+    top = engine.search_vectors(q, replace(req, k=1, offset=0, rerank=None, sort="score"))
     return top[0].score if top else None
 
 
@@ -66,7 +66,10 @@ def search_or_generate(
     if opts.mode not in GENERATE_MODES:
         raise ValueError(f"generate must be one of {GENERATE_MODES}")
     q = engine.query_vectors(req.terms, req.kind)
-    hits = engine.search_vectors(q, req)
+    hits = engine.search_query(q, req)
+    by_words = sum(h.found_by != "vector" for h in hits)
+    if by_words:  # the query's words name these media (a file name, a caption, a place): no miss
+        return Outcome(hits, False, q.via, [{"stage": "keyword", "found": by_words}])
     best = _best_score(engine, q, req, hits)
     step, miss = judge_text(q, req, best, thresholds)
     steps = [step]

@@ -91,3 +91,14 @@ def test_an_unknown_field_answers_422_naming_it(client, body, field):
 def test_bad_filters_answer_422(client, body):
     r = client.post("/search", json={"text": "a photo", **body})
     assert r.status_code == 422 and r.json()["detail"]
+
+
+def test_words_find_media_over_http(client):
+    r = client.post("/search", json={"text": '"IMG_2041"', "k": 5}).json()
+    assert [(Path(h["path"]).name, h["found_by"]) for h in r["results"]] == [("IMG_2041.jpg", "keyword")]
+    assert r["miss"] is False
+    lisbon = client.post("/search", json={"text": "Lisbon", "mode": "keyword", "k": 5}).json()["results"]
+    assert {Path(h["path"]).name for h in lisbon} == {"canon_lisbon_2019.jpg", "canon_lisbon_2021.jpg"}
+    vector = client.post("/search", json={"text": "Lisbon", "mode": "vector", "k": 5}).json()["results"]
+    assert {h["found_by"] for h in vector} == {"vector"}
+    assert client.post("/search", json={"text": "x", "mode": "fuzzy"}).status_code == 422

@@ -47,10 +47,8 @@ def test_cli_capture_filters_and_sort(tmp_path, monkeypatch):
     lib = tmp_path / "lib"
     assert runner.invoke(app, ["index", str(tmp_path / "photos"), "--library", str(lib)]).exit_code == 0
 
-    def names(*flags: str) -> list[str]:
-        result = runner.invoke(
-            app, ["search", "a photo", "--json", "--generate", "never", "--library", str(lib), *flags]
-        )
+    def names(*flags: str, query: str = "a photo") -> list[str]:
+        result = runner.invoke(app, ["search", query, "--json", "--generate", "never", "--library", str(lib), *flags])
         assert result.exit_code == 0, result.output
         return [Path(json.loads(line)["path"]).name for line in result.stdout.splitlines()]
 
@@ -58,6 +56,7 @@ def test_cli_capture_filters_and_sort(tmp_path, monkeypatch):
     assert set(names("--near", "41.1496,-8.611,5")) == {"nikon_porto_2018.jpg", "iphone.heic"}
     assert set(names("--place", "lisbon", "--taken-after", "2020-01-01")) == {"canon_lisbon_2021.jpg"}
     assert names("--taken-after", "2022-01-01", "--sort", "date") == ["pixel.avif", "iphone.heic"]
+    assert set(names("--mode", "keyword", query="Porto")) == {"nikon_porto_2018.jpg", "iphone.heic"}
     table = runner.invoke(app, ["search", "a photo", "--camera", "nikon", "--generate", "never", "--library", str(lib)])
     assert "2018-12-24 20:15" in table.stdout  # the taken column
     for flags, message in (
@@ -65,6 +64,7 @@ def test_cli_capture_filters_and_sort(tmp_path, monkeypatch):
         (["--near", "91,0,5"], "near: (91.0, 0.0)"),
         (["--taken-before", "soon"], "--taken-before takes an ISO date"),
         (["--sort", "name"], "--sort must be one of"),
+        (["--mode", "fuzzy"], "--mode must be one of"),
     ):
         result = runner.invoke(app, ["search", "a photo", "--library", str(lib), *flags])
         assert result.exit_code == 2 and message in result.output, result.output

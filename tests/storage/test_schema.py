@@ -33,7 +33,9 @@ def test_migrations_build_exactly_the_schema_the_code_maps(tmp_path):
     url = f"sqlite:///{tmp_path}/new.db"
     Store(url).close()
     with create_engine(url).connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        # the keyword index (an FTS5 table and its shadow tables) is the migrations' own, not a mapped table
+        not_mapped = {"include_name": lambda name, type_, _: not (type_ == "table" and name.startswith("media_words"))}
+        assert compare_metadata(MigrationContext.configure(connection, opts=not_mapped), Base.metadata) == []
         assert schema.revision(connection) == schema.head() == "0004"
 
 

@@ -75,6 +75,7 @@ def search_router(state: AppState) -> APIRouter:
             near=Near(body.near.lat, body.near.lon, body.near.km) if body.near else None,
             place=body.place,
             sort=body.sort,
+            mode=body.mode,
         )
         other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
         return run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)
