@@ -63,6 +63,8 @@ def test_an_r0003_library_upgrades_and_its_next_job_reads_the_metadata_of_unchan
         got = lib.search(SearchRequest(terms=parse_text(text), k=5))
         assert [(h.id, h.kind) for h in got] == [(i, kind) for i, _, kind, _ in hits], text
     assert {m.taken_source for m in stored(lib).values()} == {None}
+    words = SearchRequest(terms=parse_text("canon"), k=5, mode="keyword")
+    assert [Path(h.path).name for h in lib.search(words)] == ["canon.jpg"]  # its path's words, indexed by the upgrade
     job = lib.index([tmp_path / "r0003" / "media"])
     assert (job["new"], job["changed"], job["unchanged"], job["done"]) == (0, 0, 8, 0)  # nothing re-embedded
     rows = stored(lib)
@@ -72,4 +74,6 @@ def test_an_r0003_library_upgrades_and_its_next_job_reads_the_metadata_of_unchan
     )
     assert "Lisbon" in rows["canon.jpg"].place and "Berlin" in rows["nikon.jpg"].place
     assert {m.taken_source for n, m in rows.items() if n not in ("canon.jpg", "nikon.jpg")} == {"mtime"}
+    words = SearchRequest(terms=parse_text("D750 Berlin"), k=5, mode="keyword")
+    assert [Path(h.path).name for h in lib.search(words)] == ["nikon.jpg"]  # camera and place words, read by the job
     lib.close()
