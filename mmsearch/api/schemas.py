@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..capture_time import wall_clock
 from ..search.query import MAX_NEAR_KM, RERANK_TOP_DEFAULT, RERANK_TOP_MAX
-from ..storage.capture_time import wall_clock
 
 MAX_ID = 2**63 - 1  # SQL integer ids; larger numbers are refused with 422, not a 500
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]

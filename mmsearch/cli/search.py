@@ -137,7 +137,7 @@ def search(
 
 
 def _when(flag: str, text: str | None, end_of_day: bool = False) -> float | None:
-    from ..storage.capture_time import wall_clock
+    from ..capture_time import wall_clock
 
     if text is None:
         return None

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import select
 
-from ..storage.capture_time import taken_iso
+from ..capture_time import taken_iso
 from ..storage.index_set import IndexSet
 from ..storage.store import Media, Store, Vector, decode_embeddings
 from .hybrid import hybrid_page, newest_first

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from mmsearch.capture_time import taken_iso
 from mmsearch.search.query import SearchRequest, parse_text
-from mmsearch.storage.capture_time import taken_iso
 from mmsearch.storage.store import Media
 from tests.helpers import open_library
 from tests.photos import MTIME, make_photo_library

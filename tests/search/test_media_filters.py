@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from mmsearch.capture_time import wall_clock
 from mmsearch.search.media_filters import media_conditions, passes_media_filters
 from mmsearch.search.query import Near, QueryError, SearchRequest, parse_text
-from mmsearch.storage.capture_time import wall_clock
 from mmsearch.storage.store import Media
 from tests.helpers import open_library
 from tests.photos import MTIME, make_photo_library

@@ -7,11 +7,11 @@ import time
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from ...capture_time import wall_clock
 from ...imageio import UnreadableImageError
 from ...search.query import Near, SearchRequest, Term, build_terms
 from ...search.rerank import rerank_stage
 from ...services.generate_on_miss import prompt_of
-from ...storage.capture_time import wall_clock
 from ..schemas import GenerationIn, HitOut, SearchIn, SearchOut
 from ..state import AppState
 from ..uploads import decode_query_image, upload_body_limit
