@@ -58,6 +58,11 @@ def test_search_red_circle_over_http(served):
         "via",
         "file_url",
         "thumbnail_url",
+        "taken_at",
+        "camera",
+        "gps",
+        "place",
+        "found_by",
     }
     assert (
         first["kind"] == "image" and first["via"] == "text" and first["generated"] is False and first["t_start"] is None
