@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest image upload the API accepts (413 above)."
     )
+    max_query_video_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="Largest video clip a search may upload (413 above)."
+    )
+    max_query_video_s: float = Field(
+        300.0, gt=0, le=3600, description="Longest video clip a search is made with (400 above)."
+    )
     hub_timeout_s: float = Field(5.0, gt=0, le=60, description="How long to wait for the model hub before failing.")
     video_sampling: Literal["shots", "fps", "uniform"] = Field(
         "shots", description="How frames are picked from videos at index time."

@@ -43,6 +43,8 @@ from .services.miss_thresholds import miss_thresholds
 from .services.models import ModelMismatchError as ModelMismatchError  # the API and CLI answer these
 from .services.models import ModelNotAdded as ModelNotAdded
 from .services.models import ModelStateError as ModelStateError
+from .services.video_query import QueryVideoBusy as QueryVideoBusy  # the API answers these (503)
+from .services.video_query import video_query_vectors
 from .storage.captions import CaptionFinder
 from .storage.generated import GenerationParams, delete_generated, save_generated
 from .storage.generated import NotGeneratedError as NotGeneratedError
@@ -101,13 +103,7 @@ class Library:
 
     @property
     def sampling(self) -> SamplingConfig:
-        return self.sampling_for(self.settings)
-
-    @staticmethod
-    def sampling_for(s: Settings) -> SamplingConfig:
-        return SamplingConfig(
-            strategy=s.video_sampling, num_frames=s.video_frames, fps=s.video_fps, max_frames=s.video_max_frames
-        )
+        return SamplingConfig.of(self.settings)
 
     @property
     def indexes(self) -> IndexSet:
@@ -115,8 +111,7 @@ class Library:
 
     def index_sizes(self) -> dict[str, int]:
         """Vectors per kind in the indexes opened so far (none before the first search or job)."""
-        parts = self._models.loaded()
-        return parts.indexes.sizes() if parts is not None else {}
+        return parts.indexes.sizes() if (parts := self._models.loaded()) is not None else {}
 
     @property
     def engine(self) -> SearchEngine:
@@ -298,6 +293,11 @@ class Library:
 
     def search(self, request: SearchRequest) -> list[Hit]:
         return self.engine.search(request)
+
+    def search_video(self, path: str | Path, request: SearchRequest) -> list[Hit]:
+        """Search with a video clip's frames and pooled vector (services/video_query.py)."""
+        q = video_query_vectors(str(path), self.encoder, self.pooler, self.sampling, self.settings.max_query_video_s)
+        return self.engine.search_vectors(q, request)
 
     def search_or_generate(self, request: SearchRequest, prompt: str | None, options: GenerateOptions) -> Outcome:
         """Search; on a miss, per options.mode, search with the prior or generate (see generate_on_miss)."""

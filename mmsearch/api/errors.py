@@ -29,6 +29,7 @@ from ..library import (
     ModelNotAdded,
     ModelStateError,
     NotGeneratedError,
+    QueryVideoBusy,
 )
 from ..search.query import MediaNotFoundError, QueryError
 from .files import OutsideRootsError
@@ -39,6 +40,7 @@ STATUS_OF_ERROR: dict[type[Exception], int] = {
     UnreadableImageError: 400,  # an image the client sent does not decode
     OutsideRootsError: 403,  # a media row whose file lies outside the library's roots
     MediaNotFoundError: 404,  # a media id the library does not have
+    QueryVideoBusy: 503,  # other query clips hold every decoding turn
     ModelNotAdded: 404,  # a model the library holds no vectors of
     NotGeneratedError: 409,  # deleting media from the user's folders, not generated ones
     ModelStateError: 409,  # switching to an incomplete model, dropping the active one

@@ -191,7 +191,8 @@ class SearchOut(BaseModel):
         ..., description="The text search alone found no close match (the first stage says by which rule)."
     )
     via: str = Field(
-        "text", description="What answered: text, image, prior (the prior's predicted embedding) or generated."
+        "text",
+        description="What answered: text, image, video (a clip), prior (the prior's predicted embedding) or generated.",
     )
     stages: list[dict] = Field(
         default_factory=list,

@@ -97,11 +97,11 @@ def video_features(bar: Progress, data: Path, encoder, settings: Settings):
     """Frame vectors of a corpus's videos, sampled as index jobs sample them."""
     from ..datasets.synth import load_manifest
     from ..datasets.video_features import corpus_video_features
-    from ..library import Library
+    from ..encoders.video import SamplingConfig
 
     n = sum(1 for i in load_manifest(data)["items"] if i["kind"] == "video")
     task = bar.add_task("embed videos", total=n, info="")
-    sampling = Library.sampling_for(settings)
+    sampling = SamplingConfig.of(settings)
     return corpus_video_features(data, encoder, sampling, progress=lambda k: bar.advance(task, k))
 
 

@@ -21,6 +21,9 @@ def search(
         None, "--image", help="Search with an image file (added to the text, if any)."
     ),
     media: Optional[int] = typer.Option(None, "--media", help="Search with an indexed media item's embedding."),
+    video: Optional[Path] = typer.Option(
+        None, "--video", help="Search with a video clip: images, videos and moments like it."
+    ),
     k: int = typer.Option(10, "--k", min=1, max=1000),
     offset: int = typer.Option(0, min=0),
     kind: str = typer.Option("any", help="image, video or any."),
@@ -71,6 +74,8 @@ def search(
         fail(f"--sort must be one of {SORTS}")
     if mode not in MODES:
         fail(f"--mode must be one of {MODES}")
+    if video is not None and (query or image or media):
+        fail("--video searches with the clip alone (no text, --image or --media)")
     with failing_on(QueryError, EncoderError, UnreadableImageError, FileNotFoundError, GenerationUnavailable):
         capture = dict(
             taken_after=_when("--taken-after", taken_after),
@@ -81,10 +86,10 @@ def search(
             sort=sort,
             mode=mode,
         )
-        terms = build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
+        terms = [] if video else build_terms(text=query, image=decode_rgb(image) if image else None, media_id=media)
         with open_library(library, model) as lib:
-            mode = generate or lib.settings.generate_default
-            if mode not in GENERATE_MODES:
+            generate_mode = generate or lib.settings.generate_default
+            if generate_mode not in GENERATE_MODES:
                 fail(f"--generate must be one of {GENERATE_MODES}")
             request = SearchRequest(
                 terms=terms,
@@ -97,13 +102,17 @@ def search(
                 rerank_top=rerank_top or RERANK_TOP_DEFAULT,
                 **capture,
             )
-            options = GenerateOptions(mode=mode, seed=seed, steps=steps or lib.settings.generate_steps)
-            outcome = lib.search_or_generate(request, prompt_of(query, image is not None or media is not None), options)
-            hits = outcome.hits
+            if video is not None:
+                hits, miss, via = lib.search_video(video, request), False, "video"
+            else:
+                options = GenerateOptions(mode=generate_mode, seed=seed, steps=steps or lib.settings.generate_steps)
+                prompt = prompt_of(query, image is not None or media is not None)
+                outcome = lib.search_or_generate(request, prompt, options)
+                hits, miss, via = outcome.hits, outcome.miss, outcome.via
             model_name = lib.encoder.name
-    if outcome.miss and not as_json:
-        console.print(f"[yellow]miss[/yellow]: no close match in the library; answered via {outcome.via}")
-    reranked = rerank is not None and outcome.via != "generated"  # drawn images are not reranked
+    if miss and not as_json:
+        console.print(f"[yellow]miss[/yellow]: no close match in the library; answered via {via}")
+    reranked = rerank is not None and via != "generated"  # drawn images are not reranked
     if reranked and not as_json:
         console.print(f"reranked the first {request.rerank_top} hits by {rerank} ({model_name})", soft_wrap=True)
     if as_json:

@@ -62,6 +62,12 @@ class SamplingConfig:
     max_frames: int = 256
     frame_side: int = DEFAULT_FRAME_SIDE
 
+    @classmethod
+    def of(cls, settings) -> "SamplingConfig":
+        """What a library's settings (config.Settings) say."""
+        s = settings
+        return cls(strategy=s.video_sampling, num_frames=s.video_frames, fps=s.video_fps, max_frames=s.video_max_frames)
+
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown sampling strategy {self.strategy!r}; use one of {STRATEGIES}")

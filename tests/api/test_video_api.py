@@ -39,3 +39,26 @@ def test_api_serves_moments_ranges_and_frames(video_library):
         assert thumb.shape[:2] == frame.shape[:2] and np.abs(thumb - frame).mean() < 8  # that frame, as JPEG
         assert client.get(f"/media/{top['id']}/thumbnail", params={"t": item["duration"] + 5}).status_code == 422
         assert client.get(f"/media/{top['id']}/thumbnail", params={"t": -1}).status_code == 422
+
+
+@pytest.mark.slow
+def test_a_video_clip_is_a_query_over_http(video_library, tmp_path):
+    lib, root, manifest, _ = video_library
+    clip = root / manifest["items"][1]["file"]
+    with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        r = client.post(
+            "/search/video", files={"file": ("clip.mp4", clip.read_bytes())}, data={"k": "2", "kind": "video"}
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["via"], body["results"][0]["path"]) == ("video", str(clip.resolve()))
+        r = client.post("/search/video", files={"file": ("x.mp4", b"not a video at all")})
+        assert r.status_code == 400 and "not a readable video" in r.json()["detail"]
+    settings = lib.settings
+    lib.settings = settings.with_overrides(max_query_video_bytes=4096)
+    try:
+        with BackgroundServer(create_app(lib)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+            r = client.post("/search/video", files={"file": ("clip.mp4", clip.read_bytes())})
+            assert r.status_code == 413
+    finally:
+        lib.settings = settings

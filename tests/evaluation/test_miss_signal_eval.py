@@ -9,9 +9,9 @@ import pytest
 from mmsearch.config import Settings
 from mmsearch.datasets.video_features import corpus_video_features
 from mmsearch.encoders.temporal import resolve_pooler
+from mmsearch.encoders.video import SamplingConfig
 from mmsearch.evaluation.miss_calibration import best_split, calibrate
 from mmsearch.evaluation.miss_signal_eval import COMBOS, KindData, evaluate_kind, image_data, video_data
-from mmsearch.library import Library
 
 
 def test_best_split_picks_the_cutoff_that_tells_the_two_apart():
@@ -60,7 +60,7 @@ def test_the_calibrated_rule_tells_present_from_absent_on_heldout_images(mini_en
 def test_video_data_judges_frames_by_segment_and_keeps_the_engines_segment_and_pooled_vectors(mini_encoder, videos):
     root, manifest = videos
     settings = Settings(model="mini")
-    features = corpus_video_features(root, mini_encoder, Library.sampling_for(settings))
+    features = corpus_video_features(root, mini_encoder, SamplingConfig.of(settings))
     data = video_data(features, resolve_pooler(settings))
     assert data.media == 8 and data.pooled.shape == (8, mini_encoder.dim)
     frames = sum(len(f.frames) for f in features)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -106,4 +107,44 @@ def search_router(state: AppState) -> APIRouter:
 
         return await run_in_threadpool(decode_and_search)
 
+    @router.post(
+        "/search/video",
+        response_model=SearchOut,
+        dependencies=state.read,
+        max_body_size=upload_body_limit(settings.max_query_video_bytes),
+    )
+    async def search_video(
+        file: UploadFile = File(..., description="The query clip (at most MMSEARCH_MAX_QUERY_VIDEO_S long)."),
+        kind: str = Form("any", pattern="^(image|video|any)$"),
+        k: int = Form(10, ge=1, le=1000),
+        offset: int = Form(0, ge=0, le=100_000),
+    ) -> dict:
+        """Images, videos and moments like an uploaded video clip."""
+
+        def embed_and_search() -> dict:  # decoding and embedding: off the event loop
+            t0 = time.perf_counter()
+            with tempfile.NamedTemporaryFile(prefix="mmsearch-query-", suffix=".video") as clip:
+                copy_limited(file.file, clip, settings.max_query_video_bytes)
+                clip.flush()
+                hits = state.library.search_video(clip.name, SearchRequest(terms=[], k=k, offset=offset, kind=kind))
+            return SearchOut(
+                results=[HitOut(**hit_json(h)) for h in hits],
+                miss=False,
+                via="video",
+                stages=[],
+                took_ms=(time.perf_counter() - t0) * 1000,
+            ).model_dump()
+
+        return await run_in_threadpool(embed_and_search)
+
     return router
+
+
+def copy_limited(source, target, limit: int, chunk: int = 1 << 20) -> None:
+    """Copy an upload to a file, refused (413) past `limit` bytes."""
+    copied = 0
+    while block := source.read(chunk):
+        copied += len(block)
+        if copied > limit:
+            raise HTTPException(413, f"upload is larger than the limit of {limit} bytes")
+        target.write(block)
