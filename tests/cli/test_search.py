@@ -68,3 +68,16 @@ def test_cli_capture_filters_and_sort(tmp_path, monkeypatch):
     ):
         result = runner.invoke(app, ["search", "a photo", "--library", str(lib), *flags])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.slow
+def test_cli_search_with_a_video_clip(video_library, monkeypatch):
+    lib, root, manifest, _ = video_library
+    monkeypatch.setenv("MMSEARCH_POOLING", "mean")  # as the library was indexed
+    clip = root / manifest["items"][2]["file"]
+    flags = ["--library", str(lib.dir), "--json", "--k", "1"]
+    result = runner.invoke(app, ["search", "--video", str(clip), "--kind", "video", *flags])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["path"] == str(clip.resolve())
+    both = runner.invoke(app, ["search", "red", "--video", str(clip), *flags])
+    assert both.exit_code == 2 and "--video searches with the clip alone" in both.output
