@@ -125,23 +125,13 @@ def search(
     from rich.table import Table
 
     show_via = any(h.via not in ("text", "image") for h in hits)  # prior or generated: worth a column
-    show_taken = any(h.taken_at for h in hits)  # a photo library: when each was taken
-    table = Table(
-        "#",
-        "score",
-        *(["itm"] if reranked else []),
-        "kind",
-        "moment",
-        *(["via"] if show_via else []),
-        *(["taken"] if show_taken else []),
-    )
+    table = Table("#", "score", *(["itm"] if reranked else []), "kind", "moment", *(["via"] if show_via else []))
     table.add_column("path", overflow="fold")  # wrap long paths rather than cut them
     for rank, hit in enumerate(hits, 1 + offset):
         moment = f"{hit.t_start:.1f}-{hit.t_end:.1f}s" if hit.t_start is not None else ""
         itm = [f"{hit.rerank_score:.3f}" if hit.rerank_score is not None else ""] if reranked else []
         via = [hit.via] if show_via else []
-        taken = [(hit.taken_at or "")[:16].replace("T", " ")] if show_taken else []
-        table.add_row(str(rank), f"{hit.score:.3f}", *itm, hit.kind, moment, *via, *taken, hit.path)
+        table.add_row(str(rank), f"{hit.score:.3f}", *itm, hit.kind, moment, *via, hit.path)
     Console().print(table)  # stdout: the result, where messages go to stderr
 
 

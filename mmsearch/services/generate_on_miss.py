@@ -67,8 +67,10 @@ def search_or_generate(
         raise ValueError(f"generate must be one of {GENERATE_MODES}")
     q = engine.query_vectors(req.terms, req.kind)
     hits = engine.search_query(q, req)
-    by_words = sum(h.found_by != "vector" for h in hits)
-    if by_words:  # the query's words name these media (a file name, a caption, a place): no miss
+    # The query's words name media of the library (a file name, a caption, a place): no miss. A
+    # drawing found by its prompt's words is left to the stages below, which reuse it.
+    by_words = sum(h.found_by != "vector" and not h.generated for h in hits)
+    if by_words:
         return Outcome(hits, False, q.via, [{"stage": "keyword", "found": by_words}])
     best = _best_score(engine, q, req, hits)
     step, miss = judge_text(q, req, best, thresholds)
