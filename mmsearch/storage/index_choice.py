@@ -21,12 +21,12 @@ ID_BYTES_PER_VECTOR = 56
 IVF_ID_BYTES = 8
 LIST_HEADROOM = 8  # IVF lists are allocated 1/8 over their size on a build (faiss_parts.reserve_lists)
 
-# Past this many lists, a vector's list is found by a graph over the centroids (IVF<n>_HNSW32):
-# comparing each with every centroid, in k-means and when adding, costs vectors x nlist x dim
-# (10M vectors into 16384 lists: hours on 2 cores). Fewer lists than 4*sqrt(n) hold too many
-# clusters each: 10M clustered vectors in 4,096 lists needed half of them probed (BENCHMARKS.md).
-FLAT_QUANTIZER_MAX_NLIST = 4096
-QUANTIZER_HNSW_M = 32
+# Lists are found by comparing with every centroid (a flat quantizer), however many there are:
+# a bulk build finds them by one matrix product (faiss_parts.fill_index), and a query's
+# comparison with 16,384 centroids costs ~0.14 ms. A graph over the centroids (IVF<n>_HNSW32,
+# built from session 17 to 19; still read) found the nearest of 16,384 for 42% of queries at
+# efSearch 16 (what a saved index reloads with), 75% at 64, and more lists did not help: a 10M
+# index of it served recall@10 0.41 at any nprobe (BENCHMARKS.md).
 # The training sample grows with nlist; this caps it at 39 points for each of MAX_NLIST lists
 # (~1.3 GB of float32 at 512-d, held while training).
 MAX_NLIST = 16384
@@ -43,10 +43,8 @@ def ivf_nlist(n_vectors: int) -> int:
 
 
 def ivf_factory(nlist: int, codec: str) -> str:
-    """IVF lists of `codec`, found by comparing with every centroid up to FLAT_QUANTIZER_MAX_NLIST
-    lists, by a graph over them beyond."""
-    quantizer = f"_HNSW{QUANTIZER_HNSW_M}" if nlist > FLAT_QUANTIZER_MAX_NLIST else ""
-    return f"IVF{nlist}{quantizer},{codec}"
+    """IVF lists of `codec`, found by comparing with every centroid."""
+    return f"IVF{nlist},{codec}"
 
 
 def training_sample_size(clusters: int) -> int:
@@ -138,12 +136,13 @@ def still_suits(factory: str, candidates: list[str]) -> bool:
     """Whether an index of `factory` may go on serving where `candidates` would be built now:
     one of them, or IVF lists of the same codes numbering within a factor two of the wanted
     count (a quarter or four times as many: rebuilt). Without that slack a library hovering
-    about a size where nlist steps would be rebuilt at every index job."""
+    about a size where nlist steps would be rebuilt at every index job. Lists found through a
+    graph over the centroids (IVF<n>_HNSW<M>) never suit: the graph misses them (above)."""
     if factory in candidates:
         return True
-    have = re.fullmatch(r"IVF(\d+)(?:_HNSW\d+)?,(.+)", factory)
+    have = re.fullmatch(r"IVF(\d+),(.+)", factory)
     for wanted in candidates:
-        want = re.fullmatch(r"IVF(\d+)(?:_HNSW\d+)?,(.+)", wanted)
+        want = re.fullmatch(r"IVF(\d+),(.+)", wanted)
         if have and want and have.group(2) == want.group(2):
             return int(want.group(1)) // 2 <= int(have.group(1)) <= 2 * int(want.group(1))
     return False

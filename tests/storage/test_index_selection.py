@@ -51,11 +51,12 @@ def test_both_float32_types_are_candidates_where_they_fit_and_codes_only_where_n
     assert pq.startswith("IVF4096,PQ") and estimate_memory_bytes(pq, 1_000_000, 512) <= 200 * 2**20
     with pytest.raises(ValueError, match="no index fits"):
         candidate_factories(1_000_000, 512, 10 * 2**20)
-    # past 4,096 lists a graph over the centroids finds a vector's list; 10M: the most precise
-    # codes that fit 2 GiB
-    assert candidate_factories(3_000_000, 512) == ["HNSW32,Flat", "IVF8192_HNSW32,Flat"]
-    assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF16384_HNSW32,PQ128"]
-    assert candidate_factories(100_000_000, 512, 20 * 2**30) == ["IVF16384_HNSW32,PQ128"]  # lists capped
+    # lists found by comparing with every centroid, however many; 10M: the most precise codes
+    # that fit 2 GiB
+    assert candidate_factories(3_000_000, 512) == ["HNSW32,Flat", "IVF8192,Flat"]
+    assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF16384,PQ128"]
+    assert candidate_factories(100_000_000, 512, 20 * 2**30) == ["IVF16384,PQ128"]  # lists capped
+    # an index of the graph form built by sessions 17-19 is still understood
     graph = estimate_memory_bytes("IVF16384_HNSW32,PQ128", 10_000_000, 512) - estimate_memory_bytes(
         "IVF16384,PQ128", 10_000_000, 512
     )
@@ -78,6 +79,9 @@ def test_ivf_lists_made_for_a_near_size_go_on_serving():
     assert not still_suits("IVF4096,Flat", candidate_factories(1_000_000, 512, 2**30))
     assert not still_suits("HNSW32,Flat", candidate_factories(1_000_000, 512, 2**30))
     assert not still_suits("Flat", candidate_factories(140_000, 512))
+    # lists found through a graph over the centroids (sessions 17-19): rebuilt with a flat quantizer
+    assert still_suits("IVF16384,PQ128", ["IVF16384,PQ128"])
+    assert not still_suits("IVF16384_HNSW32,PQ128", candidate_factories(10_000_000, 512, 2 * 2**30))
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
