@@ -18,6 +18,7 @@ from mmsearch.library import (
     ModelNotAdded,
     ModelStateError,
     NotGeneratedError,
+    QueryVideoBusy,
 )
 from mmsearch.search.query import MediaNotFoundError, QueryError
 
@@ -41,6 +42,7 @@ EXPECTED = {
     DrawingBusy: 429,
     DrawingTimeout: 503,
     LockTimeout: 503,
+    QueryVideoBusy: 503,  # query clips being decoded took every turn for the whole wait
 }
 RAISED = [
     *[(error_type(f"{error_type.__name__} says why"), status) for error_type, status in EXPECTED.items()],
