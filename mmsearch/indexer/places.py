@@ -7,12 +7,10 @@ that indexes geotagged files, and stays for its life.
 
 from __future__ import annotations
 
-import math
-
+from ..geo import distance_km
 from .capture import Capture, mtime_capture
 
 PLACE_MAX_KM = 50.0  # farther than this from any known place (at sea, in a desert): no name
-EARTH_RADIUS_KM = 6371.0
 
 
 def place_names(positions: list[tuple[float, float]]) -> list[str | None]:
@@ -35,13 +33,6 @@ def _name(found: dict) -> str:
         if part and part not in parts:
             parts.append(part)
     return ", ".join(parts)
-
-
-def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance (haversine)."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 def capture_columns(captures: list[Capture], mtimes: list[float]) -> list[dict]:

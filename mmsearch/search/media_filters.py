@@ -14,10 +14,10 @@ import math
 
 from sqlalchemy import func, or_
 
+from ..geo import EARTH_RADIUS_KM, haversine, haversine_within
 from ..storage.store import Media, Store
 from .query import Near, SearchRequest
 
-EARTH_RADIUS_KM = 6371.0
 _RADIANS = math.pi / 180
 
 
@@ -103,24 +103,16 @@ def _contains(value: str | None, part: str) -> bool:
     return value is not None and part.lower() in value.lower()
 
 
-def _h_limit(near: Near) -> float:
-    """The haversine term h = sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2) at `km`: a position is
-    within km when its h is at most this (h grows with distance, up to the antipode)."""
-    return math.sin(min(math.pi / 2, near.km / (2 * EARTH_RADIUS_KM))) ** 2
-
-
 def _within(near: Near, lat: float, lon: float) -> bool:
-    a, b = lat * _RADIANS, near.lat * _RADIANS
-    h = math.sin((a - b) / 2) ** 2 + math.cos(a) * math.cos(b) * math.sin((lon - near.lon) * _RADIANS / 2) ** 2
-    return h <= _h_limit(near)
+    return haversine((lat, lon), (near.lat, near.lon)) <= haversine_within(near.km)
 
 
 def _near_conditions(near: Near) -> list:
-    """The haversine test in SQL (sin and cos: PostgreSQL's own, SQLite's math functions or
+    """geo.haversine in SQL (sin and cos: PostgreSQL's own, SQLite's math functions or
     the store's stand-ins), after a latitude band that rules out most rows cheaply."""
     band = near.km / EARTH_RADIUS_KM / _RADIANS
     lat, lon = Media.gps_lat * _RADIANS, Media.gps_lon * _RADIANS
     dlat = func.sin((lat - near.lat * _RADIANS) / 2)
     dlon = func.sin((lon - near.lon * _RADIANS) / 2)
     h = dlat * dlat + math.cos(near.lat * _RADIANS) * func.cos(lat) * dlon * dlon
-    return [Media.gps_lat.between(near.lat - band, near.lat + band), h <= _h_limit(near)]
+    return [Media.gps_lat.between(near.lat - band, near.lat + band), h <= haversine_within(near.km)]
