@@ -30,9 +30,12 @@ def is_camera_raw(path: str | Path) -> bool:
     return Path(path).suffix.lower() in RAW_EXTENSIONS
 
 
-def raw_rgb(data: bytes, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def raw_rgb(
+    data: bytes, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[Image.Image, tuple[int, int]]:
     """The upright RGB image of a RAW file's bytes, its shorter side at least max_side where
-    the file allows (not shrunk to it: the caller does that)."""
+    the file allows (not shrunk to it: the caller does that), and the width and height of the
+    full image as displayed."""
     import rawpy
 
     try:
@@ -42,24 +45,16 @@ def raw_rgb(data: bytes, max_side: int | None = None, max_pixels: int = DEFAULT_
                 raise UnreadableImageError(
                     f"refused as a decompression bomb: {width}x{height} pixels is over the limit of {max_pixels}"
                 )
+            shown = (height, width) if raw.sizes.flip in (5, 6) else (width, height)
             preview = _preview(raw, max_side, max_pixels)
             if preview is not None:
-                return preview
+                return preview, shown
             half = bool(max_side) and min(width, height) // 2 >= max_side
-            return Image.fromarray(raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8))
+            return Image.fromarray(raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)), shown
     except UnreadableImageError:
         raise
     except Exception as e:  # LibRawError and its kinds, or a file LibRaw cannot even open
         raise UnreadableImageError(f"cannot decode camera raw: {type(e).__name__}: {e}") from e
-
-
-def raw_size(data: bytes) -> tuple[int, int]:
-    """Width and height of the RAW image as displayed."""
-    import rawpy
-
-    with rawpy.imread(io.BytesIO(data)) as raw:
-        w, h = raw.sizes.width, raw.sizes.height
-        return (h, w) if raw.sizes.flip in (5, 6) else (w, h)
 
 
 def _preview(raw, max_side: int | None, max_pixels: int) -> Image.Image | None:

@@ -76,7 +76,7 @@ def content_type_of(path: Path) -> str | None:
 def thumbnail_jpeg(path: Path, max_side: int = 256) -> bytes:
     """A JPEG of at most max_side pixels; raises UnreadableImageError for a file that no longer decodes."""
     if is_camera_raw(path) and content_type_of(path) in RAW_TYPES:
-        return _jpeg(raw_rgb(path.read_bytes(), max_side), max_side)
+        return _jpeg(raw_rgb(path.read_bytes(), max_side)[0], max_side)
     return _jpeg(decode_rgb(path, draft_side=max_side), max_side)
 
 

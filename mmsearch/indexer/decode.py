@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from ..camera_raw import is_camera_raw, raw_rgb, raw_size
+from ..camera_raw import is_camera_raw, raw_rgb
 from ..imageio import DEFAULT_MAX_PIXELS, UnreadableImageError, decode_rgb, oriented_size
 from ..storage.files import digest
 from .capture import Capture, image_capture
@@ -43,7 +43,7 @@ def decode_image(path: str, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = 
     out.content_hash = digest(data)
     try:
         if is_camera_raw(path):
-            rgb, (out.width, out.height) = raw_rgb(data, max_side, max_pixels), raw_size(data)
+            rgb, (out.width, out.height) = raw_rgb(data, max_side, max_pixels)
         else:
             rgb = decode_rgb(data, max_pixels=max_pixels, draft_side=max_side)
             out.width, out.height = oriented_size(data)
