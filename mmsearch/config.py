@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     prior_miss_threshold: float | None = Field(
         None, ge=-1, le=1, description="The same for the prior's predicted image embedding; default: calibrated."
     )
+    duplicate_similarity: float = Field(
+        0.85,
+        ge=-1,
+        le=1,
+        description="Embedding similarity from which two images may be copies of one picture (duplicates).",
+    )
+    duplicate_hash_distance: int = Field(
+        14, ge=0, le=64, description="Most bits in which two copies' perceptual hashes may differ (duplicates)."
+    )
     generator: str = Field(
         "mini",
         description="Image generator for generate-on-miss: "

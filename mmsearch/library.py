@@ -23,10 +23,9 @@ from .encoders.video import SamplingConfig
 from .indexer import clip_retrieval
 from .indexer.clip_retrieval import ImportFormatError as ImportFormatError  # the API and CLI answer these
 from .indexer.job_runs import create_job, interrupt_stale_jobs, other_writer
-from .indexer.jobs import IndexJobRunner
 from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
 from .indexer.lock import writer_lock
-from .indexer.space_filler import SpaceFiller, create_fill_job
+from .indexer.space_filler import create_fill_job
 from .search.engine import Hit, SearchEngine
 from .search.query import SearchRequest
 from .services import contents, drawing, jobs, models
@@ -37,6 +36,8 @@ from .services.drawing import GenerationUnavailable as GenerationUnavailable
 from .services.drawing_queue import DrawingBusy as DrawingBusy  # the API answers these
 from .services.drawing_queue import DrawingQueue
 from .services.drawing_queue import DrawingTimeout as DrawingTimeout
+from .services.duplicates import DuplicateFinder, DuplicateReport
+from .services.duplicates import DuplicatesBusy as DuplicatesBusy  # the API answers these (503)
 from .services.generate_on_miss import MissThresholds, Outcome, generator_for, search_or_generate
 from .services.jobs import RootNotAllowedError as RootNotAllowedError
 from .services.miss_thresholds import miss_thresholds
@@ -50,7 +51,7 @@ from .storage.generated import GenerationParams, delete_generated, save_generate
 from .storage.generated import NotGeneratedError as NotGeneratedError
 from .storage.index_set import IndexSet
 from .storage.rwlock import LockTimeout as LockTimeout
-from .storage.spaces import activate, active_space, find_space, record_space
+from .storage.spaces import activate, active_space, record_space
 from .storage.store import Media, Store
 
 
@@ -71,6 +72,7 @@ class Library:
         self._generator = None
         self._drawings = DrawingQueue()  # drawings run here, off the search path
         self._captions = CaptionFinder()  # keeps the manifests it has read, for the library's life
+        self._duplicates = DuplicateFinder(self.store)
         self._lock = threading.RLock()
         self._stop_jobs = threading.Event()
         self._jobs_guard = threading.Lock()  # orders run_job's start against other_writer's look
@@ -176,34 +178,9 @@ class Library:
         """Run a job: an index job, a model's add job (see add_model) or an import (create_import_job)."""
         config = jobs.pipeline_config(self.settings, workers)
         task, space = jobs.job_task(self.store, job_id)
-        if task == clip_retrieval.TASK:  # it writes the space's index files: the library's reopen them after
-            runner = clip_retrieval.importer(self.store, self.settings, space, progress, self._stop_jobs)
-        elif task == "add-model":
-            parts = self._models.candidate(find_space(self.store, space=space).spec)
-            runner = SpaceFiller(
-                self.store,
-                parts.encoder,
-                parts.pooler,
-                parts.indexes,
-                self.dir,
-                config,
-                self.sampling,
-                progress,
-                self._stop_jobs,
-            )
-        else:
-            parts = self._model()
-            runner = IndexJobRunner(
-                self.store,
-                parts.encoder,
-                parts.indexes,
-                self.dir,
-                config,
-                progress,
-                self._stop_jobs,
-                self.sampling,
-                parts.pooler,
-            )
+        runner = jobs.job_runner(
+            task, space, self.store, self.settings, self._models, self.dir, config, progress, self._stop_jobs
+        )
         with self._jobs_guard:  # after a look in progress: from here on, other_writer knows the lock is ours
             self._jobs_running += 1
         try:
@@ -298,6 +275,15 @@ class Library:
         """Search with a video clip's frames and pooled vector (services/video_query.py)."""
         q = video_query_vectors(str(path), self.encoder, self.pooler, self.sampling, self.settings.max_query_video_s)
         return self.engine.search_vectors(q, request)
+
+    def duplicates(self, min_similarity: float | None = None, max_distance: int | None = None) -> DuplicateReport:
+        """Groups of near-identical images with a suggested keeper (services/duplicates.py);
+        the settings' thresholds where none are given. Nothing is deleted."""
+        return self._duplicates.find(
+            self.encoder.space,
+            self.settings.duplicate_similarity if min_similarity is None else min_similarity,
+            self.settings.duplicate_hash_distance if max_distance is None else max_distance,
+        )
 
     def search_or_generate(self, request: SearchRequest, prompt: str | None, options: GenerateOptions) -> Outcome:
         """Search; on a miss, per options.mode, search with the prior or generate (see generate_on_miss)."""

@@ -187,3 +187,24 @@ def make_photo_library(folder: Path) -> dict[str, tuple]:
     for name in EXPECTED:
         os.utime(folder / name, (MTIME, MTIME))
     return EXPECTED
+
+
+# The groups make_duplicate_library plants: keeper first (the largest), then its copies, the
+# most similar first.
+DUPLICATE_GROUPS = [
+    ["scene-000000.jpg", "copy-0-small.jpg", "copy-0-cropped.jpg"],
+    ["scene-000004.jpg", "copy-4-cropped.jpg"],
+]
+
+
+def make_duplicate_library(folder: Path) -> list[list[str]]:
+    """Ten distinct photo-like scenes, three copies of two of them (cropped, scaled, re-encoded)
+    in a folder of their own; DUPLICATE_GROUPS names them."""
+    from mmsearch.datasets.photos import write_copy, write_scenes
+
+    scenes = write_scenes(folder / "scenes", 10, seed=3)
+    (folder / "copies").mkdir()
+    write_copy(scenes[0], folder / "copies" / "copy-0-cropped.jpg", (0.03, 0.02, 0.0, 0.04), 0.8, 75)
+    write_copy(scenes[0], folder / "copies" / "copy-0-small.jpg", (0, 0, 0, 0), 0.5, 60)
+    write_copy(scenes[4], folder / "copies" / "copy-4-cropped.jpg", (0.04, 0.04, 0.04, 0.04), 0.9, 85)
+    return DUPLICATE_GROUPS

@@ -18,6 +18,7 @@ FLOORS = {
     "camera_raw": 0,
     "capture_time": 0,
     "geo": 0,
+    "perceptual_hash": 0,
     "pixels": 0,
     "storage": 0,
     "encoders": 1,
@@ -35,7 +36,7 @@ TOOLS = {"datasets", "training", "evaluation"}
 TOOL_VERBS = {"mmsearch.cli.train", "mmsearch.cli.evaluate", "mmsearch.cli.synth", "mmsearch.cli.demo"}
 # Packages on one floor that may use each other: the ground's modules (plain helpers, no floor
 # above them in between).
-GROUND = ("config", "imageio", "camera_raw", "capture_time", "geo", "pixels", "storage")
+GROUND = ("config", "imageio", "camera_raw", "capture_time", "geo", "perceptual_hash", "pixels", "storage")
 ALLOWED_SIDEWAYS = {(a, b) for a in GROUND for b in GROUND}
 # The CLI's reach into the API beside it: `serve` and `demo` run the app, and `search --json`
 # prints a hit as the API shows it (one place builds the URLs). Nothing else of the API.

@@ -22,6 +22,7 @@ from ..imageio import UnreadableImageError
 from ..library import (
     DrawingBusy,
     DrawingTimeout,
+    DuplicatesBusy,
     GenerationRequestError,
     GenerationUnavailable,
     LockTimeout,
@@ -41,6 +42,7 @@ STATUS_OF_ERROR: dict[type[Exception], int] = {
     OutsideRootsError: 403,  # a media row whose file lies outside the library's roots
     MediaNotFoundError: 404,  # a media id the library does not have
     QueryVideoBusy: 503,  # other query clips hold every decoding turn
+    DuplicatesBusy: 503,  # another request's duplicate search outlasted the wait
     ModelNotAdded: 404,  # a model the library holds no vectors of
     NotGeneratedError: 409,  # deleting media from the user's folders, not generated ones
     ModelStateError: 409,  # switching to an incomplete model, dropping the active one

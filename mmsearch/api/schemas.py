@@ -203,6 +203,29 @@ class SearchOut(BaseModel):
     took_ms: float
 
 
+class DuplicateOut(HitOut):
+    hash_distance: int = Field(..., description="Bits of its perceptual hash that differ from the keeper's (of 64).")
+    width: int | None
+    height: int | None
+    size: int = Field(..., description="Bytes.")
+
+
+class DuplicateGroupOut(BaseModel):
+    keeper: int = Field(..., description="The media id suggested to keep: the largest, then the oldest.")
+    members: list[DuplicateOut] = Field(
+        ..., description="The keeper first, then the rest by similarity; each `score` is its similarity to the keeper."
+    )
+
+
+class DuplicatesOut(BaseModel):
+    groups: list[DuplicateGroupOut]
+    total: int = Field(..., description="Groups in the library (this page holds `limit` of them from `offset`).")
+    images: int = Field(..., description="Images compared.")
+    min_similarity: float
+    max_distance: int
+    took_ms: float = Field(..., description="How long finding the groups took (when they were found: they are kept).")
+
+
 class GenerateOut(BaseModel):
     results: list[HitOut]
     took_ms: float

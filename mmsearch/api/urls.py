@@ -20,3 +20,10 @@ def hit_json(hit) -> dict:
     """A search hit with its URLs; a video hit's thumbnail shows the middle of its moment."""
     moment = (hit.t_start + hit.t_end) / 2 if hit.kind == "video" and hit.t_start is not None else None
     return asdict(hit) | {"file_url": file_url(hit.id), "thumbnail_url": thumbnail_url(hit.id, moment)}
+
+
+def duplicate_group_json(group) -> dict:
+    """A group of services.duplicates: its keeper's id and its members as hits with their URLs,
+    hash distance to the keeper, pixels and bytes."""
+    members = [hit_json(m.hit) | {k: v for k, v in asdict(m).items() if k != "hit"} for m in group.members]
+    return {"keeper": group.keeper.id, "members": members}

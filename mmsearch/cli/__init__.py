@@ -9,7 +9,7 @@ import logging
 import typer
 
 # Modules, not their functions: `from .index import index` would hide the module mmsearch.cli.index.
-from . import demo, evaluate, generate, imports, index, indexes, model, search, serve, synth, train
+from . import demo, duplicates, evaluate, generate, imports, index, indexes, model, search, serve, synth, train
 
 app = typer.Typer(
     help="mmsearch: multimodal search over your photos and videos.", no_args_is_help=True, add_completion=False
@@ -30,6 +30,7 @@ app.command("eval-video")(evaluate.eval_video)
 app.command("index")(index.index)
 app.command("index-info")(indexes.index_info)
 app.command("search")(search.search)
+app.command("duplicates")(duplicates.duplicates)
 app.command("generate")(generate.generate)
 app.command("delete-generated")(generate.delete_generated)
 app.command("calibrate-miss")(evaluate.calibrate_miss)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ..camera_raw import is_camera_raw, raw_rgb
 from ..imageio import DEFAULT_MAX_PIXELS, UnreadableImageError, decode_rgb, oriented_size
+from ..perceptual_hash import perceptual_hash
 from ..storage.files import digest
 from .capture import Capture, image_capture
 
@@ -29,6 +30,7 @@ class Decoded:
     width: int | None = None  # of the original, as displayed
     height: int | None = None
     capture: Capture = field(default_factory=Capture)  # EXIF: when, with what, where
+    phash: str | None = None  # perceptual_hash of the upright image
     error: str | None = None
 
 
@@ -55,5 +57,6 @@ def decode_image(path: str, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = 
     if short > max_side:
         scale = max_side / short
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BICUBIC)
+    out.phash = perceptual_hash(rgb)
     out.pixels = np.asarray(rgb, dtype=np.uint8)
     return out

@@ -31,7 +31,7 @@ from ..storage.store import (
     encode_embedding,
 )
 from .capture import file_capture
-from .decode import Decoded
+from .decode import Decoded, decode_image
 from .decode_video import DecodedVideo, decode_video
 from .job_runs import IndexSink, JobRunner, ProgressFn
 from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
@@ -118,17 +118,21 @@ class IndexJobRunner(JobRunner):
                 self._write(job_id, [], np.zeros((0, 0), np.float32), [bad], by_path)
             else:
                 self._write_video(job_id, video, by_path[video.path])
-        self._read_captures(result.undated)
+        self._read_metadata(result.unread)
 
-    def _read_captures(self, undated: list[Candidate], batch: int = 64) -> None:
-        """Capture metadata of unchanged files stored before mmsearch read it (a library
-        upgraded from before revision 0004): read from the files, nothing re-embedded."""
-        for start in range(0, len(undated), batch):
+    def _read_metadata(self, unread: list[Candidate], batch: int = 64) -> None:
+        """Capture metadata and images' perceptual hashes of unchanged files stored before
+        mmsearch read them (a library upgraded from before revision 0004 or 0005): read from
+        the files, nothing re-embedded."""
+        for start in range(0, len(unread), batch):
             self._check_stop()
-            part = undated[start : start + batch]
-            captures = [file_capture(str(c.path), c.kind) for c in part]
+            part = unread[start : start + batch]
+            images = {c.key: decode_image(str(c.path)) for c in part if c.kind == "image"}
+            captures = [images[c.key].capture if c.key in images else file_capture(str(c.path), c.kind) for c in part]
             with self.store.session() as s:
                 for c, values in zip(part, capture_columns(captures, [c.mtime for c in part])):
+                    if c.key in images:
+                        values["phash"] = images[c.key].phash
                     s.execute(update(Media).where(Media.id == c.media_id).values(**values))
 
     def _write(
@@ -169,6 +173,7 @@ class IndexJobRunner(JobRunner):
                     content_hash=d.content_hash,
                     width=d.width,
                     height=d.height,
+                    phash=d.phash,
                 )
                 s.add(media)
                 s.flush()

@@ -120,7 +120,8 @@ class ScanResult:
     changed: int = 0
     unchanged: int = 0
     touched: list[tuple[int, float]] = field(default_factory=list)  # same content, new mtime
-    undated: list[Candidate] = field(default_factory=list)  # unchanged, stored before capture metadata was read
+    # unchanged, stored before mmsearch read capture metadata (revision 0004) or hashed images (0005)
+    unread: list[Candidate] = field(default_factory=list)
     deleted_media_ids: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -150,10 +151,16 @@ def _known_media(
     under_root = Media.path.startswith(prefix, autoescape=True) & Media.generated.is_(False)
     with store.session() as s:
         known = {
-            p: (mid, size, mtime, digest, err, source)
-            for mid, p, size, mtime, digest, err, source in s.execute(
+            p: (mid, size, mtime, digest, err, unread)
+            for mid, p, size, mtime, digest, err, unread in s.execute(
                 select(
-                    Media.id, Media.path, Media.size, Media.mtime, Media.content_hash, Media.error, Media.taken_source
+                    Media.id,
+                    Media.path,
+                    Media.size,
+                    Media.mtime,
+                    Media.content_hash,
+                    Media.error,
+                    Media.taken_source.is_(None) | ((Media.kind == "image") & Media.phash.is_(None)),
                 ).where(under_root)
             )
         }
@@ -219,16 +226,16 @@ def scan(store: Store, roots: list[Path], skip: set[Path], space: str, video_spa
                 result.new += 1
                 result.todo.append(cand)
                 continue
-            media_id, size, mtime, digest, error, taken_source = known[key]
+            media_id, size, mtime, digest, error, unread = known[key]
             same_stat = size == st.st_size and mtime == st.st_mtime
             same_content = same_stat or (size == st.st_size and digest is not None and digest == file_digest(path))
             if same_content and (error is not None or media_id in embedded):
                 result.unchanged += 1
                 if not same_stat:
                     result.touched.append((media_id, st.st_mtime))
-                if error is None and taken_source is None:
+                if error is None and unread:
                     cand.media_id = media_id
-                    result.undated.append(cand)
+                    result.unread.append(cand)
             else:
                 cand.media_id = media_id
                 result.changed += 1

@@ -4,12 +4,20 @@ and the summaries the CLI and the API show."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from ..config import Settings
+from ..encoders.video import SamplingConfig
+from ..indexer import clip_retrieval
+from ..indexer.job_runs import JobRunner, ProgressFn
+from ..indexer.jobs import IndexJobRunner
 from ..indexer.pipeline import PipelineConfig, default_decode_workers
 from ..indexer.scan import display_path
+from ..indexer.space_filler import SpaceFiller
+from ..storage.spaces import find_space
 from ..storage.store import Job, JobError, Store, job_summary
+from .active_model import ModelSlot
 
 RECENT_JOB_ERRORS = 50  # a job's summary lists its latest errors; the rest stay in SQL
 SHOWN_ROOT_CHARS = 200  # a root longer than this is cut in messages
@@ -127,3 +135,29 @@ def job_with_errors(store: Store, job_id: int) -> dict | None:
             .all()
         )
         return job_summary(job) | {"recent_errors": [{"path": e.path, "error": e.error} for e in reversed(recent)]}
+
+
+def job_runner(
+    task: str,
+    space: str,
+    store: Store,
+    settings: Settings,
+    models: ModelSlot,
+    library_dir: Path,
+    config: PipelineConfig,
+    progress: ProgressFn | None,
+    stop: threading.Event,
+) -> JobRunner:
+    """What runs a job of this task: an import, a model's add job, or an index job."""
+    sampling = SamplingConfig.of(settings)
+    if task == clip_retrieval.TASK:
+        return clip_retrieval.importer(store, settings, space, progress, stop)
+    if task == "add-model":
+        parts = models.candidate(find_space(store, space=space).spec)
+        return SpaceFiller(
+            store, parts.encoder, parts.pooler, parts.indexes, library_dir, config, sampling, progress, stop
+        )
+    parts = models.current()
+    return IndexJobRunner(
+        store, parts.encoder, parts.indexes, library_dir, config, progress, stop, sampling, parts.pooler
+    )

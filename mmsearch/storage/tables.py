@@ -54,6 +54,7 @@ class Media(Base):
     gps_lat: Mapped[float | None] = mapped_column(Float)
     gps_lon: Mapped[float | None] = mapped_column(Float)
     place: Mapped[str | None] = mapped_column(String(512))
+    phash: Mapped[str | None] = mapped_column(String(16))  # images' perceptual hash, 16 hex digits (revision 0005)
     segments: Mapped[list["Segment"]] = relationship(
         back_populates="media", cascade="all, delete-orphan", passive_deletes=True
     )

@@ -11,6 +11,7 @@ from mmsearch.imageio import UnreadableImageError
 from mmsearch.library import (
     DrawingBusy,
     DrawingTimeout,
+    DuplicatesBusy,
     GenerationRequestError,
     GenerationUnavailable,
     LockTimeout,
@@ -43,6 +44,7 @@ EXPECTED = {
     DrawingTimeout: 503,
     LockTimeout: 503,
     QueryVideoBusy: 503,  # query clips being decoded took every turn for the whole wait
+    DuplicatesBusy: 503,  # another request's duplicate search outlasted the wait
 }
 RAISED = [
     *[(error_type(f"{error_type.__name__} says why"), status) for error_type, status in EXPECTED.items()],

@@ -12,6 +12,7 @@ TOP_LEVEL = [
     "index",
     "index-info",
     "search",
+    "duplicates",
     "generate",
     "delete-generated",
     "calibrate-miss",

@@ -1,5 +1,6 @@
 """Index jobs store each photo's capture metadata, read HEIC and DNG, and fill in the
-metadata of files stored before mmsearch read it (a library upgraded from revision 0003)."""
+metadata and perceptual hashes of files stored before mmsearch read them (a library
+upgraded from revision 0003)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from mmsearch.capture_time import taken_iso
+from mmsearch.indexer.decode import decode_image
 from mmsearch.search.query import SearchRequest, parse_text
 from mmsearch.storage.store import Media
 from tests.helpers import open_library
@@ -62,7 +64,7 @@ def test_an_r0003_library_upgrades_and_its_next_job_reads_the_metadata_of_unchan
     for text, hits in expected["searches"].items():
         got = lib.search(SearchRequest(terms=parse_text(text), k=5))
         assert [(h.id, h.kind) for h in got] == [(i, kind) for i, _, kind, _ in hits], text
-    assert {m.taken_source for m in stored(lib).values()} == {None}
+    assert {(m.taken_source, m.phash) for m in stored(lib).values()} == {(None, None)}
     words = SearchRequest(terms=parse_text("canon"), k=5, mode="keyword")
     assert [Path(h.path).name for h in lib.search(words)] == ["canon.jpg"]  # its path's words, indexed by the upgrade
     job = lib.index([tmp_path / "r0003" / "media"])
@@ -74,6 +76,11 @@ def test_an_r0003_library_upgrades_and_its_next_job_reads_the_metadata_of_unchan
     )
     assert "Lisbon" in rows["canon.jpg"].place and "Berlin" in rows["nikon.jpg"].place
     assert {m.taken_source for n, m in rows.items() if n not in ("canon.jpg", "nikon.jpg")} == {"mtime"}
+    # and the images' perceptual hashes (revision 0005), as an index job of the file stores them
+    assert {n: m.phash for n, m in rows.items() if m.kind == "image"} == {
+        n: decode_image(m.path).phash for n, m in rows.items() if m.kind == "image"
+    }
+    assert all(len(m.phash) == 16 for m in rows.values())
     words = SearchRequest(terms=parse_text("D750 Berlin"), k=5, mode="keyword")
     assert [Path(h.path).name for h in lib.search(words)] == ["nikon.jpg"]  # camera and place words, read by the job
     lib.close()
