@@ -26,6 +26,7 @@ from .indexer.job_runs import create_job, interrupt_stale_jobs, other_writer
 from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
 from .indexer.lock import writer_lock
 from .indexer.space_filler import create_fill_job
+from .search import browse
 from .search.engine import Hit, SearchEngine
 from .search.query import SearchRequest
 from .services import contents, drawing, jobs, models
@@ -275,6 +276,15 @@ class Library:
         """Search with a video clip's frames and pooled vector (services/video_query.py)."""
         q = video_query_vectors(str(path), self.encoder, self.pooler, self.sampling, self.settings.max_query_video_s)
         return self.engine.search_vectors(q, request)
+
+    def timeline(self, request: SearchRequest) -> tuple[list[Hit], int]:
+        """A page (request.k from request.offset) of the media passing the request's filters,
+        newest first by capture time, and how many pass (search/browse.py)."""
+        return browse.timeline(self.store, request)
+
+    def places(self, limit: int = 200) -> list[tuple[str, int]]:
+        """Place names with how many media were taken there, the most first."""
+        return browse.places(self.store, limit)
 
     def duplicates(self, min_similarity: float | None = None, max_distance: int | None = None) -> DuplicateReport:
         """Groups of near-identical images with a suggested keeper (services/duplicates.py);

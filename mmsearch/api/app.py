@@ -1,7 +1,7 @@
 """create_app(library) -> FastAPI: the routers of each concern over one library's shared state.
 
-Routes live in routes/ (search, generate, media, jobs, models, indexes, duplicates, health,
-the page) and clip_retrieval; which status answers which error is the one table of errors.py."""
+Routes live in routes/ (search, generate, media, jobs, models, indexes, browse, duplicates,
+health, the page) and clip_retrieval; which status answers which error is the one table of errors.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..library import Library
 from .clip_retrieval import clip_retrieval_router
 from .errors import add_error_handlers
 from .observability import add_request_tracking
+from .routes.browse import browse_router
 from .routes.duplicates import duplicates_router
 from .routes.generate import generate_router
 from .routes.health import health_router
@@ -36,6 +37,7 @@ ROUTERS = (
     jobs_router,
     models_router,
     indexes_router,
+    browse_router,
     duplicates_router,
     clip_retrieval_router,
 )

@@ -56,7 +56,44 @@ class NearIn(Body):
     km: float = Field(..., gt=0, le=MAX_NEAR_KM, allow_inf_nan=False)
 
 
-class SearchIn(Body):
+class CaptureFiltersIn(Body):
+    """The capture filters of searches and of the timeline."""
+
+    taken_after: str | None = Field(
+        None,
+        max_length=40,
+        description="ISO date or datetime, inclusive: taken at or after it (by the clock where it was taken).",
+    )
+    taken_before: str | None = Field(
+        None, max_length=40, description="ISO date (its whole day) or datetime, inclusive: taken at or before it."
+    )
+    camera: str | None = Field(None, min_length=1, max_length=200, description="Part of the camera make or model.")
+    place: str | None = Field(
+        None, min_length=1, max_length=200, description="Part of the place name (district, city, region, country)."
+    )
+
+    @field_validator("taken_after", "taken_before")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                wall_clock(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO date or datetime (2019-06-01, 2019-06-01T14:30)") from None
+        return value
+
+    def capture_filters(self) -> dict:
+        """These filters as SearchRequest fields: times as wall-clock seconds, a bare date
+        before as the end of its day."""
+        return {
+            "taken_after": wall_clock(self.taken_after) if self.taken_after else None,
+            "taken_before": wall_clock(self.taken_before, end_of_day=True) if self.taken_before else None,
+            "camera": self.camera,
+            "place": self.place,
+        }
+
+
+class SearchIn(CaptureFiltersIn):
     text: str | None = Field(
         None, max_length=1000, description='Text; weighted terms allowed: "red circle" - "white background".'
     )
@@ -92,19 +129,7 @@ class SearchIn(Body):
     rerank_top: int = Field(
         RERANK_TOP_DEFAULT, ge=1, le=RERANK_TOP_MAX, description="How many of the first hits a rerank scores."
     )
-    taken_after: str | None = Field(
-        None,
-        max_length=40,
-        description="ISO date or datetime, inclusive: taken at or after it (by the clock where it was taken).",
-    )
-    taken_before: str | None = Field(
-        None, max_length=40, description="ISO date (its whole day) or datetime, inclusive: taken at or before it."
-    )
-    camera: str | None = Field(None, min_length=1, max_length=200, description="Part of the camera make or model.")
     near: NearIn | None = Field(None, description="Within km of a point (great-circle distance).")
-    place: str | None = Field(
-        None, min_length=1, max_length=200, description="Part of the place name (district, city, region, country)."
-    )
     sort: Literal["score", "date"] = Field("score", description="date: the same hits, newest first (undated last).")
     mode: Literal["vector", "keyword", "hybrid"] = Field(
         "hybrid",
@@ -112,21 +137,30 @@ class SearchIn(Body):
         'place, prompts), or both fused. A lone quoted term ("IMG_2041") searches words only.',
     )
 
-    @field_validator("taken_after", "taken_before")
-    @classmethod
-    def _iso_time(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                wall_clock(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an ISO date or datetime (2019-06-01, 2019-06-01T14:30)") from None
-        return value
-
     @model_validator(mode="after")
     def _rerank_top_with_rerank(self) -> "SearchIn":
         if "rerank_top" in self.model_fields_set and self.rerank is None:
             raise ValueError("rerank_top applies with rerank")
         return self
+
+
+class TimelineIn(CaptureFiltersIn):
+    """GET /timeline's query: the capture filters, the kind, and a page."""
+
+    kind: Literal["image", "video", "any"] = "any"
+    limit: int = Field(60, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+    generated: bool = Field(False, description="true: the generated images as well.")
+
+
+class TimelineOut(BaseModel):
+    results: list[HitOut] = Field(..., description="Newest first by capture time; undated last. Each score is 0.")
+    total: int = Field(..., description="Media passing the filters (this page holds `limit` of them from `offset`).")
+
+
+class PlaceOut(BaseModel):
+    place: str
+    count: int
 
 
 class InterpolateIn(Body):

@@ -133,7 +133,7 @@ def _group(rows: dict[int, Media], members: list[int], vectors, position, hashes
     kept = vectors[position[keeper.id]]
     out = [
         Member(
-            Hit.of(m, min(1.0, float(vectors[position[m.id]] @ kept)), "image"),
+            Hit.of(m, min(1.0, float(vectors[position[m.id]] @ kept)), "duplicate"),
             hash_distance(hashes[m.id], hashes[keeper.id]),
             m.width,
             m.height,

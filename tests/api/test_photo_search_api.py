@@ -102,3 +102,64 @@ def test_words_find_media_over_http(client):
     vector = client.post("/search", json={"text": "Lisbon", "mode": "vector", "k": 5}).json()["results"]
     assert {h["found_by"] for h in vector} == {"vector"}
     assert client.post("/search", json={"text": "x", "mode": "fuzzy"}).status_code == 422
+
+
+DATED_NEWEST_FIRST = [
+    "pixel.avif",
+    "iphone.heic",
+    "canon_lisbon_2021.jpg",
+    "sony_2020.jpg",
+    "canon_lisbon_2019.jpg",
+    "nikon_porto_2018.jpg",
+    "leica.dng",
+]
+
+
+def timeline(client, **params) -> dict:
+    r = client.get("/timeline", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_the_timeline_is_the_library_newest_first_filtered_and_paged(client):
+    page = timeline(client)
+    names_ = [Path(h["path"]).name for h in page["results"]]
+    assert page["total"] == 10
+    assert names_[:7] == DATED_NEWEST_FIRST
+    assert set(names_[7:]) == {"IMG_2041.jpg", "plain.png", "malformed.jpg"}  # dated by their mtime, 2016
+    assert {h["via"] for h in page["results"]} == {"timeline"} and {h["score"] for h in page["results"]} == {0.0}
+    second = timeline(client, limit=3, offset=3)
+    assert ([Path(h["path"]).name for h in second["results"]], second["total"]) == (DATED_NEWEST_FIRST[3:6], 10)
+    narrowed = timeline(client, taken_after="2020-01-01", taken_before="2022-07-10")
+    assert [Path(h["path"]).name for h in narrowed["results"]] == DATED_NEWEST_FIRST[1:4]
+    assert narrowed["total"] == 3
+    assert [Path(h["path"]).name for h in timeline(client, camera="canon", place="lisbon")["results"]] == [
+        "canon_lisbon_2021.jpg",
+        "canon_lisbon_2019.jpg",
+    ]
+    assert timeline(client, kind="video")["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [({"taken_after": "last summer"}, "taken_after"), ({"limit": 0}, "limit"), ({"kind": "photo"}, "kind")],
+)
+def test_bad_timeline_parameters_answer_422_naming_them(client, params, field):
+    r = client.get("/timeline", params=params)
+    assert r.status_code == 422
+    assert field in r.text
+
+
+def test_an_unknown_timeline_parameter_answers_422_naming_it(client):
+    r = client.get("/timeline", params={"taken_afterr": "2020-01-01"})
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["loc"][-1] == "taken_afterr" and error["type"] == "extra_forbidden"
+
+
+def test_places_are_listed_the_most_photographed_first(client):
+    r = client.get("/places")
+    assert r.status_code == 200
+    places = r.json()
+    assert [p["count"] for p in places] == [2, 2]
+    assert {p["place"].split(", ")[-2] for p in places} == {"Lisbon", "Porto"}

@@ -1,6 +1,7 @@
 """The web page (GET /), driven in headless Chromium through Playwright against a real
 server: text search, a video's moment played in place, image queries (upload, drop,
-more like this), generate on miss, an index job with a corrupt file, and the API key.
+more like this), generate on miss, an index job with a corrupt file, the API key, and the
+library before any search: its timeline, filters, places and duplicate groups.
 
 Each test saves a screenshot under $MMSEARCH_TEST_ARTIFACTS/web (default tests/artifacts/web)."""
 
@@ -22,6 +23,7 @@ from mmsearch.datasets import synth
 from mmsearch.evaluation.video_eval import iou
 
 from ..helpers import make_corpus, open_library, paths_with
+from ..photos import DUPLICATE_GROUPS, make_duplicate_library, make_photo_library
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -384,3 +386,94 @@ def test_api_key_travels_as_header_and_cookie_and_401_asks_for_it(browser, keyed
         thumb = next(v for k, v in seen.items() if k.endswith("/thumbnail"))
         assert f"mmsearch_api_key={KEY}" in thumb["cookie"]
         _screenshot(page, "6-api-key")
+
+
+@pytest.fixture(scope="module")
+def photo_site(tmp_path_factory, mini_encoder):
+    """The photo library of tests/photos.py (dates, cameras, places) and the planted
+    duplicates, their scenes dated 2015 so that the photos lead the timeline."""
+    base = tmp_path_factory.mktemp("webphotos")
+    make_photo_library(base / "photos")
+    make_duplicate_library(base / "copies")
+    for path in (base / "copies").rglob("*.jpg"):
+        os.utime(path, (SCENES_MTIME, SCENES_MTIME))
+    lib = open_library(base / "lib", encoder=mini_encoder)
+    lib.index([base / "photos", base / "copies"])
+    with BackgroundServer(create_app(lib)) as server:
+        yield server.url
+    lib.close()
+
+
+SCENES_MTIME = 1431000000  # 2015-05-07
+
+
+def _timeline_names(page: Page) -> list[str]:
+    cards = page.get_by_test_id("timeline").get_by_test_id("result")
+    return [Path(p).name for p in cards.evaluate_all("cs => cs.map(c => c.dataset.path)")]
+
+
+def test_the_page_opens_on_the_timeline_and_filters_narrow_it(browser, photo_site):
+    with _opened(browser, photo_site) as page:
+        timeline = page.get_by_test_id("timeline")
+        expect(timeline).to_be_visible()
+        expect(timeline.get_by_test_id("result")).to_have_count(23)  # 10 photos, 13 scenes and copies
+        months = timeline.get_by_test_id("month")
+        expect(months.first.get_by_role("heading")).to_have_text("March 2023")
+        assert _timeline_names(page)[:7] == [
+            "pixel.avif",
+            "iphone.heic",
+            "canon_lisbon_2021.jpg",
+            "sony_2020.jpg",
+            "canon_lisbon_2019.jpg",
+            "nikon_porto_2018.jpg",
+            "leica.dng",
+        ]
+        expect(months.last.get_by_role("heading")).to_have_text("May 2015")
+        # What is known of a photo: on hover (its title) and in its details
+        card = timeline.locator("[data-path$='canon_lisbon_2019.jpg']")
+        assert "Camera: Canon EOS 5D" in card.get_attribute("title")
+        expect(card.get_by_test_id("taken")).to_contain_text("2019-06-01 14:30 · Canon EOS 5D · Lisbon")
+        card.get_by_text("Details").click()
+        expect(card.get_by_test_id("details")).to_contain_text("Taken2019-06-01T14:30:00+01:00")
+        _screenshot(page, "7-timeline")
+
+        page.get_by_test_id("taken-after").fill("2020-01-01")
+        page.get_by_test_id("taken-before").fill("2021-12-31")
+        page.get_by_test_id("taken-before").dispatch_event("change")
+        expect(timeline.get_by_test_id("result")).to_have_count(2)
+        assert _timeline_names(page) == ["canon_lisbon_2021.jpg", "sony_2020.jpg"]
+        expect(timeline.get_by_test_id("month")).to_have_count(2)
+
+        page.get_by_test_id("clear-filters").click()
+        expect(timeline.get_by_test_id("result")).to_have_count(23)
+        porto = page.get_by_test_id("places").get_by_test_id("place-name").filter(has_text="Porto")
+        porto.click()
+        expect(page.get_by_test_id("place")).to_have_value(re.compile("Porto"))
+        expect(timeline.get_by_test_id("result")).to_have_count(2)
+        assert _timeline_names(page) == ["iphone.heic", "nikon_porto_2018.jpg"]
+        # A search under the same filter finds only what the filter allows
+        _search(page, "a photo", "any")
+        expect(page.get_by_test_id("results").get_by_test_id("result")).to_have_count(2, timeout=SLOW)
+        expect(timeline).to_be_hidden()
+        page.get_by_test_id("show-timeline").click()
+        expect(timeline.get_by_test_id("result")).to_have_count(2)
+        _screenshot(page, "7-timeline-filtered")
+
+
+def test_duplicate_groups_display_with_the_keeper_first(browser, photo_site):
+    groups = httpx.get(f"{photo_site}/duplicates").json()["groups"]
+    planted = [[Path(m["path"]).name for m in g["members"]] for g in groups]
+    assert all(g in planted for g in DUPLICATE_GROUPS)
+    with _opened(browser, photo_site) as page:
+        page.get_by_test_id("find-duplicates").click()
+        shown = page.get_by_test_id("duplicate-group")
+        expect(shown).to_have_count(len(groups))
+        expect(page.get_by_test_id("timeline")).to_be_hidden()
+        for i, group in enumerate(groups):
+            cards = shown.nth(i).get_by_test_id("result")
+            expect(cards).to_have_count(len(group["members"]))
+            assert cards.evaluate_all("cs => cs.map(c => Number(c.dataset.id))") == [m["id"] for m in group["members"]]
+            expect(cards.first.get_by_test_id("keeper")).to_have_text("keep")
+            expect(cards.nth(1).get_by_test_id("keeper")).to_have_count(0)
+        expect(page.get_by_test_id("status")).to_contain_text(f"{len(groups)} groups of duplicates among 23 images")
+        _screenshot(page, "8-duplicates")

@@ -8,7 +8,6 @@ import time
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from ...capture_time import wall_clock
 from ...imageio import UnreadableImageError
 from ...search.query import Near, SearchRequest, Term, build_terms
 from ...search.rerank import rerank_stage
@@ -70,13 +69,10 @@ def search_router(state: AppState) -> APIRouter:
             min_score=body.min_score,
             rerank=body.rerank,
             rerank_top=body.rerank_top,
-            taken_after=wall_clock(body.taken_after) if body.taken_after else None,
-            taken_before=wall_clock(body.taken_before, end_of_day=True) if body.taken_before else None,
-            camera=body.camera,
             near=Near(body.near.lat, body.near.lon, body.near.km) if body.near else None,
-            place=body.place,
             sort=body.sort,
             mode=body.mode,
+            **body.capture_filters(),
         )
         other_terms = body.image_media_id is not None or body.vector is not None or bool(body.terms)
         return run_search(req, prompt_of(body.text, other_terms), body.generate, body.generation)

@@ -1,8 +1,10 @@
-// mmsearch web page: text, image and "more like this" search, paged results, videos that
-// play their matched moment, generate-on-miss, index jobs, and the API key setting.
+// mmsearch web page: the library's timeline on load, text, image and "more like this"
+// search under capture filters, paged results, videos that play their matched moment,
+// generate-on-miss, places, duplicates, index jobs, and the API key setting.
 
 import { api, getApiKey, setApiKey, syncCookie } from "./api.js";
 import { setupIndexing } from "./indexing.js";
+import { createTimeline, loadPlaces, showDuplicates } from "./library.js";
 import { renderCard } from "./results.js";
 
 const PAGE_SIZE = 12;
@@ -29,6 +31,20 @@ const els = {
   key: $("api-key"),
   keyClear: $("api-key-clear"),
   keyState: $("api-key-state"),
+  filters: $("filters"),
+  takenAfter: $("taken-after"),
+  takenBefore: $("taken-before"),
+  camera: $("camera"),
+  place: $("place"),
+  clearFilters: $("clear-filters"),
+  showTimeline: $("show-timeline"),
+  timeline: $("library-timeline"),
+  timelineMore: $("timeline-more"),
+  duplicates: $("duplicates"),
+  findDuplicates: $("find-duplicates"),
+  placeList: $("place-list"),
+  placeNames: $("place-names"),
+  placesNone: $("places-none"),
 };
 
 // ---- status and errors ---------------------------------------------------------------
@@ -49,6 +65,64 @@ function showError(text, err) {
 function clearError() {
   els.error.hidden = true;
   els.error.textContent = "";
+}
+
+// ---- views: the timeline, a search's results, the duplicates ---------------------------
+
+let view = "timeline";
+
+/** Shows one view; the others are emptied (their cards would otherwise linger hidden). */
+function setView(name) {
+  view = name;
+  const search = name === "search";
+  els.results.hidden = !search;
+  if (!search) {
+    els.results.replaceChildren();
+    els.loadMore.hidden = true;
+    els.summary.hidden = true;
+    els.missNote.hidden = true;
+  }
+  els.timeline.hidden = name !== "timeline";
+  if (name !== "timeline") {
+    els.timeline.replaceChildren();
+    els.timelineMore.hidden = true;
+  }
+  els.duplicates.hidden = name !== "duplicates";
+  if (name !== "duplicates") els.duplicates.replaceChildren();
+  els.filters.classList.toggle("inactive", name === "duplicates");
+}
+
+/** The capture filters as the API names them; empty fields left out. */
+function filters() {
+  const out = {};
+  if (els.takenAfter.value) out.taken_after = els.takenAfter.value;
+  if (els.takenBefore.value) out.taken_before = els.takenBefore.value;
+  if (els.camera.value.trim()) out.camera = els.camera.value.trim();
+  if (els.place.value.trim()) out.place = els.place.value.trim();
+  return out;
+}
+
+const cardOptions = { onMoreLikeThis: (hit) => moreLikeThis(hit), announce };
+const timeline = createTimeline({
+  container: els.timeline,
+  more: els.timelineMore,
+  filters,
+  kind: () => els.kind.value,
+  cardOptions,
+  announce,
+  showError,
+});
+
+function showTimeline() {
+  clearError();
+  current = null;
+  setView("timeline");
+  timeline.show();
+}
+
+function filtersChanged() {
+  if (view === "search" && current) runSearch(current);
+  else if (view === "timeline") showTimeline();
 }
 
 // ---- search ----------------------------------------------------------------------------
@@ -76,7 +150,7 @@ async function fetchPage(query, offset) {
     form.append("offset", String(offset));
     return api("/search/image", { method: "POST", form });
   }
-  const body = { kind, k: PAGE_SIZE, offset };
+  const body = { kind, k: PAGE_SIZE, offset, ...filters() };
   if (query.mode === "text") {
     body.text = query.text;
     body.generate = els.generate.checked ? "auto" : "never";
@@ -99,6 +173,7 @@ async function runSearch(query, { append = false } = {}) {
   if (!append) {
     current = query;
     shown = 0;
+    setView("search");
   }
   const offset = append ? shown : 0;
   setBusy(true);
@@ -276,8 +351,21 @@ els.form.addEventListener("submit", (e) => {
   }
   runSearch({ mode: "text", text });
 });
-els.kind.addEventListener("change", () => {
-  if (current) runSearch(current);
+els.kind.addEventListener("change", filtersChanged);
+els.filters.addEventListener("change", filtersChanged);
+els.filters.addEventListener("submit", (e) => {
+  e.preventDefault(); // Enter in a filter field applies it
+  filtersChanged();
+});
+els.clearFilters.addEventListener("click", () => {
+  els.filters.reset();
+  filtersChanged();
+});
+els.showTimeline.addEventListener("click", showTimeline);
+els.findDuplicates.addEventListener("click", () => {
+  clearError();
+  setView("duplicates");
+  showDuplicates({ container: els.duplicates, cardOptions, announce, showError });
 });
 els.loadMore.addEventListener("click", () => {
   if (current) runSearch(current, { append: true });
@@ -285,6 +373,25 @@ els.loadMore.addEventListener("click", () => {
 
 setupDrop();
 setupSettings();
-setupIndexing({ announce, showError, onFinished: refreshHealth });
+setupIndexing({
+  announce,
+  showError,
+  onFinished: () => {
+    refreshHealth();
+    loadPlaces(placesOptions);
+    if (view === "timeline") timeline.show({ quiet: true });
+  },
+});
+const placesOptions = {
+  list: els.placeList,
+  datalist: els.placeNames,
+  none: els.placesNone,
+  onPick: (place) => {
+    els.place.value = place;
+    filtersChanged();
+  },
+};
 refreshHealth();
+loadPlaces(placesOptions);
+showTimeline();
 document.body.dataset.ready = "true";

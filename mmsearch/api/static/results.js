@@ -1,5 +1,6 @@
-// One result card: thumbnail, score, path; videos play their matched moment in place;
-// generated images carry a badge, their prompt and a delete button.
+// One result card: thumbnail, score, path, when/where/with what it was taken (on hover, and
+// in its details); videos play their matched moment in place; generated images carry a
+// badge, their prompt and a delete button; a duplicate group's keeper a "keep" badge.
 
 import { api } from "./api.js";
 
@@ -39,8 +40,36 @@ function thumbnail(hit) {
   return img;
 }
 
-/** A result card. `onMoreLikeThis(hit)` runs a search with this item as the query. */
-export function renderCard(hit, { onMoreLikeThis, announce }) {
+/** "2021-08-15 09:00" from the hit's ISO time (the clock where it was taken). */
+export function takenLabel(hit) {
+  return hit.taken_at ? hit.taken_at.slice(0, 16).replace("T", " ") : null;
+}
+
+/** [label, value] rows of what is known about the hit: when, with what and where it was
+ * taken, what found it; for a duplicate, its size and how far its hash is from the keeper's. */
+function facts(hit) {
+  const rows = [
+    ["Taken", hit.taken_at],
+    ["Camera", hit.camera],
+    ["Place", hit.place],
+    ["GPS", hit.gps ? hit.gps.map((x) => x.toFixed(5)).join(", ") : null],
+    ["Found by", hit.via === "timeline" || hit.via === "duplicate" ? null : hit.found_by],
+    ["Pixels", hit.width ? `${hit.width} × ${hit.height}` : null],
+    ["Bytes", hit.size != null ? hit.size.toLocaleString("en") : null],
+    ["Hash bits apart", hit.hash_distance != null ? String(hit.hash_distance) : null],
+  ];
+  return rows.filter(([, value]) => value);
+}
+
+function details(hit) {
+  const list = el("dl");
+  for (const [label, value] of facts(hit)) list.append(el("dt", { text: label }), el("dd", { text: value }));
+  return el("details", { class: "info", "data-testid": "details" }, el("summary", { text: "Details" }), list);
+}
+
+/** A result card. `onMoreLikeThis(hit)` runs a search with this item as the query;
+ * `keeper`: the card is the one a duplicate group suggests keeping. */
+export function renderCard(hit, { onMoreLikeThis, announce, keeper = false }) {
   const hasMoment = hit.kind === "video" && hit.t_start != null && hit.t_end != null;
   const card = el("li", {
     class: `card kind-${hit.kind}${hit.generated ? " is-generated" : ""}`,
@@ -52,6 +81,8 @@ export function renderCard(hit, { onMoreLikeThis, announce }) {
     "data-generated": String(hit.generated),
     "data-t-start": hasMoment ? hit.t_start : null,
     "data-t-end": hasMoment ? hit.t_end : null,
+    "data-taken": hit.taken_at,
+    title: facts(hit).map(([label, value]) => `${label}: ${value}`).join("\n") || null,
   });
 
   const media = el("div", { class: "media" });
@@ -78,13 +109,20 @@ export function renderCard(hit, { onMoreLikeThis, announce }) {
   media.append(opener);
 
   const badges = el("div", { class: "badges" });
-  badges.append(el("span", { class: "score", "data-testid": "score", title: "similarity", text: hit.score.toFixed(3) }));
+  if (hit.via !== "timeline") {
+    const title = hit.via === "duplicate" ? "similarity to the one to keep" : "similarity";
+    badges.append(el("span", { class: "score", "data-testid": "score", title, text: hit.score.toFixed(3) }));
+  }
+  if (keeper) badges.append(el("span", { class: "badge keeper", "data-testid": "keeper", text: "keep" }));
   badges.append(el("span", { class: `badge kind`, text: hit.kind }));
   if (hit.generated) badges.append(el("span", { class: "badge generated", "data-testid": "generated-badge", text: "generated" }));
   if (hit.via === "prior") badges.append(el("span", { class: "badge via", title: "found through the generator's prior", text: "via prior" }));
 
   const meta = el("div", { class: "meta" }, badges, el("p", { class: "path", "data-testid": "path", title: hit.path, text: hit.path }));
   if (hasMoment) meta.append(el("p", { class: "moment", "data-testid": "moment", text: momentLabel(hit) }));
+  const taken = [takenLabel(hit), hit.camera, hit.place && hit.place.split(", ").slice(-2).join(", ")].filter(Boolean);
+  if (taken.length) meta.append(el("p", { class: "taken", "data-testid": "taken", text: taken.join(" · ") }));
+  if (facts(hit).length) meta.append(details(hit));
   if (hit.generated) {
     const prompt = el("p", { class: "prompt", "data-testid": "prompt", text: "prompt: …" });
     meta.append(prompt);
