@@ -194,7 +194,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10000, 100000])
     ap.add_argument("--exact-up-to", type=int, default=100000, help="largest size also compared pair by pair")
     ap.add_argument("--seed", type=int, default=5)
-    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-quality", action="store_true", help="the scale tables only")
+    ap.add_argument("--skip-scale", action="store_true", help="the quality tables only")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     lines: list[str] = []
@@ -202,7 +203,8 @@ def main() -> None:
         if not args.skip_quality:
             lines += quality(args, Path(tmp))
             print("\n".join(lines), flush=True)
-        lines += scale(args, Path(tmp))
+        if not args.skip_scale:
+            lines += scale(args, Path(tmp))
     publish(lines, args.write)
 
 

@@ -54,7 +54,9 @@ def hybrid_page(engine, q, req: SearchRequest) -> list:
     mode = effective_mode(req, phrase)
     if mode == "keyword" and (words is None or not engine.keywords.available):
         raise QueryError(
-            "keyword search needs query text" if words is None else "keyword search needs an SQLite library"
+            "keyword search needs query text"
+            if words is None
+            else "keyword search needs an SQLite or PostgreSQL library"
         )
     if mode == "vector" or words is None or req.rerank is not None or not engine.keywords.available:
         return engine.search_vectors(q, req)  # a rerank reorders the embedding's ranking alone

@@ -1,0 +1,122 @@
+"""A library's database on a real PostgreSQL server: migrations build the mapped schema, a
+library written at revision 0003 (the committed fixture, restored onto PostgreSQL) upgrades
+in place, and its words are searchable there (the tsvector index of revision 0005).
+
+Needs MMSEARCH_TEST_POSTGRES_URL: a role that may create databases (.ci/run starts Debian's
+PostgreSQL and sets it). Each test gets a database of its own, dropped after."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import MetaData, create_engine, make_url, select, text
+
+from mmsearch.indexer.decode import decode_image
+from mmsearch.search.query import SearchRequest, parse_text
+from mmsearch.storage import schema
+from mmsearch.storage.store import Base, Media, Store
+from tests.helpers import open_library
+
+URL = os.environ.get("MMSEARCH_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(
+    not URL, reason="set MMSEARCH_TEST_POSTGRES_URL to a PostgreSQL role that may create databases (.ci/run does)"
+)
+R0003 = Path(__file__).parents[1] / "fixtures" / "libraries" / "r0003"
+# Tables of the r0003 fixture, parents before children.
+FIXTURE_TABLES = ("schema_info", "spaces", "media", "segments", "vectors", "jobs", "job_errors")
+
+
+@pytest.fixture
+def database() -> str:
+    """The URL of a new, empty database; dropped after the test."""
+    admin_url = make_url(URL)
+    name = f"mmsearch_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_migrations_build_exactly_the_schema_the_code_maps(database):
+    Store(database).close()
+    engine = create_engine(database)
+    with engine.connect() as connection:
+        # the keyword index (a computed tsvector column and its GIN index) is the migrations' own
+        def mapped(name, type_, *_):
+            return not (type_ == "column" and name == "words" or type_ == "index" and name == "ix_media_words")
+
+        context = MigrationContext.configure(connection, opts={"include_name": mapped})
+        assert compare_metadata(context, Base.metadata) == []
+        assert schema.revision(connection) == schema.head()
+        assert connection.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_media_words'")).scalar()
+    engine.dispose()
+
+
+def restore_r0003(database: str, root: str) -> None:
+    """The fixture's rows in a PostgreSQL database migrated to revision 0003, its paths moved to `root`."""
+    target = create_engine(database)
+    with target.begin() as connection:
+        command.upgrade(schema._config(connection), "0003")
+    source = create_engine(f"sqlite:///{R0003 / 'lib' / 'mmsearch.db'}")
+    expected_root = json.loads((R0003 / "expected.json").read_text())["root"]
+    tables = MetaData()
+    tables.reflect(target, only=FIXTURE_TABLES)
+    with source.connect() as read, target.begin() as write:
+        write.execute(text("DELETE FROM schema_info"))
+        for name in FIXTURE_TABLES:
+            rows = [dict(r._mapping) for r in read.execute(text(f"SELECT * FROM {name}"))]
+            for row in rows:
+                for key in ("path", "root"):
+                    if isinstance(row.get(key), str):
+                        row[key] = row[key].replace(expected_root, root)
+                for key, column in tables.tables[name].columns.items():
+                    if row.get(key) is not None and column.type.python_type is bool:
+                        row[key] = bool(row[key])
+            if rows:
+                write.execute(tables.tables[name].insert(), rows)
+            if "id" in tables.tables[name].columns:  # serial columns continue after the copied ids
+                write.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), (SELECT max(id) FROM {name}))")
+                )
+    source.dispose()
+    target.dispose()
+
+
+def test_an_r0003_library_upgrades_in_place_on_postgresql(database, tmp_path, mini_encoder):
+    shutil.copytree(R0003, tmp_path / "r0003")
+    restore_r0003(database, str(tmp_path / "r0003"))
+    expected = json.loads((R0003 / "expected.json").read_text())
+    lib = open_library(tmp_path / "r0003" / "lib", encoder=mini_encoder, database_url=database)
+    for query, hits in expected["searches"].items():
+        got = lib.search(SearchRequest(terms=parse_text(query), k=5, mode="vector"))
+        assert [(h.id, h.kind) for h in got] == [(i, kind) for i, _, kind, _ in hits], query
+    # The upgrade computed every stored row's words
+    words = SearchRequest(terms=parse_text("canon"), k=5, mode="keyword")
+    assert [Path(h.path).name for h in lib.search(words)] == ["canon.jpg"]
+    job = lib.index([tmp_path / "r0003" / "media"])
+    assert (job["new"], job["changed"], job["unchanged"], job["done"]) == (0, 0, 8, 0)  # nothing re-embedded
+    with lib.store.session() as s:
+        rows = {Path(m.path).name: m for m in s.scalars(select(Media))}
+    assert rows["canon.jpg"].camera_model == "Canon EOS 5D" and "Berlin" in rows["nikon.jpg"].place
+    assert {n: m.phash for n, m in rows.items()} == {n: decode_image(m.path).phash for n, m in rows.items()}
+    # Words the job read (camera, place) are searchable, and a file name is the top hybrid hit
+    words = SearchRequest(terms=parse_text("D750 Berlin"), k=5, mode="keyword")
+    assert [Path(h.path).name for h in lib.search(words)] == ["nikon.jpg"]
+    (top, *_) = lib.search(SearchRequest(terms=parse_text("train-000004"), k=3))
+    assert (Path(top.path).name, top.found_by) == ("train-000004.png", "keyword")
+    phrase = SearchRequest(terms=parse_text('"EOS 5D"'), k=5)
+    assert [Path(h.path).name for h in lib.search(phrase)] == ["canon.jpg"]
+    lib.close()
