@@ -149,6 +149,18 @@ EXPECTED = {
 }
 
 
+# The photos EXPECTED dates from EXIF, newest first (the rest are dated by their 2016 mtime).
+DATED_NEWEST_FIRST = [
+    "pixel.avif",
+    "iphone.heic",
+    "canon_lisbon_2021.jpg",
+    "sony_2020.jpg",
+    "canon_lisbon_2019.jpg",
+    "nikon_porto_2018.jpg",
+    "leica.dng",
+]
+
+
 def make_photo_library(folder: Path) -> dict[str, tuple]:
     """The library EXPECTED describes: three cameras (and an iPhone and a Leica), positions
     in Lisbon and Porto, files with no EXIF and one with malformed EXIF, a HEIC, an AVIF and a DNG.

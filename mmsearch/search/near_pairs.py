@@ -15,7 +15,9 @@ those lists. The cost is about n x PROBES x LIST_SIZE inner products, plus n x n
 to place each vector among the lists. Every pair returned is checked exactly; what the lists
 can cost is a pair not found (tests/search/test_near_pairs.py measures it).
 
-Below EXACT_BELOW vectors all pairs are compared, in blocks.
+Below EXACT_BELOW vectors all pairs are compared, in blocks. Vectors may come as float16
+(half the memory: a million 512-d vectors take 1 GiB); products are taken in float32, a block
+at a time.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 K = 8
-LIST_SIZE = 256
-PROBES = 5
+LIST_SIZE = 1024
+PROBES = 8
 EXACT_BELOW = 8192
 BLOCK_SIMILARITIES = 1 << 24  # per matrix product: 64 MB of float32
+ASSIGN_BATCH = 65536  # vectors placed among the lists at a time
 
 
 def near_pairs(
@@ -34,10 +37,10 @@ def near_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(first, second, similarity) of the pairs of rows, first < second, where one is among the
     other's k nearest and their inner product is at least threshold, sorted by (first, second).
-    vectors: (n, dim), unit length for cosine."""
-    x = np.ascontiguousarray(vectors, np.float32)
-    if len(x) < EXACT_BELOW:
-        return _exact_pairs(x, threshold, k)
+    vectors: (n, dim) float32 or float16, unit length for cosine."""
+    if len(vectors) < EXACT_BELOW:
+        return _exact_pairs(np.ascontiguousarray(vectors, np.float32), threshold, k)
+    x = vectors if vectors.dtype in (np.float16, np.float32) else vectors.astype(np.float32)
     return _clustered_pairs(x, threshold, k, seed)
 
 
@@ -72,10 +75,13 @@ def _clustered_pairs(x: np.ndarray, threshold: float, k: int, seed: int) -> tupl
 
     n, dim = x.shape
     lists = max(2, n // LIST_SIZE)
-    sample = x[np.random.default_rng(seed).choice(n, min(n, 64 * lists), replace=False)]
+    sample = x[np.sort(np.random.default_rng(seed).choice(n, min(n, 64 * lists), replace=False))]
     kmeans = faiss.Kmeans(dim, lists, niter=10, seed=seed, spherical=True)
-    kmeans.train(sample)
-    _, nearest = kmeans.index.search(x, PROBES)  # (n, PROBES) list numbers, nearest first
+    kmeans.train(sample.astype(np.float32))
+    # (n, PROBES) list numbers, nearest first
+    nearest = np.concatenate(
+        [kmeans.index.search(x[s : s + ASSIGN_BATCH].astype(np.float32), PROBES)[1] for s in range(0, n, ASSIGN_BATCH)]
+    )
     home = nearest[:, 0]
     members = _group(home, lists)
     askers = _group(nearest.ravel(), lists, np.repeat(np.arange(n), PROBES))
@@ -85,9 +91,10 @@ def _clustered_pairs(x: np.ndarray, threshold: float, k: int, seed: int) -> tupl
         if len(m) == 0:
             continue
         block = _block_rows(len(m))
+        xm = x[m].astype(np.float32).T
         for start in range(0, len(q), block):
             qs = q[start : start + block]
-            found.append(_nearest(qs, m, x[qs] @ x[m].T, threshold, k))
+            found.append(_nearest(qs, m, x[qs].astype(np.float32) @ xm, threshold, k))
     return _sorted_unique(found, n)
 
 

@@ -11,7 +11,7 @@ import pytest
 from mmsearch.api.app import create_app
 from mmsearch.api.background import BackgroundServer
 from tests.helpers import open_library
-from tests.photos import make_photo_library
+from tests.photos import DATED_NEWEST_FIRST, make_photo_library
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +102,6 @@ def test_words_find_media_over_http(client):
     vector = client.post("/search", json={"text": "Lisbon", "mode": "vector", "k": 5}).json()["results"]
     assert {h["found_by"] for h in vector} == {"vector"}
     assert client.post("/search", json={"text": "x", "mode": "fuzzy"}).status_code == 422
-
-
-DATED_NEWEST_FIRST = [
-    "pixel.avif",
-    "iphone.heic",
-    "canon_lisbon_2021.jpg",
-    "sony_2020.jpg",
-    "canon_lisbon_2019.jpg",
-    "nikon_porto_2018.jpg",
-    "leica.dng",
-]
 
 
 def timeline(client, **params) -> dict:

@@ -23,7 +23,7 @@ from mmsearch.datasets import synth
 from mmsearch.evaluation.video_eval import iou
 
 from ..helpers import make_corpus, open_library, paths_with
-from ..photos import DUPLICATE_GROUPS, make_duplicate_library, make_photo_library
+from ..photos import DATED_NEWEST_FIRST, DUPLICATE_GROUPS, make_duplicate_library, make_photo_library
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -419,15 +419,7 @@ def test_the_page_opens_on_the_timeline_and_filters_narrow_it(browser, photo_sit
         expect(timeline.get_by_test_id("result")).to_have_count(23)  # 10 photos, 13 scenes and copies
         months = timeline.get_by_test_id("month")
         expect(months.first.get_by_role("heading")).to_have_text("March 2023")
-        assert _timeline_names(page)[:7] == [
-            "pixel.avif",
-            "iphone.heic",
-            "canon_lisbon_2021.jpg",
-            "sony_2020.jpg",
-            "canon_lisbon_2019.jpg",
-            "nikon_porto_2018.jpg",
-            "leica.dng",
-        ]
+        assert _timeline_names(page)[:7] == DATED_NEWEST_FIRST
         expect(months.last.get_by_role("heading")).to_have_text("May 2015")
         # What is known of a photo: on hover (its title) and in its details
         card = timeline.locator("[data-path$='canon_lisbon_2019.jpg']")
