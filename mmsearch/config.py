@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         None, ge=-1, le=1, description="The same for the prior's predicted image embedding; default: calibrated."
     )
     duplicate_similarity: float = Field(
-        0.85,
+        0.95,
         ge=-1,
         le=1,
         description="Embedding similarity from which two images may be copies of one picture (duplicates).",

@@ -34,7 +34,7 @@ def test_groups_with_their_keeper_first_and_what_each_member_is(served):
     assert r.status_code == 200, r.text
     body = r.json()
     assert [names(g) for g in body["groups"]] == expected
-    assert (body["total"], body["images"], body["min_similarity"], body["max_distance"]) == (2, 13, 0.85, 14)
+    assert (body["total"], body["images"], body["min_similarity"], body["max_distance"]) == (2, 13, 0.95, 14)
     group = body["groups"][0]
     keeper = group["members"][0]
     assert group["keeper"] == keeper["id"]
