@@ -32,7 +32,8 @@ def test_two_workers_serve_one_library_and_stop_on_sigterm(tmp_path, mini_encode
     server = subprocess.Popen([*cmd, "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        # Two processes loading torch and the model: past 120 s on 2 cores shared with a 10M index build
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:
                 if httpx.get(url + "/health", timeout=2).status_code == 200:
