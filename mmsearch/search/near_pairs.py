@@ -10,9 +10,10 @@ Comparing every pair is quadratic (10^10 products at 100k vectors). Instead the 
 clustered by k-means into lists of about LIST_SIZE; each vector lives in its nearest list and
 is compared, in one matrix product per list, with the members of its PROBES nearest lists
 (keeping its K nearest of each).
-Two vectors as close as near-duplicates are (cosine 0.9 and more) nearly always share one of
-those lists. The cost is about n x PROBES x LIST_SIZE inner products, plus n x n / LIST_SIZE
-to place each vector among the lists. Every pair returned is checked exactly; what the lists
+Vectors as close as near-duplicates usually share one of those lists (where a model embeds
+everything alike, fewer do: BENCHMARKS.md measures it). The cost is about
+n x PROBES x LIST_SIZE inner products, plus n x n / LIST_SIZE to place each vector among the
+lists. Every pair returned is checked exactly; what the lists
 can cost is a pair not found (tests/search/test_near_pairs.py measures it).
 
 Below EXACT_BELOW vectors all pairs are compared, in blocks. Vectors may come as float16

@@ -70,11 +70,8 @@ def find_duplicates(store: Store, space: str, min_similarity: float, max_distanc
     rows = {m.id: m for m in store.media_by_id(sorted(set(vector_media.values()))).values() if not m.generated}
     position = {vector_media[int(v)]: i for i, v in enumerate(ids) if int(v) in vector_media}
     hashes = _hashes(rows.values())
-    confirmed = [
-        (vector_media[int(ids[a])], vector_media[int(ids[b])])
-        for a, b in zip(first.tolist(), second.tolist())
-        if _alike(hashes, vector_media[int(ids[a])], vector_media[int(ids[b])], max_distance)
-    ]
+    pairs = ((vector_media[v], vector_media[w]) for v, w in zip(ids[first].tolist(), ids[second].tolist()))
+    confirmed = [(a, b) for a, b in pairs if _alike(hashes, a, b, max_distance)]
     groups = [_group(rows, members, vectors, position, hashes) for members in _components(confirmed)]
     groups.sort(key=lambda g: (-len(g.members), g.keeper.id))
     return DuplicateReport(

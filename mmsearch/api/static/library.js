@@ -2,7 +2,7 @@
 // paged), the places its photos were taken, and its groups of duplicates.
 
 import { api } from "./api.js";
-import { renderCard } from "./results.js";
+import { el, renderCard } from "./results.js";
 
 const TIMELINE_PAGE = 48;
 
@@ -51,23 +51,17 @@ export function createTimeline({ container, more, filters, kind, cardOptions, an
     shown += page.results.length;
     container.dataset.total = String(page.total);
     more.hidden = shown >= page.total;
-    if (!page.total) container.append(Object.assign(document.createElement("p"), { className: "help", textContent: "Nothing in the library matches these filters." }));
+    if (!page.total) container.append(el("p", { class: "help", text: "Nothing in the library matches these filters." }));
     if (!quiet) announce(`Timeline: ${shown} of ${page.total} item${page.total === 1 ? "" : "s"}, newest first.`);
   }
 
   function monthList(key) {
     const last = container.lastElementChild;
     if (last && last.dataset.month === key) return last.querySelector("ol");
-    const section = document.createElement("section");
-    section.className = "month";
-    section.dataset.month = key;
-    section.dataset.testid = "month";
-    const heading = document.createElement("h2");
-    heading.textContent = monthLabel(key);
-    const list = document.createElement("ol");
-    list.className = "results";
-    section.append(heading, list);
-    container.append(section);
+    const list = el("ol", { class: "results" });
+    container.append(
+      el("section", { class: "month", "data-month": key, "data-testid": "month" }, el("h2", { text: monthLabel(key) }), list),
+    );
     return list;
   }
 
@@ -86,16 +80,10 @@ export async function loadPlaces({ list, datalist, none, onPick }) {
   list.replaceChildren();
   datalist.replaceChildren();
   for (const { place, count } of places) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "link";
-    button.dataset.testid = "place-name";
-    button.textContent = `${place} (${count})`;
+    const button = el("button", { type: "button", class: "link", "data-testid": "place-name", text: `${place} (${count})` });
     button.addEventListener("click", () => onPick(place));
-    const item = document.createElement("li");
-    item.append(button);
-    list.append(item);
-    datalist.append(Object.assign(document.createElement("option"), { value: place }));
+    list.append(el("li", {}, button));
+    datalist.append(el("option", { value: place }));
   }
   none.hidden = places.length > 0;
 }
@@ -114,18 +102,12 @@ export async function showDuplicates({ container, cardOptions, announce, showErr
   }
   if (container.hidden) return; // another view took over meanwhile
   answer.groups.forEach((group, i) => {
-    const section = document.createElement("section");
-    section.className = "dup-group";
-    section.dataset.testid = "duplicate-group";
-    const heading = document.createElement("h2");
-    heading.textContent = `Group ${i + 1}: ${group.members.length} copies`;
-    const list = document.createElement("ol");
-    list.className = "results";
+    const list = el("ol", { class: "results" });
     for (const member of group.members) list.append(renderCard(member, { ...cardOptions, keeper: member.id === group.keeper }));
-    section.append(heading, list);
-    container.append(section);
+    const heading = el("h2", { text: `Group ${i + 1}: ${group.members.length} copies` });
+    container.append(el("section", { class: "dup-group", "data-testid": "duplicate-group" }, heading, list));
   });
   const listed = answer.total > answer.groups.length ? ` (the first ${answer.groups.length} listed)` : "";
   announce(`${answer.total} group${answer.total === 1 ? "" : "s"} of duplicates among ${answer.images} images${listed}.`);
-  if (!answer.total) container.append(Object.assign(document.createElement("p"), { className: "help", textContent: "No duplicates found." }));
+  if (!answer.total) container.append(el("p", { class: "help", text: "No duplicates found." }));
 }

@@ -10,7 +10,8 @@ export function momentLabel(hit) {
   return `moment ${fmt1(hit.t_start)}–${fmt1(hit.t_end)} s`;
 }
 
-function el(tag, attrs = {}, ...children) {
+/** An element with attributes (`text`: its text, `class`: its class) and children. */
+export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
