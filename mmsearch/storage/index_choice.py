@@ -14,8 +14,10 @@ FLAT_MAX_VECTORS = 100_000
 HNSW_M = 32
 # faiss k-means warns below 39 training points per centroid; we require it.
 TRAIN_POINTS_PER_CENTROID = 39
-# k-means cost grows with the sample; past ~64 points per centroid recall barely moves.
-MAX_TRAIN_POINTS_PER_CENTROID = 64
+# k-means cost grows with the sample, and so does the partition's quality: on bench_ann's
+# clusters (1M vectors in 1,638 lists, as 10M fill 16,384), 39 points per centroid gave recall@10
+# 0.86 / 0.76 (image-like / text-like) at nprobe 16, 128 gave 0.97 / 0.94 (session 21).
+MAX_TRAIN_POINTS_PER_CENTROID = 128
 # id_map (8 bytes) + IndexIDMap2's reverse hash map (~48 bytes per entry).
 ID_BYTES_PER_VECTOR = 56
 IVF_ID_BYTES = 8
@@ -27,10 +29,12 @@ LIST_HEADROOM = 8  # IVF lists are allocated 1/8 over their size on a build (fai
 # built from session 17 to 19; still read) found the nearest of 16,384 for 42% of queries at
 # efSearch 16 (what a saved index reloads with), 75% at 64, and more lists did not help: a 10M
 # index of it served recall@10 0.41 at any nprobe (BENCHMARKS.md).
-# The training sample grows with nlist; this caps it at 39 points for each of MAX_NLIST lists
-# (~1.3 GB of float32 at 512-d, held while training).
-MAX_NLIST = 16384
-MAX_TRAIN_VECTORS = TRAIN_POINTS_PER_CENTROID * MAX_NLIST
+# Building costs a comparison with every centroid per vector added and per training vector in
+# each k-means round: at 16,384 lists on 2 cores, 10M vectors took ~45 minutes to find their
+# lists alone. The training sample grows with nlist; this caps it at 128 points for each of
+# MAX_NLIST lists (1M vectors: ~1 GB at 512-d, held as float16 while training: train_lists).
+MAX_NLIST = 8192
+MAX_TRAIN_VECTORS = MAX_TRAIN_POINTS_PER_CENTROID * MAX_NLIST
 
 
 def ivf_nlist(n_vectors: int) -> int:
@@ -48,8 +52,8 @@ def ivf_factory(nlist: int, codec: str) -> str:
 
 
 def training_sample_size(clusters: int) -> int:
-    """How many vectors k-means over `clusters` centroids trains on: 64 per centroid, at most
-    MAX_TRAIN_VECTORS (past ~64 per centroid recall barely moves; memory and time grow)."""
+    """How many vectors k-means over `clusters` centroids trains on: 128 per centroid, at most
+    MAX_TRAIN_VECTORS (memory and time grow with it) unless that leaves fewer than 39 each."""
     return min(MAX_TRAIN_POINTS_PER_CENTROID * clusters, max(MAX_TRAIN_VECTORS, TRAIN_POINTS_PER_CENTROID * clusters))
 
 

@@ -37,6 +37,7 @@ import faiss
 import numpy as np
 
 from .faiss_parts import (
+    CODEC_TRAIN_VECTORS,
     IdSubset,
     as_ids,
     as_vectors,
@@ -49,6 +50,7 @@ from .faiss_parts import (
     make_subset,
     new_faiss_index,
     search_subset,
+    train_lists,
     training_clusters,
 )
 from .gpu_mirror import GPU_MAX_K, GpuMirror, resolve_use_gpu
@@ -165,15 +167,20 @@ class VectorIndex:
         if len(vectors) > training_sample_size(clusters):
             # k-means would subsample anyway; doing it first avoids normalising a full copy.
             vectors = vectors[:: len(vectors) // training_sample_size(clusters)]
-        x = as_vectors(vectors, self._dim)
         needed = TRAIN_POINTS_PER_CENTROID * clusters
-        if len(x) < needed:
+        if len(vectors) < needed:
             raise ValueError(
-                f"{self._factory} needs at least {needed} training vectors, got {len(x)}; "
+                f"{self._factory} needs at least {needed} training vectors, got {len(vectors)}; "
                 "pass more or choose a smaller nlist"
             )
-        log.info("training %s on %d vectors", self._factory, len(x))
-        self._index.train(x)
+        if np.ndim(vectors) != 2 or np.shape(vectors)[1] != self._dim:
+            raise ValueError(f"expected vectors of shape (n, {self._dim}), got {np.shape(vectors)}")
+        log.info("training %s on %d vectors", self._factory, len(vectors))
+        ivf = faiss.try_extract_index_ivf(self._index)
+        if ivf is not None and ivf.quantizer.ntotal != ivf.nlist:
+            train_lists(ivf, vectors)
+            vectors = vectors[:: max(1, len(vectors) // CODEC_TRAIN_VECTORS)]
+        self._index.train(as_vectors(vectors, self._dim))
         self._gpu.drop()
         self._changed()
 

@@ -11,7 +11,7 @@ from .test_index_set import SPACE, _add, _unit
 def test_only_indexes_of_codes_are_rescored_and_deep_reads_are_not_widened():
     assert holds_codes("IVF1024,SQ8") and holds_codes("IVF256,PQ64") and holds_codes("IVF256,PQ32x8")
     assert not holds_codes("HNSW32,Flat") and not holds_codes("Flat") and not holds_codes("IVF1024,Flat")
-    assert candidates_for(10) == 40 and candidates_for(5000) == 5000
+    assert candidates_for(10) == 100 and candidates_for(5000) == 5000
 
 
 def test_candidates_are_ordered_by_exact_score_and_deleted_rows_drop_out(tmp_path):

@@ -54,8 +54,8 @@ def test_both_float32_types_are_candidates_where_they_fit_and_codes_only_where_n
     # lists found by comparing with every centroid, however many; 10M: the most precise codes
     # that fit 2 GiB
     assert candidate_factories(3_000_000, 512) == ["HNSW32,Flat", "IVF8192,Flat"]
-    assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF16384,PQ128"]
-    assert candidate_factories(100_000_000, 512, 20 * 2**30) == ["IVF16384,PQ128"]  # lists capped
+    assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF8192,PQ128"]  # lists capped
+    assert candidate_factories(100_000_000, 512, 20 * 2**30) == ["IVF8192,PQ128"]
     # an index of the graph form built by sessions 17-19 is still understood
     graph = estimate_memory_bytes("IVF16384_HNSW32,PQ128", 10_000_000, 512) - estimate_memory_bytes(
         "IVF16384,PQ128", 10_000_000, 512
@@ -177,8 +177,8 @@ def test_an_exact_or_empty_index_is_built_without_measuring():
 
 
 def test_a_streamed_build_trains_on_a_sample_and_holds_every_row():
-    x = clustered(5000, 16)
-    ids = np.arange(10, 5010)
+    x = clustered(10_000, 16)
+    ids = np.arange(10, 10_010)
     seen = []
 
     def chunks(every=1):
@@ -186,6 +186,6 @@ def test_a_streamed_build_trains_on_a_sample_and_holds_every_row():
         return batches(ids[::every], x[::every], 512)
 
     index = build_index(16, "IVF32,Flat", chunks, len(x), use_gpu=False)
-    assert index.ntotal == 5000 and sorted(index.ids().tolist()) == ids.tolist()
-    # a training sample of every 2nd row, then every row twice: sizing the lists, filling them
-    assert seen == [5000 // (64 * 32), 1, 1]
+    assert index.ntotal == 10_000 and sorted(index.ids().tolist()) == ids.tolist()
+    # a training sample of every 2nd row (128 a list), then every row twice: sizing the lists, filling them
+    assert seen == [10_000 // (128 * 32), 1, 1]

@@ -253,6 +253,33 @@ def test_untrained_ivf_trains_on_add_only_with_enough_vectors():
     assert index.is_trained and index.ntotal == 700
 
 
+def test_an_ivf_trained_on_float16_keeps_separate_clusters_in_separate_lists():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(4, DIM))
+    labels = np.repeat(np.arange(4), 200)
+    x = (centres[labels] + 0.05 * rng.normal(size=(len(labels), DIM))).astype(np.float16)
+    index = VectorIndex(DIM, "IVF16,SQ8", use_gpu=False)
+    index.train(x * 7)  # any norm: rows are normalised before k-means
+    assert index.is_trained
+    lists = faiss.extract_index_ivf(index._index).quantizer.assign(unit_vectors_of(x), 1).ravel()
+    assert all(len(set(labels[lists == used].tolist())) == 1 for used in set(lists.tolist()))
+    assert len(set(lists.tolist())) > 4  # the 16 centroids spread over the clusters, not one each
+
+
+def test_training_rejects_vectors_that_are_not_finite():
+    x = unit_vectors(700).astype(np.float16)
+    x[350, 3] = np.nan
+    index = VectorIndex(DIM, "IVF16,Flat", use_gpu=False)
+    with pytest.raises(ValueError, match="NaN"):
+        index.train(x)
+    assert not index.is_trained
+
+
+def unit_vectors_of(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 @pytest.mark.parametrize("share", [1.0, 0.1, 0.01, 0.001])
 def test_subset_search_is_brute_force_over_the_subset(filled, share):
     """Removed ids (HNSW tombstones) and ids never held may be in the subset: neither comes back."""
