@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 2  # schema_info's version: what releases before migrations check (see storage/schema.py)
 
 
 ACTIVE_JOB_STATES = ("pending", "running")
+
+# Sizes and counts past 2**31: BIGINT on PostgreSQL (revision 0006); SQLite's INTEGER is 64-bit.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -31,7 +34,7 @@ class Media(Base):
     path: Mapped[str] = mapped_column(String(4096), unique=True)
     root: Mapped[str | None] = mapped_column(String(4096), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # image | video | unknown
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(Int64, default=0)
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
     content_hash: Mapped[str | None] = mapped_column(String(64))
     width: Mapped[int | None] = mapped_column(Integer)
@@ -107,13 +110,13 @@ class Job(Base):
     space: Mapped[str] = mapped_column(String(256))
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed|interrupted
     pid: Mapped[int | None] = mapped_column(Integer)
-    total: Mapped[int] = mapped_column(Integer, default=0)  # files to (re)index in this job
-    done: Mapped[int] = mapped_column(Integer, default=0)
-    new: Mapped[int] = mapped_column(Integer, default=0)
-    changed: Mapped[int] = mapped_column(Integer, default=0)
-    deleted: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    errors: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Int64, default=0)  # files to (re)index in this job
+    done: Mapped[int] = mapped_column(Int64, default=0)
+    new: Mapped[int] = mapped_column(Int64, default=0)
+    changed: Mapped[int] = mapped_column(Int64, default=0)
+    deleted: Mapped[int] = mapped_column(Int64, default=0)
+    unchanged: Mapped[int] = mapped_column(Int64, default=0)
+    errors: Mapped[int] = mapped_column(Int64, default=0)
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     started_at: Mapped[float | None] = mapped_column(Float)

@@ -17,6 +17,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from PIL import Image
 from sqlalchemy import MetaData, create_engine, make_url, select, text
 
 from mmsearch.indexer.decode import decode_image
@@ -119,4 +120,23 @@ def test_an_r0003_library_upgrades_in_place_on_postgresql(database, tmp_path, mi
     assert (Path(top.path).name, top.found_by) == ("train-000004.png", "keyword")
     phrase = SearchRequest(terms=parse_text('"EOS 5D"'), k=5)
     assert [Path(h.path).name for h in lib.search(phrase)] == ["canon.jpg"]
+    lib.close()
+
+
+def test_a_file_over_4_gib_indexes_with_its_size_recorded_exactly(database, tmp_path, mini_encoder):
+    """Sizes are 64-bit on PostgreSQL (revision 0006): a 32-bit column refuses any file of 2 GiB
+    or more, a normal video."""
+    media = tmp_path / "media"
+    media.mkdir()
+    big = media / "big.jpg"
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(big)
+    size = 4 * 2**30 + 12345
+    with open(big, "r+b") as f:
+        f.truncate(size)  # sparse: the JPEG, then zeros its decoder never reads
+    lib = open_library(tmp_path / "lib", encoder=mini_encoder, database_url=database)
+    job = lib.index([media])
+    assert (job["new"], job["errors"]) == (1, 0)
+    with lib.store.session() as s:
+        assert s.scalar(select(Media.size).where(Media.path == str(big.resolve()))) == size
+    assert lib.index([media])["unchanged"] == 1  # the size compares equal, so it is not indexed again
     lib.close()
