@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lint format test test-fast demo demo-batch clean
+.PHONY: venv lint format test test-fast demo demo-batch clean test-postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The store, indexer, search, job and API tests again, each library in a database of its own on
+# the PostgreSQL server MMSEARCH_TEST_POSTGRES_URL names (a role that may create databases).
+test-postgres: $(STAMP)
+	@test -n "$$MMSEARCH_TEST_POSTGRES_URL" || { echo "set MMSEARCH_TEST_POSTGRES_URL (.ci/postgres prints one)"; exit 2; }
+	MMSEARCH_TEST_DATABASE=postgresql $(PY) -m pytest -q -m "not slow" tests/storage tests/indexer tests/search tests/services tests/api
 
 demo: $(STAMP)
 	$(VENV)/bin/mmsearch demo

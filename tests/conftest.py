@@ -12,6 +12,13 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["MMSEARCH_MODEL"] = "mini"
 
 
+def pytest_sessionfinish(session, exitstatus):
+    from .helpers import POSTGRES_URL, drop_postgres_databases
+
+    if POSTGRES_URL:
+        drop_postgres_databases()
+
+
 @pytest.fixture(scope="session")
 def heldout_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("heldout")

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+import uuid
+import warnings
 from pathlib import Path
+
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from mmsearch.config import Settings
 from mmsearch.datasets import synth
@@ -25,11 +32,75 @@ class CountingEncoder:
         return getattr(self._encoder, name)
 
 
+# A role that may create databases on a real PostgreSQL server (.ci/run sets it).
+POSTGRES_URL = os.environ.get("MMSEARCH_TEST_POSTGRES_URL")
+# "postgresql": the libraries tests open (open_library, library_url) live on that server, each
+# in a database of its own; .ci/run runs the store, indexer, search, job and API tests so.
+ON_POSTGRES = os.environ.get("MMSEARCH_TEST_DATABASE") == "postgresql"
+TEST_DATABASE_PREFIX = f"mmsearch_test_{os.getpid()}_"
+_databases: dict[Path, str] = {}  # a library folder's database: reopening the folder finds its rows
+
+
+def new_postgres_database() -> str:
+    """The URL of a new, empty database on POSTGRES_URL's server (drop_postgres_databases
+    drops it when the test session ends)."""
+    admin_url = make_url(POSTGRES_URL)
+    name = f"{TEST_DATABASE_PREFIX}{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_databases() -> None:
+    """Drop every database new_postgres_database made in this process. A database an
+    autovacuum worker is visiting cannot be dropped by this role (not a superuser's), so each
+    is tried again for a while, then left with a warning."""
+    admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        ours = text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)")
+        for name in list(c.execute(ours, {"prefix": TEST_DATABASE_PREFIX}).scalars()):
+            for attempt in range(40):
+                try:
+                    c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    break
+                except DBAPIError as e:
+                    if attempt == 39:
+                        warnings.warn(f"test database {name} left on the server: {e.orig}", stacklevel=1)
+                    time.sleep(0.25)
+    admin.dispose()
+
+
+def library_database(folder: Path) -> str | None:
+    """The database of a test library in `folder` when the suite runs on PostgreSQL: a new one
+    the first time, the same one when the folder is opened again (by a test or a child
+    process given it as MMSEARCH_DATABASE_URL); None otherwise (SQLite in the folder)."""
+    if not ON_POSTGRES:
+        return None
+    folder = Path(folder).resolve()
+    if folder not in _databases:
+        _databases[folder] = new_postgres_database()
+    return _databases[folder]
+
+
+def store_url(folder: Path, name: str = "library.db") -> str:
+    """A store's URL for a test: library_database(folder), else SQLite file `name` in `folder`."""
+    if ON_POSTGRES:
+        return library_database(folder)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(folder) / name}"
+
+
 def make_corpus(folder: Path, n: int = 90, seed: int = 11) -> dict:
     return synth.generate(folder, n, 0, seed=seed, split="train")
 
 
 def open_library(path: Path, encoder=None, **overrides) -> Library:
+    """A library in `path` (on PostgreSQL when the suite runs on it: the same database each time
+    the folder is opened)."""
+    if ON_POSTGRES and "database_url" not in overrides:
+        overrides["database_url"] = library_database(path)
     settings = Settings(library_dir=path, batch_size=16, decode_workers=0, **overrides)
     return Library.open(settings=settings, encoder=encoder)
 

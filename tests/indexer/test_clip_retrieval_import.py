@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from mmsearch.indexer.clip_retrieval import media_path
 from mmsearch.library import ImportFormatError, Library, ModelMismatchError
@@ -26,7 +27,7 @@ from mmsearch.search.query import SearchRequest, Term, parse_text
 from mmsearch.services.models import NoModelError
 from mmsearch.storage.store import JobError, Media, Vector
 
-from ..helpers import make_corpus, open_library
+from ..helpers import make_corpus, open_library, store_url
 
 
 def write_part(folder: Path, n: int, vectors: np.ndarray, dtype, columns: dict, digits: str | None = None) -> None:
@@ -303,6 +304,7 @@ def test_an_import_killed_with_sigkill_resumes_and_imports_each_row_once(tmp_pat
     sizes = (20_000, 15_000, 15_000)
     stored = random_folder(tmp_path / "cr", sizes=sizes, dim=16, seed=4)
     env = {k: v for k, v in os.environ.items() if k != "MMSEARCH_MODEL"}
+    env["MMSEARCH_DATABASE_URL"] = store_url(tmp_path / "lib", "mmsearch.db")
     cmd = [
         sys.executable,
         "-c",
@@ -315,12 +317,16 @@ def test_an_import_killed_with_sigkill_resumes_and_imports_each_row_once(tmp_pat
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, done = time.time() + 600, 0
+    # read without opening the library: an open would migrate a database the child is creating
+    progress = create_engine(store_url(tmp_path / "lib", "mmsearch.db"))
     while time.time() < deadline and proc.poll() is None and done < 3000:
-        if (tmp_path / "lib" / "mmsearch.db").exists():
-            with external(tmp_path / "lib") as lib:
-                jobs = lib.recent_jobs(1)
-                done = jobs[0]["done"] if jobs else 0
+        try:
+            with progress.connect() as c:
+                done = c.execute(text("SELECT max(done) FROM jobs")).scalar() or 0
+        except DBAPIError:
+            pass  # no file, or no tables yet
         time.sleep(0.05)
+    progress.dispose()
     assert proc.poll() is None, "the import finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)

@@ -60,7 +60,8 @@ def test_an_r0003_library_upgrades_and_its_next_job_reads_the_metadata_of_unchan
             "UPDATE media SET path = replace(path, ?, ?), root = replace(root, ?, ?)",
             (expected["root"], str(tmp_path / "r0003"), expected["root"], str(tmp_path / "r0003")),
         )
-    lib = open_library(tmp_path / "r0003" / "lib", encoder=mini_encoder)
+    fixture_db = f"sqlite:///{tmp_path / 'r0003' / 'lib' / 'mmsearch.db'}"  # (on PostgreSQL: test_postgres)
+    lib = open_library(tmp_path / "r0003" / "lib", encoder=mini_encoder, database_url=fixture_db)
     for text, hits in expected["searches"].items():
         got = lib.search(SearchRequest(terms=parse_text(text), k=5))
         assert [(h.id, h.kind) for h in got] == [(i, kind) for i, _, kind, _ in hits], text

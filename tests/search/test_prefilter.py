@@ -20,7 +20,7 @@ from mmsearch.storage.index_set import IndexSet
 from mmsearch.storage.store import Media, Store, Vector, decode_embeddings, encode_embedding
 from mmsearch.storage.vector_index import VectorIndex
 
-from ..helpers import write_folder_library
+from ..helpers import store_url, write_folder_library
 
 SPACE = "test-model@1"
 FOLDERS = {"/lib/": 1.0, "/lib/p10/": 0.1, "/lib/p1/": 0.01, "/lib/p001/": 0.0001}
@@ -59,7 +59,7 @@ def exact_filtered(store: Store, prefix: str, q: np.ndarray, k: int) -> tuple[np
 def library(request, tmp_path_factory):
     """20,000 vectors of dim 16, 5% of the media deleted from SQL and the index."""
     dim, base = 16, tmp_path_factory.mktemp("prefilter")
-    store = Store(f"sqlite:///{base / 'library.db'}")
+    store = Store(store_url(base))
     ids, vectors = write_library(store, 20_000, dim)
     index = VectorIndex.build(ids, vectors, factory=request.param, use_gpu=False)
     deleted = ids[np.random.default_rng(1).choice(len(ids), 1000, replace=False)]
@@ -100,7 +100,7 @@ def test_ivf_selector_search_keeps_its_recall_at_default_nprobe(tmp_path):
     """IVF searches a subset probing nprobe / share lists (the subset's top-k lie as far out as
     the index's top k / share), so its recall is at least the unfiltered one; a query whose
     lists hold fewer than k of the subset probes them all, so it is never short."""
-    dim, store = 16, Store(f"sqlite:///{tmp_path / 'library.db'}")
+    dim, store = 16, Store(store_url(tmp_path))
     ids, vectors = write_library(store, 20_000, dim)
     index = VectorIndex.build(ids, vectors, factory="IVF64,Flat", use_gpu=False)
     index.set_search_params(nprobe=8)
@@ -139,7 +139,7 @@ def test_exact_top_k_breaks_ties_by_id():
 def test_engine_over_200k_vectors_pages_the_exact_filtered_search(tmp_path, monkeypatch):
     """An engine over a real Store and IndexSet of 200,000 vectors: each filter's page (media
     ids and scores) is the brute-force one, whichever way its subset is searched."""
-    dim, store = 32, Store(f"sqlite:///{tmp_path / 'library.db'}")
+    dim, store = 32, Store(store_url(tmp_path))
     ids, vectors = write_library(store, 200_000, dim, seed=3)
     indexes = index_set(store, tmp_path / "indexes", dim, VectorIndex.build(ids, vectors, "Flat", use_gpu=False))
     engine = SearchEngine(store, encoder=None, indexes=indexes)

@@ -21,6 +21,7 @@ from mmsearch.services.jobs import (
     recent_jobs,
 )
 from mmsearch.storage.store import JobError, Store
+from tests.helpers import store_url
 
 
 def test_outermost_drops_roots_inside_other_roots_and_repeats():
@@ -125,7 +126,7 @@ def test_pipeline_config_workers_asked_then_configured_then_per_machine(tmp_path
 
 @pytest.fixture()
 def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'lib.db'}")
+    store = Store(store_url(tmp_path))
     yield store
     store.close()
 

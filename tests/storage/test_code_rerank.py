@@ -4,6 +4,7 @@ import numpy as np
 
 from mmsearch.storage.code_rerank import candidates_for, holds_codes, rerank_exact
 from mmsearch.storage.store import Store
+from tests.helpers import store_url
 
 from .test_index_set import SPACE, _add, _unit
 
@@ -15,7 +16,7 @@ def test_only_indexes_of_codes_are_rescored_and_deep_reads_are_not_widened():
 
 
 def test_candidates_are_ordered_by_exact_score_and_deleted_rows_drop_out(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'library.db'}")
+    store = Store(store_url(tmp_path))
     ids = _add(store, [1, 2, 3, 4])
     stored = {i: v for i, v in zip(ids, np.concatenate([v for _, v in store.iter_vectors(SPACE, ("image",))]))}
     q = _unit(3)

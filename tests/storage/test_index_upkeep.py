@@ -10,13 +10,14 @@ import pytest
 from mmsearch.storage import index_choice
 from mmsearch.storage.index_set import IndexSet
 from mmsearch.storage.store import Store
+from tests.helpers import store_url
 
 from .test_index_set import DIM, SPACE, _add, _unit
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'library.db'}")
+    s = Store(store_url(tmp_path))
     yield s
     s.close()
 

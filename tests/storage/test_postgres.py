@@ -3,14 +3,12 @@ library written at revision 0003 (the committed fixture, restored onto PostgreSQ
 in place, and its words are searchable there (the tsvector index of revision 0005).
 
 Needs MMSEARCH_TEST_POSTGRES_URL: a role that may create databases (.ci/run starts Debian's
-PostgreSQL and sets it). Each test gets a database of its own, dropped after."""
+PostgreSQL and sets it). Each test gets a database of its own, dropped when the session ends."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from PIL import Image
-from sqlalchemy import MetaData, create_engine, make_url, select, text
+from sqlalchemy import MetaData, create_engine, select, text
 
 from mmsearch.indexer.decode import decode_image
 from mmsearch.search.query import SearchRequest, parse_text
 from mmsearch.storage import schema
 from mmsearch.storage.store import Base, Media, Store
-from tests.helpers import open_library
+from tests.helpers import POSTGRES_URL, new_postgres_database, open_library
 
-URL = os.environ.get("MMSEARCH_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(
-    not URL, reason="set MMSEARCH_TEST_POSTGRES_URL to a PostgreSQL role that may create databases (.ci/run does)"
+    not POSTGRES_URL,
+    reason="set MMSEARCH_TEST_POSTGRES_URL to a PostgreSQL role that may create databases (.ci/run does)",
 )
 R0003 = Path(__file__).parents[1] / "fixtures" / "libraries" / "r0003"
 # Tables of the r0003 fixture, parents before children.
@@ -37,18 +35,8 @@ FIXTURE_TABLES = ("schema_info", "spaces", "media", "segments", "vectors", "jobs
 
 @pytest.fixture
 def database() -> str:
-    """The URL of a new, empty database; dropped after the test."""
-    admin_url = make_url(URL)
-    name = f"mmsearch_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """The URL of a new, empty database (dropped when the session ends)."""
+    return new_postgres_database()
 
 
 def test_migrations_build_exactly_the_schema_the_code_maps(database):

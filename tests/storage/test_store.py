@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from mmsearch.storage.store import SCHEMA_VERSION, Media, SchemaInfo, Segment, Store, Vector, encode_embedding
+from tests.helpers import store_url
 
 
 def test_stores_opened_at_once_on_a_new_database_all_open_with_one_schema(tmp_path):
     for round_ in range(5):  # without the retry every round failed: "table ... already exists"
-        url = f"sqlite:///{tmp_path}/library-{round_}.db"
+        url = store_url(tmp_path / f"round-{round_}")
         errors: list[Exception] = []
 
         def open_store() -> None:
@@ -33,7 +34,7 @@ def test_stores_opened_at_once_on_a_new_database_all_open_with_one_schema(tmp_pa
 def _video_library(tmp_path, frames_per_segment=(3, 1, 4, 2)) -> tuple[Store, list[int], dict[int, list[float]]]:
     """One video whose segments hold the given numbers of frames (each frame's vector says
     its segment and order), plus a segment vector per segment, and a frame in another space."""
-    store = Store(f"sqlite:///{tmp_path}/lib.db")
+    store = Store(store_url(tmp_path))
     expected: dict[int, list[float]] = {}
     segment_rows = []
     with store.session() as s:
