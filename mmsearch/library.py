@@ -173,7 +173,7 @@ class Library:
         """Why a job cannot start now (another process holds the writer lock), else None. A job
         of this library running, or queued behind one, does not count: it runs in turn."""
         with self._jobs_guard:
-            return None if self._jobs_running else other_writer(self.dir)
+            return None if self._jobs_running else other_writer(self.dir, self.store)
 
     def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         """Run a job: an index job, a model's add job (see add_model) or an import (create_import_job)."""
@@ -250,7 +250,7 @@ class Library:
         with self._jobs_guard:
             if self._jobs_running:
                 raise LibraryBusyError(f"a job is running on this library; {doing} after it")
-            with writer_lock(self.dir):
+            with writer_lock(self.dir, store=self.store):
                 yield
 
     def _forget_generator(self) -> None:

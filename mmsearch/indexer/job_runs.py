@@ -83,7 +83,7 @@ def interrupt_stale_jobs(store: Store, library_dir: Path) -> list[int]:
     that does is indexing, and its jobs are not stale). A library folder or database that
     cannot be written leaves the jobs as they are (the library can still be searched)."""
     try:
-        with writer_lock(library_dir):
+        with writer_lock(library_dir, store=store):
             return mark_dead_jobs(store, at_open=True)
     except LibraryBusyError:
         return []
@@ -92,11 +92,11 @@ def interrupt_stale_jobs(store: Store, library_dir: Path) -> list[int]:
         return []
 
 
-def other_writer(library_dir: Path) -> str | None:
+def other_writer(library_dir: Path, store: Store | None = None) -> str | None:
     """Why a job cannot start now: another process holds the library's writer lock (the
     LibraryBusyError's message), else None. Looks by taking the lock for an instant."""
     try:
-        with writer_lock(library_dir):
+        with writer_lock(library_dir, store=store):
             return None
     except LibraryBusyError as e:
         return str(e)
@@ -127,7 +127,7 @@ class JobRunner:
     def run(self, job_id: int) -> dict:
         """Run the job; raises LibraryBusyError (job marked failed) when another process is indexing."""
         try:
-            with writer_lock(self.library_dir, wait_s=LOCK_WAIT_S):
+            with writer_lock(self.library_dir, wait_s=LOCK_WAIT_S, store=self.store):
                 mark_dead_jobs(self.store)
                 return self._run_locked(job_id)
         except LibraryBusyError as e:

@@ -1,5 +1,6 @@
 """writer_lock(): one index job per library at a time, in this process or another (a CLI job
-beside `mmsearch serve`); the lock is let go when the job ends, fails, or its process dies."""
+beside `mmsearch serve`), or on another machine sharing its PostgreSQL database; the lock is
+let go when the job ends, fails, or its process dies."""
 
 import os
 import re
@@ -10,6 +11,8 @@ import textwrap
 import pytest
 
 from mmsearch.indexer.lock import LibraryBusyError, is_locked, writer_lock
+from mmsearch.storage.store import Store
+from tests.helpers import POSTGRES_URL, new_postgres_database
 
 # A child process that takes the lock, says so, and holds it until its stdin closes (or it is killed).
 HOLDER = textwrap.dedent(
@@ -139,3 +142,63 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
     assert not is_locked(tmp_path)
     with writer_lock(tmp_path):
         pass
+
+
+# A holder as above, its library's database on PostgreSQL (argv[2]).
+DATABASE_HOLDER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from mmsearch.indexer.lock import writer_lock
+    from mmsearch.storage.store import Store
+    with writer_lock(Path(sys.argv[1]), store=Store(sys.argv[2])):
+        print("locked", flush=True)
+        sys.stdin.read()
+    """
+)
+on_postgres = pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason="set MMSEARCH_TEST_POSTGRES_URL to a PostgreSQL role that may create databases (.ci/run does)",
+)
+
+
+@on_postgres
+def test_folders_on_other_machines_share_the_lock_of_their_postgresql_database(tmp_path):
+    url = new_postgres_database()
+    here, there = Store(url), Store(url)
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()  # another machine's library folder: its lock file is not ours
+    with writer_lock(tmp_path / "here", store=here):
+        with pytest.raises(LibraryBusyError, match="already running on this library's database"):
+            with writer_lock(tmp_path / "there", store=there):
+                pass
+        assert is_locked(tmp_path / "there", store=there) and not is_locked(tmp_path / "there")
+    with writer_lock(tmp_path / "there", store=there):
+        pass
+    here.close()
+    there.close()
+
+
+@on_postgres
+def test_a_killed_holder_releases_the_lock_of_its_postgresql_database(tmp_path):
+    url = new_postgres_database()
+    (tmp_path / "there").mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", DATABASE_HOLDER, str(tmp_path / "there"), url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    store = Store(url)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert is_locked(tmp_path, store=store)
+        holder.kill()  # its connection closes with it, and the server drops the lock
+        holder.wait(timeout=60)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    with writer_lock(tmp_path, wait_s=10, store=store):
+        pass
+    store.close()
