@@ -39,7 +39,7 @@ def build_index(dim: int, factory: str, batches, count: int, use_gpu: str | bool
     if count and not index.is_trained:
         clusters = training_clusters(new_faiss_index(dim, factory))
         step = max(1, count // training_sample_size(clusters))
-        # held as float16 (normalised first): 2.1M training vectors of 512-d take 2.1 GB
+        # held as float16 (normalised first): 1M training vectors of 512-d take 1 GB
         index.train(np.concatenate([as_vectors(v, dim).astype(np.float16) for _, v in batches(every=step)]))
     if index.is_trained:  # untrained only when nothing was counted: add() trains on what comes
         index.fill(count, batches)  # IVF: a pass finding each vector's list, then one adding it
