@@ -9,7 +9,7 @@ import logging
 import typer
 
 # Modules, not their functions: `from .index import index` would hide the module mmsearch.cli.index.
-from . import demo, duplicates, evaluate, generate, imports, index, indexes, model, search, serve, synth, train
+from . import db, demo, duplicates, evaluate, generate, imports, index, indexes, model, search, serve, synth, train
 
 app = typer.Typer(
     help="mmsearch: multimodal search over your photos and videos.", no_args_is_help=True, add_completion=False
@@ -39,5 +39,6 @@ app.command("demo")(demo.demo)
 app.add_typer(model.model_app, name="model")  # groups are listed after the commands
 app.add_typer(train.train_app, name="train")
 app.add_typer(imports.import_app, name="import")
+app.add_typer(db.db_app, name="db")
 
 __all__ = ["app"]

@@ -21,6 +21,7 @@ TOP_LEVEL = [
     "model",
     "train",
     "import",
+    "db",
 ]
 TRAIN = ["clip", "temporal", "prior", "decoder", "attribute-classifier"]
 MODEL = ["list", "add", "use", "drop"]
@@ -32,3 +33,4 @@ def test_every_command_is_registered_in_help_order():
     assert list(cli.commands["train"].commands) == TRAIN
     assert list(cli.commands["model"].commands) == MODEL
     assert list(cli.commands["import"].commands) == ["clip-retrieval"]
+    assert list(cli.commands["db"].commands) == ["status", "upgrade"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,17 @@ def test_a_file_over_4_gib_indexes_with_its_size_recorded_exactly(database, tmp_
         assert s.scalar(select(Media.size).where(Media.path == str(big.resolve()))) == size
     assert lib.index([media])["unchanged"] == 1  # the size compares equal, so it is not indexed again
     lib.close()
+
+
+def test_processes_opening_a_new_database_at_once_all_open_it_with_one_schema(database):
+    opener = "import sys\nfrom mmsearch.storage.store import Store\nStore(sys.argv[1]).close()\n"
+    for _ in range(2):  # a fresh database each round
+        url = new_postgres_database()
+        children = [
+            subprocess.Popen([sys.executable, "-c", opener, url], stderr=subprocess.PIPE, text=True) for _ in range(4)
+        ]
+        errors = [child.communicate(timeout=120)[1] for child in children]
+        assert [child.returncode for child in children] == [0] * 4, errors
+        with create_engine(url).connect() as connection:
+            assert schema.revision(connection) == schema.head()
+            assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
