@@ -80,12 +80,24 @@ def ivf_ids(ivf: faiss.IndexIVF) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty(0, np.int64)
 
 
+def train_index(index: faiss.Index, sample: np.ndarray) -> None:
+    """Train `index` on `sample`: an IVF's lists by train_lists over all of it, then its codec
+    (PQ, SQ) on about CODEC_TRAIN_VECTORS of it; any other index on all of it, normalised."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and ivf.quantizer.ntotal != ivf.nlist:
+        train_lists(ivf, sample)
+        sample = sample[:: max(1, len(sample) // CODEC_TRAIN_VECTORS)]
+    index.train(as_vectors(sample, index.d))
+
+
 def train_lists(ivf: faiss.IndexIVF, sample: np.ndarray) -> None:
     """Train an IVF's centroids by k-means over `sample` (its rows normalised here), the
     sample held as float16 codes decoded block by block: a 10M library's 1.1M training
     vectors of 512-d take 1.1 GB, not 2.3 as float32 (and not 4.6 with a normalised copy).
     The IVF's codec (PQ, SQ) is left untrained: IndexIVF.train, given a small sample next,
     trains it and keeps these lists."""
+    if np.ndim(sample) != 2 or np.shape(sample)[1] != ivf.d:
+        raise ValueError(f"expected vectors of shape (n, {ivf.d}), got {np.shape(sample)}")
     codec = faiss.IndexScalarQuantizer(ivf.d, faiss.ScalarQuantizer.QT_fp16, ivf.metric_type)
     codes = np.empty((len(sample), codec.sa_code_size()), np.uint8)
     for start in range(0, len(sample), ENCODE_CHUNK):

@@ -37,7 +37,6 @@ import faiss
 import numpy as np
 
 from .faiss_parts import (
-    CODEC_TRAIN_VECTORS,
     IdSubset,
     as_ids,
     as_vectors,
@@ -50,7 +49,7 @@ from .faiss_parts import (
     make_subset,
     new_faiss_index,
     search_subset,
-    train_lists,
+    train_index,
     training_clusters,
 )
 from .gpu_mirror import GPU_MAX_K, GpuMirror, resolve_use_gpu
@@ -173,14 +172,8 @@ class VectorIndex:
                 f"{self._factory} needs at least {needed} training vectors, got {len(vectors)}; "
                 "pass more or choose a smaller nlist"
             )
-        if np.ndim(vectors) != 2 or np.shape(vectors)[1] != self._dim:
-            raise ValueError(f"expected vectors of shape (n, {self._dim}), got {np.shape(vectors)}")
         log.info("training %s on %d vectors", self._factory, len(vectors))
-        ivf = faiss.try_extract_index_ivf(self._index)
-        if ivf is not None and ivf.quantizer.ntotal != ivf.nlist:
-            train_lists(ivf, vectors)
-            vectors = vectors[:: max(1, len(vectors) // CODEC_TRAIN_VECTORS)]
-        self._index.train(as_vectors(vectors, self._dim))
+        train_index(self._index, vectors)
         self._gpu.drop()
         self._changed()
 
