@@ -72,13 +72,16 @@ def estimate_memory_bytes(factory: str, n_vectors: int, dim: int) -> int:
         return n_vectors * (4 * dim + _graph_bytes(int(hnsw.group(1))) + ID_BYTES_PER_VECTOR)
     if ivf:
         nlist, codec = int(ivf.group(1)), ivf.group(3)
-        if codec.endswith("x4fs"):  # 4-bit codes in blocks of FAST_SCAN_BLOCK vectors per list
+        if codec.endswith("x4fs"):
+            # 4-bit codes in blocks of FAST_SCAN_BLOCK vectors, each list's storage grown by
+            # doubling as vectors arrive (up to twice its size; 1M: +113 MiB where its codes
+            # and ids take 69)
             code_bytes, codes = int(ivf.group(4)) // 2, 16
-            padding = nlist * (FAST_SCAN_BLOCK - 1) * code_bytes
+            lists = 2 * (n_vectors * (code_bytes + IVF_ID_BYTES) + nlist * FAST_SCAN_BLOCK * code_bytes)
         else:
             code_bytes = {"Flat": 4 * dim, "SQ8": dim}.get(codec) or int(ivf.group(4))
-            codes, padding = (256 if codec.startswith("PQ") else 2), 0
-        lists = n_vectors * (code_bytes + IVF_ID_BYTES) * (LIST_HEADROOM + 1) // LIST_HEADROOM + padding
+            codes = 256 if codec.startswith("PQ") else 2
+            lists = n_vectors * (code_bytes + IVF_ID_BYTES) * (LIST_HEADROOM + 1) // LIST_HEADROOM
         centroids = nlist * (4 * dim + (_graph_bytes(int(ivf.group(2))) if ivf.group(2) else 0))
         return centroids + codes * dim * 4 + lists
     raise ValueError(f"cannot estimate memory for factory {factory!r}")

@@ -56,7 +56,7 @@ def test_both_float32_types_are_candidates_where_they_fit_and_codes_only_where_n
     assert candidate_factories(3_000_000, 512) == ["HNSW32,Flat", "IVF8192,Flat"]
     assert candidate_factories(10_000_000, 512, 2 * 2**30) == ["IVF8192,PQ128x4fs"]  # lists capped
     assert candidate_factories(100_000_000, 512, 20 * 2**30) == ["IVF8192,PQ128x4fs"]
-    assert candidate_factories(10_000_000, 512, 2**29) == ["IVF8192,PQ64x4fs"]
+    assert candidate_factories(10_000_000, 512, 2**29) == ["IVF8192,PQ32x4fs"]
     # an index of the graph form built by sessions 17-19 is still understood
     graph = estimate_memory_bytes("IVF16384_HNSW32,PQ128", 10_000_000, 512) - estimate_memory_bytes(
         "IVF16384,PQ128", 10_000_000, 512
