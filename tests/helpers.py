@@ -34,7 +34,7 @@ class CountingEncoder:
 
 # A role that may create databases on a real PostgreSQL server (.ci/run sets it).
 POSTGRES_URL = os.environ.get("MMSEARCH_TEST_POSTGRES_URL")
-# "postgresql": the libraries tests open (open_library, library_url) live on that server, each
+# "postgresql": the libraries tests open (open_library, store_url) live on that server, each
 # in a database of its own; .ci/run runs the store, indexer, search, job and API tests so.
 ON_POSTGRES = os.environ.get("MMSEARCH_TEST_DATABASE") == "postgresql"
 TEST_DATABASE_PREFIX = f"mmsearch_test_{os.getpid()}_"
@@ -54,9 +54,9 @@ def new_postgres_database() -> str:
 
 
 def drop_postgres_databases() -> None:
-    """Drop every database new_postgres_database made in this process. A database an
-    autovacuum worker is visiting cannot be dropped by this role (not a superuser's), so each
-    is tried again for a while, then left with a warning."""
+    """Drop every database new_postgres_database made in this process. A drop may be refused
+    for a moment (a backend this role may not end, such as an autovacuum worker, is still
+    in it), so each is tried again for up to 10 s, then left with a warning."""
     admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         ours = text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)")
