@@ -38,9 +38,10 @@ def schema_status(url: str) -> tuple[str | None, str]:
 def upgrade_schema(url: str) -> tuple[str | None, str]:
     """Bring the database to this mmsearch's schema (creating it in an empty one): (the revision
     before, the one now). Raises NewerSchemaError for a database of a later mmsearch."""
-    before, _ = schema_status(url)
     engine = _engine(url)
     try:
+        with engine.connect() as connection:
+            before = schema.revision(connection)
         schema.upgrade(engine)
     except SQLAlchemyError as e:
         raise DatabaseError(f"cannot upgrade {shown(url)}: {e}") from e

@@ -101,10 +101,7 @@ def train_lists(ivf: faiss.IndexIVF, sample: np.ndarray) -> None:
     codec = faiss.IndexScalarQuantizer(ivf.d, faiss.ScalarQuantizer.QT_fp16, ivf.metric_type)
     codes = np.empty((len(sample), codec.sa_code_size()), np.uint8)
     for start in range(0, len(sample), ENCODE_CHUNK):
-        chunk = np.array(sample[start : start + ENCODE_CHUNK], dtype=np.float32, order="C")
-        if not np.isfinite(chunk).all():
-            raise ValueError("vectors contain NaN or infinite values")
-        faiss.normalize_L2(chunk)
+        chunk = as_vectors(sample[start : start + ENCODE_CHUNK], ivf.d)  # checked, normalised float32
         codes[start : start + len(chunk)] = codec.sa_encode(chunk)
     params = faiss.ClusteringParameters()
     params.niter, params.seed = ivf.cp.niter, ivf.cp.seed

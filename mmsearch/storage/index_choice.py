@@ -76,14 +76,14 @@ def estimate_memory_bytes(factory: str, n_vectors: int, dim: int) -> int:
             # 4-bit codes in blocks of FAST_SCAN_BLOCK vectors, each list's storage grown by
             # doubling as vectors arrive (up to twice its size; 1M: +113 MiB where its codes
             # and ids take 69)
-            code_bytes, codes = int(ivf.group(4)) // 2, 16
+            code_bytes, codebook_entries = int(ivf.group(4)) // 2, 16
             lists = 2 * (n_vectors * (code_bytes + IVF_ID_BYTES) + nlist * FAST_SCAN_BLOCK * code_bytes)
         else:
             code_bytes = {"Flat": 4 * dim, "SQ8": dim}.get(codec) or int(ivf.group(4))
-            codes = 256 if codec.startswith("PQ") else 2
+            codebook_entries = 256 if codec.startswith("PQ") else 2  # SQ: a min and a range per dim
             lists = n_vectors * (code_bytes + IVF_ID_BYTES) * (LIST_HEADROOM + 1) // LIST_HEADROOM
         centroids = nlist * (4 * dim + (_graph_bytes(int(ivf.group(2))) if ivf.group(2) else 0))
-        return centroids + codes * dim * 4 + lists
+        return centroids + codebook_entries * dim * 4 + lists
     raise ValueError(f"cannot estimate memory for factory {factory!r}")
 
 
@@ -99,14 +99,15 @@ def candidate_factories(n_vectors: int, dim: int, memory_budget_bytes: int | Non
     - fewer than 100_000 vectors: ["Flat"] (exact; brute force is fast at this size);
     - otherwise those of "HNSW32,Flat" and "IVF<nlist>,Flat" whose float32 vectors (plus
       graph or lists, and id maps) fit the budget (both, when no budget is given), with nlist
-      the power of two nearest 4*sqrt(n) (at least 39 training vectors per list; past 4,096
-      lists, "IVF<nlist>_HNSW32,...": ivf_factory);
+      the power of two nearest 4*sqrt(n), at most MAX_NLIST (at least 39 training vectors
+      per list);
     - when neither fits, the first of "IVF<nlist>,SQ8" (dim bytes per vector) and
       "IVF<nlist>,PQ<M>x4fs" (the largest M dividing dim with at least 4 dimensions per
-      sub-quantizer, 4 bits each) that fits. Fast-scan codes are compared 16 to a SIMD
-      register: on bench_ann's 1M vectors in 819 lists, PQ128x4fs scanned a quarter of them in
-      1.42 ms against PQ128's (8-bit) 15.79, and with 10x re-scored candidates (code_rerank)
-      reached the same recall@10 (0.980 / 0.951, session 21).
+      sub-quantizer, 4 bits each) that fits. Fast scan holds each sub-quantizer's 16
+      distances in a SIMD register and scores a block of 32 codes at once: on bench_ann's 1M
+      vectors in 819 lists, PQ128x4fs scanned a quarter of them in 1.42 ms against PQ128's
+      (8-bit) 15.79, and with 10x re-scored candidates (code_rerank) reached the same
+      recall@10 (0.980 / 0.951, session 21).
     Memory is estimate_memory_bytes(); a budget too small even for PQ raises ValueError.
     """
     if n_vectors < FLAT_MAX_VECTORS:
