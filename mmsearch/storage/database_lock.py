@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 # The key of the library's one writer (index and model jobs); advisory locks are per database.
 WRITER_KEY = 0x6D6D_7365_6172_6368  # "mmsearch"
+MIGRATION_KEY = WRITER_KEY + 1  # one process at a time reads and upgrades the schema
 POLL_S = 0.1
 
 

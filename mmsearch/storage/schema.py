@@ -23,6 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+from .database_lock import MIGRATION_KEY, database_lock
 from .files import lock_within
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -68,8 +69,16 @@ def _between_processes(engine: Engine, wait_s: float) -> Iterator[None]:
 
     SQLite runs DDL outside transactions (pysqlite), so an index job and the server migrating a
     new library together interleaved Alembic's steps and left two version rows. A lock file
-    beside the database serialises them.
+    beside the database serialises them. On PostgreSQL, processes creating a new database at
+    once both found no alembic_version table and one failed creating it: an advisory lock
+    serialises them there.
     """
+    if engine.dialect.name == "postgresql":
+        with database_lock(engine, MIGRATION_KEY, wait_s) as held:
+            if not held:
+                raise TimeoutError(f"another process has been migrating {engine.url.database} for over {wait_s:.0f} s")
+            yield
+        return
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
