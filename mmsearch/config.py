@@ -150,6 +150,26 @@ class Settings(BaseSettings):
         description="Memory budget of a library's vector indexes together, in bytes or with a unit (2GiB, 500MB); "
         "none: no limit. When float32 vectors do not fit, indexes hold compressed codes.",
     )
+    runner: Literal["local", "ray"] = Field(
+        "local",
+        description="Where index jobs decode and embed: local (worker processes here) or ray (Ray Data stages "
+        "on a Ray cluster; pip install 'mmsearch[ray]').",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="The Ray cluster of the ray runner (ray://HOST:10001 or HOST:6379); none: a local Ray started "
+        "with this machine's CPUs.",
+    )
+    vector_backend: Literal["faiss", "milvus"] = Field(
+        "faiss",
+        description="What holds and searches the vectors: faiss (index files in the library folder) or milvus "
+        "(pip install 'mmsearch[milvus]'; see milvus_uri).",
+    )
+    milvus_uri: str | None = Field(
+        None,
+        description="The Milvus of the milvus backend: a local file path (Milvus Lite) or http://HOST:19530 "
+        "(a Milvus server); default: milvus.db in library_dir.",
+    )
     index_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders POST /jobs may index, each with what lies under it (comma-separated absolute "

@@ -25,6 +25,8 @@ from .indexer.clip_retrieval import ImportFormatError as ImportFormatError  # th
 from .indexer.job_runs import create_job, interrupt_stale_jobs, other_writer
 from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
 from .indexer.lock import writer_lock
+from .indexer.runners import RunnerUnavailableError as RunnerUnavailableError  # the API and CLI answer these
+from .indexer.runners import check_runner
 from .indexer.space_filler import create_fill_job
 from .search import browse
 from .search.engine import Hit, SearchEngine
@@ -154,13 +156,15 @@ class Library:
         """Where a media item's file may be served from (see services.contents)."""
         return contents.serving_roots(media, self.dir)
 
-    def create_job(self, roots: list[str | Path], remote: bool = False) -> int:
-        """A pending job over the roots (checked before the encoder loads, so a typo fails fast).
+    def create_job(self, roots: list[str | Path], remote: bool = False, runner: str | None = None) -> int:
+        """A pending job over the roots (checked before the encoder loads, so a typo fails fast),
+        to run with `runner` (RunnerUnavailableError when it cannot run here).
 
         remote: a client's request (POST /jobs): each root must be absolute and inside
         settings.index_roots (services.jobs.job_roots), and the job is refused with
         LibraryBusyError while another process is writing the library, instead of failing later."""
         roots = jobs.job_roots(roots, allowed=self.settings.index_roots if remote else None)
+        check_runner(runner or self.settings.runner)
         if remote and (busy := self.other_writer()):
             raise LibraryBusyError(busy)
         if not models.has_model(self.encoder):
@@ -175,12 +179,19 @@ class Library:
         with self._jobs_guard:
             return None if self._jobs_running else other_writer(self.dir, self.store)
 
-    def run_job(self, job_id: int, workers: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
-        """Run a job: an index job, a model's add job (see add_model) or an import (create_import_job)."""
+    def run_job(
+        self,
+        job_id: int,
+        workers: int | None = None,
+        progress: Callable[[dict], None] | None = None,
+        runner: str | None = None,
+    ) -> dict:
+        """Run a job: an index job, a model's add job (see add_model) or an import (create_import_job).
+        An index job's files are decoded and embedded by `runner` (local or ray; default: settings.runner)."""
         config = jobs.pipeline_config(self.settings, workers)
         task, space = jobs.job_task(self.store, job_id)
         runner = jobs.job_runner(
-            task, space, self.store, self.settings, self._models, self.dir, config, progress, self._stop_jobs
+            task, space, self.store, self.settings, self._models, self.dir, config, progress, self._stop_jobs, runner
         )
         with self._jobs_guard:  # after a look in progress: from here on, other_writer knows the lock is ours
             self._jobs_running += 1
@@ -203,10 +214,14 @@ class Library:
         return clip_retrieval.create_import_job(self.store, root, parts.space)
 
     def index(
-        self, roots: list[str | Path], workers: int | None = None, progress: Callable[[dict], None] | None = None
+        self,
+        roots: list[str | Path],
+        workers: int | None = None,
+        progress: Callable[[dict], None] | None = None,
+        runner: str | None = None,
     ) -> dict:
         """Index (or re-index) the roots: new and changed files are embedded, deleted ones removed."""
-        return self.run_job(self.create_job(roots), workers=workers, progress=progress)
+        return self.run_job(self.create_job(roots, runner=runner), workers=workers, progress=progress, runner=runner)
 
     # -- models: side by side, switched without downtime (services/models.py) -------------------
     def models(self) -> list[dict]:

@@ -279,11 +279,18 @@ class JobIn(Body):
         max_length=1024,
         description="An import's model (the one that made its vectors); none: vectors of an unknown model.",
     )
+    runner: Literal["local", "ray"] | None = Field(
+        None,
+        description="Where an index job decodes and embeds: local (the server's processes) or ray (Ray Data on the "
+        "server's Ray cluster, MMSEARCH_RAY_ADDRESS); none: the server's MMSEARCH_RUNNER.",
+    )
 
     @model_validator(mode="after")
     def _fits_kind(self) -> "JobIn":
         if self.kind == "index" and (self.format is not None or self.model is not None):
             raise ValueError("format and model apply to import jobs only")
+        if self.kind == "import" and self.runner is not None:
+            raise ValueError("runner applies to index jobs only")
         if self.kind == "import" and len(self.roots) != 1:
             raise ValueError("an import job reads one folder: give exactly one root")
         return self

@@ -53,12 +53,13 @@ class AppState:
         """Route dependencies of requests that change the library (an API key when keys are set)."""
         return [Depends(self.access.write)]
 
-    def start_job(self, job_id: int) -> None:
-        """Run a library job (index or add-model) on the jobs executor, after those before it."""
+    def start_job(self, job_id: int, runner: str | None = None) -> None:
+        """Run a library job (index or add-model) on the jobs executor, after those before it;
+        an index job's files decoded and embedded by `runner` (default: the settings')."""
 
         def run() -> None:
             try:
-                self.library.run_job(job_id)
+                self.library.run_job(job_id, runner=runner)
             except Exception:  # the job row records the failure; keep the worker alive
                 log.exception("job %d failed", job_id)
 

@@ -26,6 +26,17 @@ class DecodedVideo:
     duration: float | None = None
     capture: Capture = field(default_factory=Capture)  # container tags: when, with what, where
     error: str | None = None
+    # The frames still held once `frames` is dropped (keep_only), by index: a video sent back
+    # over the network carries its keyframes only.
+    kept: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def frame(self, i: int) -> np.ndarray:
+        return self.frames[i] if self.frames is not None else self.kept[i]
+
+    def keep_only(self, indices: list[int]) -> None:
+        """Drop every frame but these (their vectors are made)."""
+        self.kept = {i: self.frame(i) for i in indices}
+        self.frames = None
 
 
 def split_segments(shots: list[tuple[float, float]], max_len: float = MAX_SEGMENT_S) -> list[tuple[float, float]]:

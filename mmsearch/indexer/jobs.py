@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +31,13 @@ from ..storage.store import (
 )
 from .capture import file_capture
 from .decode import Decoded, decode_image
-from .decode_video import DecodedVideo, decode_video
+from .decode_video import DecodedVideo
 from .job_runs import IndexSink, JobRunner, ProgressFn
-from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
+from .pipeline import LocalEmbedder, PipelineConfig
 from .places import capture_columns
+from .runners import MediaEmbedder
 from .scan import Candidate, scan
-from .video_vectors import save_keyframe, video_rows, video_vectors
+from .video_vectors import save_keyframe, vectors_of_frames, video_rows
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,14 @@ class IndexJobRunner(JobRunner):
         stop: threading.Event | None = None,
         sampling: SamplingConfig | None = None,
         pooler: TemporalPooler | None = None,
+        embedder: MediaEmbedder | None = None,
     ):
         self.store, self.encoder, self.sink = store, encoder, sink
         self.library_dir, self.cfg, self.progress = library_dir, cfg, progress
         self.stop = stop or threading.Event()
         self.sampling = sampling or SamplingConfig()
         self.pooler = pooler or TemporalPooler("mean")
+        self.embedder = embedder or LocalEmbedder(encoder, cfg, self.sampling)
 
     def _run(self, job_id: int, roots: list[Path]) -> None:
         result = scan(
@@ -102,22 +104,14 @@ class IndexJobRunner(JobRunner):
             )
         by_path = {c.key: c for c in images + videos}
         self._report(job_id)
-        run_pipeline(
-            [str(c.path) for c in images],
-            embed=self.encoder.embed_images,
-            write=lambda good, vecs, bad: self._write(job_id, good, vecs, bad, by_path),
-            cfg=self.cfg,
-        )
-        # Videos are heavy (hundreds of frames each): only one per worker decodes ahead.
-        decode = partial(decode_video, sampling=self.sampling)
-        for video in decoded_in_order(
-            [str(c.path) for c in videos], decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1
-        ):
+        for good, vectors, bad in self.embedder.image_batches([str(c.path) for c in images]):
+            self._write(job_id, good, vectors, bad, by_path)
+        for video, frames in self.embedder.videos([str(c.path) for c in videos]):
             if video.error:
                 bad = Decoded(video.path, content_hash=video.content_hash, error=video.error)
                 self._write(job_id, [], np.zeros((0, 0), np.float32), [bad], by_path)
             else:
-                self._write_video(job_id, video, by_path[video.path])
+                self._write_video(job_id, video, frames, by_path[video.path])
         self._read_metadata(result.unread)
 
     def _read_metadata(self, unread: list[Candidate], batch: int = 64) -> None:
@@ -195,15 +189,15 @@ class IndexJobRunner(JobRunner):
         self.sink.checkpoint()
         self._report(job_id)
 
-    def _write_video(self, job_id: int, video: DecodedVideo, cand: Candidate) -> None:
+    def _write_video(self, job_id: int, video: DecodedVideo, frames: np.ndarray, cand: Candidate) -> None:
         """One transaction: the video's media row, its segments (with keyframes) and its
-        frame, segment and video vectors."""
+        frame, segment and video vectors (from its frames' vectors)."""
         self._check_stop()
-        vecs = video_vectors(video, self.encoder, self.pooler)
+        vecs = vectors_of_frames(video, frames, self.pooler)
         # Keyframes are named by content, so a crashed and retried job rewrites the same files.
         keyframe_dir = self.library_dir / "keyframes" / video.content_hash[:2]
         keyframes = [
-            save_keyframe(video.frames[i], keyframe_dir, f"{video.content_hash[:16]}-{k}")
+            save_keyframe(video.frame(i), keyframe_dir, f"{video.content_hash[:16]}-{k}")
             for k, i in enumerate(vecs.keyframe_index)
         ]
         space, dim, pooled_space = self.encoder.space, self.encoder.dim, video_space(self.encoder.space, self.pooler)

@@ -1,4 +1,4 @@
-"""decode workers -> batcher -> encoder -> writer, with bounded queues.
+"""The local runner: decode workers -> batcher -> encoder -> writer, with bounded queues.
 
 Decoding runs in worker processes; at most `in_flight` files are decoding or decoded but
 not yet embedded, so memory stays bounded while the encoder always has the next batch ready.
@@ -18,8 +18,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from ..encoders.video import SamplingConfig
 from ..imageio import DEFAULT_MAX_PIXELS
 from .decode import DEFAULT_MAX_SIDE, Decoded, decode_image
+from .decode_video import DecodedVideo, decode_video
+from .video_vectors import frame_vectors
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +82,44 @@ def decoded_in_order(paths: Iterable[str], decode: Callable, cfg: PipelineConfig
             yield pending.popleft().result()
 
 
-def run_pipeline(
-    paths: Iterable[str],
-    embed: Callable[[list[Image.Image]], np.ndarray],
-    write: Callable[[list[Decoded], np.ndarray, list[Decoded]], None],
-    cfg: PipelineConfig,
-) -> None:
-    """Decode every path, embed the good ones in batches, and hand each batch to `write`
-    together with the files that failed to decode (so their error rows commit with it)."""
+def embedded_batches(
+    paths: Iterable[str], embed: Callable[[list[Image.Image]], np.ndarray], cfg: PipelineConfig
+) -> Iterator[tuple[list[Decoded], np.ndarray, list[Decoded]]]:
+    """Decode every path and yield, per `cfg.batch_size` consecutive paths, the decoded images,
+    their vectors (embedded together) and the files that failed to decode (so their error rows
+    commit with the batch). Every runner groups so: an encoder's float results depend slightly
+    on which images share its batch, and runners must agree."""
     decode = partial(decode_image, max_side=cfg.max_side, max_pixels=cfg.max_pixels)
-    good: list[Decoded] = []
-    bad: list[Decoded] = []
-
-    def flush() -> None:
-        vectors = embed([Image.fromarray(d.pixels) for d in good]) if good else np.zeros((0, 0), np.float32)
-        write(list(good), vectors, list(bad))
-        good.clear()
-        bad.clear()
-
+    group: list[Decoded] = []
     for item in decoded_in_order(paths, decode, cfg, cfg.in_flight):
-        (bad if item.error else good).append(item)
-        if len(good) >= cfg.batch_size or len(bad) >= cfg.batch_size:
-            flush()
-    if good or bad:
-        flush()
+        group.append(item)
+        if len(group) == cfg.batch_size:
+            yield embedded_group(group, embed)
+            group = []
+    if group:
+        yield embedded_group(group, embed)
+
+
+def embedded_group(
+    group: list[Decoded], embed: Callable[[list[Image.Image]], np.ndarray]
+) -> tuple[list[Decoded], np.ndarray, list[Decoded]]:
+    """(decoded images, their vectors, failed files) of one group of decoded files."""
+    good = [d for d in group if d.error is None]
+    vectors = embed([Image.fromarray(d.pixels) for d in good]) if good else np.zeros((0, 0), np.float32)
+    return good, vectors, [d for d in group if d.error is not None]
+
+
+class LocalEmbedder:
+    """The local runner: decode in this machine's worker processes, embed in this process."""
+
+    def __init__(self, encoder, cfg: PipelineConfig, sampling: SamplingConfig):
+        self.encoder, self.cfg, self.sampling = encoder, cfg, sampling
+
+    def image_batches(self, paths: list[str]) -> Iterator[tuple[list[Decoded], np.ndarray, list[Decoded]]]:
+        return embedded_batches(paths, self.encoder.embed_images, self.cfg)
+
+    def videos(self, paths: list[str]) -> Iterator[tuple[DecodedVideo, np.ndarray | None]]:
+        # Videos are heavy (hundreds of frames each): only one per worker decodes ahead.
+        decode = partial(decode_video, sampling=self.sampling)
+        for video in decoded_in_order(paths, decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1):
+            yield video, None if video.error else frame_vectors(video, self.encoder)

@@ -36,7 +36,7 @@ from ..storage.store import (
 from .decode import Decoded
 from .decode_video import DecodedVideo, decode_video
 from .job_runs import IndexSink, JobRunner, ProgressFn
-from .pipeline import PipelineConfig, decoded_in_order, run_pipeline
+from .pipeline import PipelineConfig, decoded_in_order, embedded_batches
 from .video_vectors import video_rows, video_vectors
 
 BATCH = 256  # media read from SQL per round
@@ -82,12 +82,8 @@ class SpaceFiller(JobRunner):
         while batch := media_without(self.store, self.space, after_id=last, limit=BATCH):
             last = batch[-1].id
             images = {m.path: m for m in batch if m.kind == "image"}
-            run_pipeline(
-                list(images),
-                embed=self.encoder.embed_images,
-                write=lambda good, vecs, bad: self._write_images(job_id, images, good, vecs, bad),
-                cfg=self.cfg,
-            )
+            for good, vectors, bad in embedded_batches(list(images), self.encoder.embed_images, self.cfg):
+                self._write_images(job_id, images, good, vectors, bad)
             videos = {m.path: m for m in batch if m.kind == "video"}
             decode = partial(decode_video, sampling=self.sampling)
             for video in decoded_in_order(list(videos), decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1):

@@ -37,11 +37,26 @@ def segment_vectors(
     return np.stack([mean_pool(frames[m]) for m in members]), frame_segment, members
 
 
-def video_vectors(video: DecodedVideo, encoder, pooler: TemporalPooler) -> VideoVectors:
-    frames = encoder.embed_images([Image.fromarray(f) for f in video.frames])
-    segments, frame_segment, members = segment_vectors(frames, video.times, video.segments)
-    keyframes = [int(m[np.argmin(np.abs(video.times[m] - (a + b) / 2))]) for m, (a, b) in zip(members, video.segments)]
+def frame_vectors(video: DecodedVideo, encoder) -> np.ndarray:
+    """(n, d) vectors of the video's sampled frames."""
+    return encoder.embed_images([Image.fromarray(f) for f in video.frames])
+
+
+def keyframe_indices(times: np.ndarray, segments: list[tuple[float, float]]) -> list[int]:
+    """Per segment, the sampled frame nearest its middle."""
+    members = segment_members(times, segments)
+    return [int(m[np.argmin(np.abs(times[m] - (a + b) / 2))]) for m, (a, b) in zip(members, segments)]
+
+
+def vectors_of_frames(video: DecodedVideo, frames: np.ndarray, pooler: TemporalPooler) -> VideoVectors:
+    """The video's segment and pooled vectors from its frames' vectors."""
+    segments, frame_segment, _ = segment_vectors(frames, video.times, video.segments)
+    keyframes = keyframe_indices(video.times, video.segments)
     return VideoVectors(frames, frame_segment, segments, keyframes, pooler.pool(frames, video.times))
+
+
+def video_vectors(video: DecodedVideo, encoder, pooler: TemporalPooler) -> VideoVectors:
+    return vectors_of_frames(video, frame_vectors(video, encoder), pooler)
 
 
 def save_keyframe(frame: np.ndarray, directory: Path, name: str) -> Path:

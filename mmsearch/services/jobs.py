@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 from pathlib import Path
 
 from ..config import Settings
+from ..encoders import load_encoder
 from ..encoders.video import SamplingConfig
 from ..indexer import clip_retrieval
 from ..indexer.job_runs import JobRunner, ProgressFn
 from ..indexer.jobs import IndexJobRunner
 from ..indexer.pipeline import PipelineConfig, default_decode_workers
+from ..indexer.runners import media_embedder
 from ..indexer.scan import display_path
 from ..indexer.space_filler import SpaceFiller
 from ..storage.spaces import find_space
@@ -147,8 +150,10 @@ def job_runner(
     config: PipelineConfig,
     progress: ProgressFn | None,
     stop: threading.Event,
+    runner: str | None = None,
 ) -> JobRunner:
-    """What runs a job of this task: an import, a model's add job, or an index job."""
+    """What runs a job of this task: an import, a model's add job, or an index job (whose files
+    are decoded and embedded by `runner`, default the settings' one)."""
     sampling = SamplingConfig.of(settings)
     if task == clip_retrieval.TASK:
         return clip_retrieval.importer(store, settings, space, progress, stop)
@@ -158,6 +163,14 @@ def job_runner(
             store, parts.encoder, parts.pooler, parts.indexes, library_dir, config, sampling, progress, stop
         )
     parts = models.current()
+    load = partial(
+        load_encoder,
+        parts.spec,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        hub_timeout_s=settings.hub_timeout_s,
+    )
+    embedder = media_embedder(runner or settings.runner, parts.encoder, load, config, sampling, settings.ray_address)
     return IndexJobRunner(
-        store, parts.encoder, parts.indexes, library_dir, config, progress, stop, sampling, parts.pooler
+        store, parts.encoder, parts.indexes, library_dir, config, progress, stop, sampling, parts.pooler, embedder
     )
