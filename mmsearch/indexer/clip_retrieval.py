@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from ..config import Settings
+from ..storage.index_backends import open_index_set
 from ..storage.index_choice import candidate_factories, still_suits
 from ..storage.index_files import read_meta
 from ..storage.index_set import IndexSet
@@ -332,14 +333,7 @@ def importer(
     """The runner of an import job into `space`, with indexes of its own (it writes their files),
     tuned and budgeted as the settings say."""
     library_dir = settings.library_dir.resolve()
-    indexes = IndexSet(
-        store,
-        library_dir / "indexes",
-        space,
-        find_space(store, space=space).dim,
-        target_recall=settings.target_recall,
-        memory_budget=settings.index_memory,
-    )
+    indexes = open_index_set(settings, store, library_dir, space, find_space(store, space=space).dim)
     return ClipRetrievalImporter(store, indexes, library_dir, progress, stop)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import Settings
 from ..encoders.temporal import TemporalPooler, resolve_pooler, video_space
 from ..search.engine import SearchEngine
+from ..storage.index_backends import open_index_set
 from ..storage.index_set import IndexSet
 from ..storage.spaces import active_space, record_space
 from ..storage.store import Store
@@ -61,16 +62,16 @@ def load_parts(settings: Settings, store: Store, library_dir: Path, spec: str, e
 def with_indexes(
     settings: Settings, spec: str, encoder, pooler: TemporalPooler, store: Store, library_dir: Path
 ) -> ModelParts:
-    """A model's parts over indexes opened afresh from its index files (and SQL), tuned for the
-    settings' target recall within their memory budget."""
-    indexes = IndexSet(
+    """A model's parts over indexes opened afresh from its index files (and SQL), or from the
+    Milvus the settings name (storage/index_backends), tuned for the settings' target recall
+    within their memory budget."""
+    indexes = open_index_set(
+        settings,
         store,
-        library_dir / "indexes",
+        library_dir,
         encoder.space,
         encoder.dim,
         kind_spaces={"video": video_space(encoder.space, pooler)},
-        target_recall=settings.target_recall,
-        memory_budget=settings.index_memory,
         text_queries=None if models.is_external(spec) else lambda: encoder.embed_texts(list(TUNING_PHRASES)),
     )
     return ModelParts(spec, encoder, pooler, indexes, SearchEngine(store, encoder, indexes, pooler.adapt_query))

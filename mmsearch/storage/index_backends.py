@@ -1,0 +1,25 @@
+"""The index set of a space, from the backend the settings name: FAISS index files in the
+library folder (the default), or Milvus (Milvus Lite at MMSEARCH_MILVUS_URI or milvus.db in
+the library folder; or a Milvus server). Both answer the same calls, so nothing above this
+knows which one serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Settings
+from .index_set import IndexSet
+from .store import Store
+
+
+def open_index_set(settings: Settings, store: Store, library_dir: Path, space: str, dim: int, **kwargs):
+    """An IndexSet (faiss) or MilvusIndexSet (milvus) for `space`, tuned for the settings'
+    target recall within their memory budget; `kwargs` are the sets' shared options
+    (kind_spaces, text_queries, save_every_s)."""
+    options = {"target_recall": settings.target_recall, "memory_budget": settings.index_memory, **kwargs}
+    if settings.vector_backend == "milvus":
+        from .milvus_connect import resolve_uri
+        from .milvus_index import MilvusIndexSet
+
+        return MilvusIndexSet(store, resolve_uri(settings.milvus_uri, library_dir), space, dim, **options)
+    return IndexSet(store, Path(library_dir) / "indexes", space, dim, **options)

@@ -1,0 +1,346 @@
+"""MilvusIndexSet: the vectors of one embedding space served by Milvus, one collection per
+vector kind, kept in step with SQL, behind the interface of the FAISS IndexSet (the engine,
+the prefilter, the job runners' sink, the library and the API cannot tell them apart).
+
+SQL stays the source of truth: a collection's ids are SQL vector row ids. On first use a
+collection is opened (created when missing, indexed for its size: milvus_choice) and caught
+up from SQL: rows SQL holds and it lacks are written, rows it holds that SQL no longer has
+(media deleted while it was not told) are deleted. Searches hold the read side of the set's
+readers-writer lock, changes the write side. Rows another process committed (a job beside a
+server, on a shared Milvus server) are caught up by the next search, at most once a second,
+as the FAISS set does; writes are upserts, so two processes writing one row leave one copy.
+
+An approximate index (HNSW or IVF_FLAT, from FLAT_MAX_VECTORS up) is tuned by measurement on
+the upkeep thread (index_tuning: the cheapest ef or nprobe reaching the target recall@10
+against exact search over SQL), and re-indexed there when its size calls for another type
+(searches wait for a re-index: Milvus releases a collection while it indexes it anew).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import index_tuning
+from .index_set import INDEXED_KINDS, index_entry, space_slug
+from .index_upkeep import IndexUpkeep
+from .milvus_choice import MilvusIndex, choose_index, milvus_params, suits
+from .milvus_collection import MilvusCollection
+from .milvus_connect import connect, is_server
+from .milvus_names import collection_name, library_id
+from .rwlock import ReadWriteLock
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY_S = 1.0
+SQL_FETCH_CHUNK = 8192  # missing rows below the collection's highest id, read from SQL per chunk
+
+
+class MilvusIndexSet:
+    backend = "milvus"
+
+    def __init__(
+        self,
+        store: Store,
+        uri: str,
+        space: str,
+        dim: int,
+        save_every_s: float = 30.0,
+        kind_spaces: dict[str, str] | None = None,
+        target_recall: float = index_tuning.DEFAULT_TARGET_RECALL,
+        memory_budget: int | None = None,
+        text_queries=None,
+        client=None,
+    ):
+        self.store, self.uri, self.space, self.dim = store, uri, space, dim
+        self.kind_spaces = dict(kind_spaces or {})
+        self.save_every_s, self.target_recall = save_every_s, target_recall
+        # The budget is this process's memory: it governs Milvus Lite (served in this process) alone.
+        self.memory_budget = None if is_server(uri) else memory_budget
+        self.text_queries = text_queries
+        self.client = client if client is not None else connect(uri)
+        self.library = library_id(store)
+        self._collections: dict[str, MilvusCollection] = {}
+        self._dirty: set[str] = set()
+        self._last_flush = time.monotonic()
+        self._last_refresh: dict[str, tuple[float, int | None]] = {}
+        self.lock = ReadWriteLock()
+        self.upkeep = IndexUpkeep(f"milvus-{space_slug(space)}")
+
+    def space_of(self, kind: str) -> str:
+        return self.kind_spaces.get(kind, self.space)
+
+    def collection_name(self, kind: str) -> str:
+        return collection_name(self.library, self.space_of(kind), kind)
+
+    def path(self, kind: str) -> Path:
+        """Where a FAISS index file of the kind would be (a caller reading saved index files,
+        the importer's build_index, finds none: this backend writes no file)."""
+        return Path(self.uri if not is_server(self.uri) else ".") / f"{self.collection_name(kind)}.faiss"
+
+    # -- opening and catching up -------------------------------------------------------------
+    def get(self, kind: str) -> MilvusCollection:
+        """The kind's collection, opened (and caught up from SQL) on first use."""
+        found = self._collections.get(kind)
+        if found is not None:
+            return found
+        with self.lock.write():
+            if kind not in self._collections:
+                self._collections[kind] = self._open(kind)
+            return self._collections[kind]
+
+    def _open(self, kind: str) -> MilvusCollection:
+        space = self.space_of(kind)
+        live = self.store.vector_ids(space, (kind,))
+        wanted = choose_index(len(live), self.dim, self.memory_share(kind, len(live)))
+        name = self.collection_name(kind)
+        collection = MilvusCollection.open(self.client, name, space, kind, self.dim, wanted)
+        held = collection.held_among(live)
+        if collection.count() > len(held):  # it holds rows SQL deleted: list them all
+            held = collection.all_ids()
+        collection.set_held(held)
+        counts = self._sync(kind, collection, live)
+        if counts["added"] or counts["removed"]:
+            log.info("Milvus collection %s caught up from SQL: %s", name, counts)
+            collection.flush()
+        if not suits(collection.index, wanted):
+            collection.reindex(wanted)  # nothing searches it yet
+        self._keep_up(kind, collection)
+        return collection
+
+    def _sync(self, kind: str, collection: MilvusCollection, live: np.ndarray) -> dict:
+        """Write the rows of `live` (SQL's ids, sorted) the collection lacks and delete those
+        it holds beyond them. The caller holds the write lock."""
+        held = collection.ids()
+        removed = collection.delete(np.setdiff1d(held, live, assume_unique=True))
+        missing = np.setdiff1d(live, held, assume_unique=True)
+        added, top = 0, int(held[-1]) if len(held) else 0
+        below = missing[missing <= top].tolist()  # a gap (a crash between SQL and Milvus): read by id
+        for start in range(0, len(below), SQL_FETCH_CHUNK):
+            stored = self.store.vectors_by_id(below[start : start + SQL_FETCH_CHUNK])
+            if stored:
+                added += collection.upsert(np.fromiter(stored, np.int64), np.stack(list(stored.values())))
+        if len(missing) and missing[-1] > top:  # rows after the collection's newest: streamed in id order
+            for ids, vectors in self.store.iter_vectors(self.space_of(kind), (kind,), after_id=top):
+                added += collection.upsert(ids, vectors)
+        if added or removed:
+            self._dirty.add(kind)
+        return {"added": added, "removed": removed}
+
+    def rebuild(self, kind: str, searched: bool = True) -> MilvusCollection:
+        """Make the kind's collection anew from SQL alone (the source of truth), indexed for
+        its size, tuned on the upkeep thread. Searches wait meanwhile (`searched` is the FAISS
+        set's distinction; Milvus builds one index either way)."""
+        with self.lock.write():
+            name = self.collection_name(kind)
+            if self.client.has_collection(name):
+                self.client.drop_collection(name)
+            self._collections.pop(kind, None)
+            self._collections[kind] = collection = self._open(kind)
+            collection.flush()
+            self._dirty.discard(kind)
+        return collection
+
+    def memory_share(self, kind: str, count: int) -> int | None:
+        """The kind's part of the memory budget: in proportion to its vectors among this set's
+        indexed kinds (None: no budget, or a Milvus server's memory)."""
+        if self.memory_budget is None:
+            return None
+        counts = {k: self.store.vector_stats(self.space_of(k), k)[1] for k in INDEXED_KINDS}
+        counts[kind] = count
+        return int(self.memory_budget * count / max(1, sum(counts.values())))
+
+    # -- upkeep: tuning and re-indexing ------------------------------------------------------
+    def _keep_up(self, kind: str, collection: MilvusCollection) -> None:
+        """Queue the tuning of an approximate index never tuned for its size or target."""
+        if collection.index.exact or collection.ntotal == 0:
+            return
+        tuning = index_tuning.Tuning.from_meta(collection.tuning)
+        if (
+            tuning is None
+            or tuning.factory != collection.index.factory
+            or tuning.due(collection.ntotal, self.target_recall)
+        ):
+            self.upkeep.submit("tune", kind, lambda: self._tune_live(kind))
+
+    def _tune_live(self, kind: str) -> None:
+        collection = self._collections.get(kind)
+        if collection is not None:
+            self.tune(kind, collection)
+
+    def _probes(self, kind: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Tuning's query sets for the kind (index_tuning.probe_queries) and their exact top 10,
+        streamed from SQL."""
+        space = self.space_of(kind)
+        _, count = self.store.vector_stats(space, kind)
+        step = max(1, count // index_tuning.QUERIES_PER_KIND)
+        sample = next(self.store.iter_vectors(space, (kind,), every=step, batch=index_tuning.QUERIES_PER_KIND))[1]
+        text = self.text_queries() if self.text_queries is not None and kind != "video" else None
+        queries = index_tuning.probe_queries(sample, text=text)
+        return queries, index_tuning.exact_top_k_of(queries, lambda: self.store.iter_vectors(space, (kind,)))
+
+    def tune(self, kind: str, collection: MilvusCollection, probes=None) -> index_tuning.Tuning:
+        """Measure the collection's index against exact search over SQL, use its cheapest
+        setting reaching the target recall, and keep it in the collection's properties."""
+        queries, truth = probes or self._probes(kind)
+        tunable = _Tunable(collection)
+        tuning = index_tuning.tune(tunable, queries, truth, self.target_recall, apply=tunable.apply)
+        with self.lock.write():
+            collection.set_tuning(tuning.as_meta())
+        log.info("tuned Milvus %s (%s): %s, recall %s", kind, collection.index.index_type, tuning.params, tuning.recall)
+        return tuning
+
+    def _reindex_live(self, kind: str, wanted: MilvusIndex) -> None:
+        with self.lock.write():
+            collection = self._collections.get(kind)
+            if collection is None or suits(collection.index, wanted):
+                return
+            collection.reindex(wanted)
+        self._keep_up(kind, collection)
+
+    def wait_upkeep(self, timeout: float) -> bool:
+        """Wait for queued tuning and re-indexing; False if still busy."""
+        return self.upkeep.wait(timeout)
+
+    # -- changes and searches ----------------------------------------------------------------
+    def sizes(self) -> dict[str, int]:
+        """Vectors held per kind, for the collections opened so far."""
+        with self.lock.read():
+            return {kind: collection.ntotal for kind, collection in self._collections.items()}
+
+    def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add rows just committed to SQL, skipping any the collection already holds."""
+        with self.lock.write():
+            collection = self.get(kind)
+            ids = np.asarray(ids, np.int64)
+            fresh = ~collection.contains(ids)
+            if fresh.any():
+                collection.upsert(ids[fresh], np.asarray(vectors)[fresh])
+                self._dirty.add(kind)
+
+    def remove(self, ids: list[int]) -> None:
+        if not len(ids):
+            return
+        with self.lock.write():
+            arr = np.asarray(ids, np.int64)
+            for kind, collection in self._collections.items():
+                if collection.delete(arr):
+                    self._dirty.add(kind)
+
+    def search(self, kind: str, queries: np.ndarray, k: int, subset=None) -> tuple[np.ndarray, np.ndarray]:
+        """The kind's top-k; with `subset` (ids, or a HeldSubset from its collection), among
+        those ids alone."""
+        self.get(kind)
+        self._refresh(kind)
+        with self.lock.read():
+            return self._collections[kind].search(queries, k, subset=subset)
+
+    def _refresh(self, kind: str) -> None:
+        """Catch up with rows another process committed; checked at most once a second, only
+        when SQL's commit counter moved (Store.commits), and only a change writes."""
+        now = time.monotonic()
+        checked_at, seen = self._last_refresh.get(kind, (0.0, None))
+        if now - checked_at < REFRESH_EVERY_S:
+            return
+        version = self.store.commits.version()
+        self._last_refresh[kind] = (now, version)
+        if version is not None and version == seen:
+            return
+        max_id, count = self.store.vector_stats(self.space_of(kind), kind)
+        if not self._behind(kind, max_id, count):
+            return
+        with self.lock.write():
+            if self._behind(kind, max_id, count):
+                self._sync(kind, self._collections[kind], self.store.vector_ids(self.space_of(kind), (kind,)))
+
+    def _behind(self, kind: str, max_id: int, count: int) -> bool:
+        collection = self._collections[kind]
+        return max_id > collection.watermark or count != collection.ntotal
+
+    def size(self, kind: str) -> int:
+        self.get(kind)
+        with self.lock.read():
+            return self._collections[kind].ntotal
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Flush collections written to, at most every save_every_s seconds unless forced. A
+        forced one (an index job's end) also queues the re-indexing of collections whose size
+        calls for another index type, and the tuning of those grown since theirs."""
+        with self.lock.write():
+            if force:
+                self._keep_types()
+            if not self._dirty or (not force and time.monotonic() - self._last_flush < self.save_every_s):
+                return
+            for kind in sorted(self._dirty):
+                self._collections[kind].flush()
+            self._dirty.clear()
+            self._last_flush = time.monotonic()
+
+    def _keep_types(self) -> None:
+        for kind, collection in list(self._collections.items()):
+            wanted = choose_index(collection.ntotal, self.dim, self.memory_share(kind, collection.ntotal))
+            if not suits(collection.index, wanted):
+                log.info("re-indexing Milvus %s as %s for %d vectors", kind, wanted.index_type, collection.ntotal)
+                self.upkeep.submit("rebuild", kind, lambda kind=kind, wanted=wanted: self._reindex_live(kind, wanted))
+            else:
+                self._keep_up(kind, collection)
+
+    def info(self) -> list[dict]:
+        """Per opened collection: backend, index type and build parameters, size, search
+        setting and last tuning."""
+        with self.lock.read():
+            out = []
+            for kind, collection in sorted(self._collections.items()):
+                index = collection.index
+                entry = index_entry(
+                    self.space_of(kind),
+                    kind,
+                    index.factory,
+                    collection.ntotal,
+                    collection.ntotal,
+                    self.dim,
+                    collection.tuning,
+                )
+                out.append(
+                    {
+                        **entry,
+                        "backend": "milvus",
+                        "factory": index.index_type,
+                        "index_type": index.index_type,
+                        "build_params": dict(index.build_params),
+                        "params": dict(collection.params),
+                        "collection": collection.name,
+                        "upkeep": "busy" if self.upkeep.busy(kind) else "idle",
+                    }
+                )
+            return out
+
+    def close(self) -> None:
+        """Stop the upkeep and close this set's connection (Milvus Lite's server stays up for
+        the process's other sets; milvus_connect.release_lite stops it)."""
+        self.upkeep.close()
+        self.client.close()
+
+
+class _Tunable:
+    """A collection as index_tuning sees it: its FAISS-named factory (the ladder), searched at
+    the setting being tried without changing what live searches use."""
+
+    def __init__(self, collection: MilvusCollection):
+        self.collection = collection
+        self.factory = collection.index.factory
+        self.params = collection.params
+
+    @property
+    def ntotal(self) -> int:
+        return self.collection.ntotal
+
+    def apply(self, tuned: dict) -> None:
+        self.params = milvus_params(tuned)
+
+    def search(self, queries, k: int):
+        return self.collection.search(queries, k, params=self.params)
