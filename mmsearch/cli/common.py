@@ -12,6 +12,7 @@ from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..config import DEFAULT_MODEL, Settings, builtin_weights
@@ -55,7 +56,8 @@ def training_bar(description: str, steps: int, digits: int = 3) -> Iterator[Call
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    # Escaped: a message's brackets (pip extras, file names) are text, not rich markup.
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

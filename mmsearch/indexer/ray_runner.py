@@ -30,6 +30,10 @@ from .video_vectors import frame_vectors, keyframe_indices
 
 RAY_MISSING = "the ray runner needs Ray: pip install 'mmsearch[ray]'"
 CPUS_PER_ENCODER = 4  # without GPUs, one encoder actor per this many of the cluster's CPUs
+# The widest decoded images and frames a decode task's memory is reserved for (longer side /
+# shorter side; the shorter is scaled down to max_side or frame_side).
+PANORAMA = 4
+WIDESCREEN = 16 / 9
 
 
 def require_ray() -> None:
@@ -112,14 +116,17 @@ class RayEmbedder:
 
     def image_batches(self, paths: list[str]) -> Iterator[tuple[list[Decoded], np.ndarray, list[Decoded]]]:
         # Groups of batch_size consecutive files, as the local runner embeds them (pipeline.embedded_batches).
-        size = self.cfg.batch_size
-        decode = partial(_decode_images, max_side=self.cfg.max_side, max_pixels=self.cfg.max_pixels)
-        return self._results([paths[i : i + size] for i in range(0, len(paths), size)], decode)
+        size, side = self.cfg.batch_size, self.cfg.max_side
+        decode = partial(_decode_images, max_side=side, max_pixels=self.cfg.max_pixels)
+        memory = 2 * size * 3 * side * (PANORAMA * side)  # decoded, then pickled
+        return self._results([paths[i : i + size] for i in range(0, len(paths), size)], decode, memory)
 
     def videos(self, paths: list[str]) -> Iterator[tuple[DecodedVideo, np.ndarray | None]]:
-        return self._results([[p] for p in paths], partial(_decode_videos, sampling=self.sampling))
+        frames, side = max(self.sampling.max_frames, self.sampling.num_frames), self.sampling.frame_side
+        memory = 2 * frames * 3 * side * (WIDESCREEN * side)
+        return self._results([[p] for p in paths], partial(_decode_videos, sampling=self.sampling), int(memory))
 
-    def _results(self, groups: list[list[str]], decode: Callable) -> Iterator[tuple]:
+    def _results(self, groups: list[list[str]], decode: Callable, memory: int) -> Iterator[tuple]:
         """What _Embed makes of each group of paths, in order: decoded on CPU tasks, embedded on
         the actor pool, one group per call."""
         if not groups:
@@ -131,24 +138,22 @@ class RayEmbedder:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False  # the job reports its own progress
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+        # Never more than a CPU's share of the cluster's memory: a task asking more than any node
+        # has would wait for ever.
+        memory = min(memory, int(resources.get("memory", memory * cpus) / cpus))
         if gpus:
             encoders = {"num_gpus": 1, "compute": ray.data.ActorPoolStrategy(size=gpus)}
         else:
             encoders = {"num_cpus": 1, "compute": ray.data.ActorPoolStrategy(size=max(1, cpus // CPUS_PER_ENCODER))}
         dataset = (
             ray.data.from_items([{"row": pickle.dumps(g)} for g in groups])
-            .map_batches(decode, batch_size=1, num_cpus=1)
-            # Encoders spread over the nodes. That also keeps decoding a stage of its own, tasks on
-            # any free CPU: Ray fuses consecutive stages whose resource arguments are equal.
-            .map_batches(
-                _Embed,
-                batch_size=1,
-                fn_constructor_kwargs={"load_encoder": self.load_encoder},
-                scheduling_strategy="SPREAD",
-                **encoders,
-            )
+            # A decode task reserves the memory its group takes, so a node runs no more of them
+            # than it holds. That also keeps decoding a stage of its own, tasks on any free CPU:
+            # Ray fuses consecutive stages whose resource requests are equal.
+            .map_batches(decode, batch_size=1, num_cpus=1, memory=memory)
+            .map_batches(_Embed, batch_size=1, fn_constructor_kwargs={"load_encoder": self.load_encoder}, **encoders)
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for row in batch["row"]:
