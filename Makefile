@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lint format test test-fast demo demo-batch clean test-postgres
+.PHONY: venv lint format test test-fast demo demo-batch clean test-postgres test-milvus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test-fast: $(STAMP)
 test-postgres: $(STAMP)
 	@test -n "$$MMSEARCH_TEST_POSTGRES_URL" || { echo "set MMSEARCH_TEST_POSTGRES_URL (.ci/postgres prints one)"; exit 2; }
 	MMSEARCH_TEST_DATABASE=postgresql $(PY) -m pytest -q -m "not slow" tests/storage tests/indexer tests/search tests/services tests/api
+
+# The search tests again, each library's vectors in Milvus Lite (milvus.db in its folder) instead
+# of FAISS files, and the Milvus backend's own tests.
+test-milvus: $(STAMP)
+	MMSEARCH_TEST_VECTOR_BACKEND=milvus $(PY) -m pytest -q tests/search tests/storage/test_milvus_index.py
 
 demo: $(STAMP)
 	$(VENV)/bin/mmsearch demo

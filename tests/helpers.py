@@ -38,6 +38,9 @@ POSTGRES_URL = os.environ.get("MMSEARCH_TEST_POSTGRES_URL")
 # in a database of its own; .ci/run runs the store, indexer, search, job and API tests so.
 ON_POSTGRES = os.environ.get("MMSEARCH_TEST_DATABASE") == "postgresql"
 TEST_DATABASE_PREFIX = f"mmsearch_test_{os.getpid()}_"
+# "milvus": the libraries open_library opens serve their vectors from Milvus Lite (milvus.db in
+# the library folder) instead of FAISS files; `make test-milvus` runs the search tests so.
+TEST_VECTOR_BACKEND = os.environ.get("MMSEARCH_TEST_VECTOR_BACKEND")
 _databases: dict[Path, str] = {}  # a library folder's database: reopening the folder finds its rows
 
 
@@ -98,9 +101,11 @@ def make_corpus(folder: Path, n: int = 90, seed: int = 11) -> dict:
 
 def open_library(path: Path, encoder=None, **overrides) -> Library:
     """A library in `path` (on PostgreSQL when the suite runs on it: the same database each time
-    the folder is opened)."""
+    the folder is opened; its vectors in Milvus Lite when MMSEARCH_TEST_VECTOR_BACKEND=milvus)."""
     if ON_POSTGRES and "database_url" not in overrides:
         overrides["database_url"] = library_database(path)
+    if TEST_VECTOR_BACKEND:
+        overrides.setdefault("vector_backend", TEST_VECTOR_BACKEND)
     settings = Settings(library_dir=path, batch_size=16, decode_workers=0, **overrides)
     return Library.open(settings=settings, encoder=encoder)
 

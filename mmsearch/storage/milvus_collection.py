@@ -48,8 +48,10 @@ class HeldSubset:
 
 
 class MilvusCollection:
-    def __init__(self, client, name: str, dim: int, index: MilvusIndex, held: np.ndarray, tuning: dict | None):
-        self.client, self.name, self.dim = client, name, dim
+    def __init__(
+        self, client, name: str, dim: int, index: MilvusIndex, held: np.ndarray, tuning: dict | None, lite: bool
+    ):
+        self.client, self.name, self.dim, self.lite = client, name, dim, lite
         self.index = index
         self.tuning = tuning  # index_tuning.Tuning.as_meta() of the current index, or None
         self.params = self._params_of(tuning)
@@ -58,7 +60,9 @@ class MilvusCollection:
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, client, name: str, space: str, kind: str, dim: int, wanted: MilvusIndex) -> "MilvusCollection":
+    def open(
+        cls, client, name: str, space: str, kind: str, dim: int, wanted: MilvusIndex, lite: bool
+    ) -> "MilvusCollection":
         """The collection `name`, loaded; created (indexed as `wanted`) when missing, and made
         anew when it holds vectors of another dim. Its held ids are not listed yet (open_ids)."""
         if client.has_collection(name, timeout=CALL_TIMEOUT_S):
@@ -66,14 +70,14 @@ class MilvusCollection:
             if _dim_of(found) == dim:
                 client.load_collection(name, timeout=BUILD_TIMEOUT_S)
                 index, tuning = _index_of(client, name, found)
-                return cls(client, name, dim, index, np.zeros(0, np.int64), tuning)
+                return cls(client, name, dim, index, np.zeros(0, np.int64), tuning, lite)
             log.warning("Milvus collection %s holds %s-d vectors, not %d: made anew", name, _dim_of(found), dim)
             client.drop_collection(name, timeout=CALL_TIMEOUT_S)
-        cls.create(client, name, space, kind, dim, wanted)
-        return cls(client, name, dim, wanted, np.zeros(0, np.int64), None)
+        cls.create(client, name, space, kind, dim, wanted, lite)
+        return cls(client, name, dim, wanted, np.zeros(0, np.int64), None, lite)
 
     @staticmethod
-    def create(client, name: str, space: str, kind: str, dim: int, index: MilvusIndex) -> None:
+    def create(client, name: str, space: str, kind: str, dim: int, index: MilvusIndex, lite: bool) -> None:
         module = pymilvus()
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(ID_FIELD, module.DataType.INT64, is_primary=True)
@@ -81,11 +85,11 @@ class MilvusCollection:
         client.create_collection(
             name,
             schema=schema,
-            index_params=_index_params(client, index),
             consistency_level="Strong",
             properties={SPACE_PROPERTY: space, KIND_PROPERTY: kind, INDEX_PROPERTY: _index_property(index, None)},
-            timeout=BUILD_TIMEOUT_S,
+            timeout=CALL_TIMEOUT_S,
         )
+        _build_index(client, name, index, lite)
         log.info("created Milvus collection %s (%s, %s, %d-d, %s)", name, space, kind, dim, index.index_type)
 
     def held_among(self, ids: np.ndarray) -> np.ndarray:
@@ -196,8 +200,7 @@ class MilvusCollection:
         out); the old tuning no longer applies."""
         self.client.release_collection(self.name, timeout=CALL_TIMEOUT_S)
         self.client.drop_index(self.name, VECTOR_FIELD, timeout=CALL_TIMEOUT_S)
-        self.client.create_index(self.name, _index_params(self.client, index), timeout=BUILD_TIMEOUT_S)
-        self.client.load_collection(self.name, timeout=BUILD_TIMEOUT_S)
+        _build_index(self.client, self.name, index, self.lite)
         self.index = index
         self.set_tuning(None)
         log.info("re-indexed Milvus collection %s as %s %s", self.name, index.index_type, index.build_params)
@@ -288,6 +291,14 @@ class MilvusCollection:
             timeout=CALL_TIMEOUT_S,
         )
         return [[(int(hit["id"]), float(hit["distance"])) for hit in hits] for hits in result]
+
+
+def _build_index(client, name: str, index: MilvusIndex, lite: bool) -> None:
+    """Index the collection's vectors as `index`, then load it. A server is waited for until
+    the index is built; Milvus Lite builds it within the call (and lacks the timestamp call
+    pymilvus's wait starts with: it would log an error and poll for half a second)."""
+    client.create_index(name, _index_params(client, index), sync=not lite, timeout=BUILD_TIMEOUT_S)
+    client.load_collection(name, timeout=BUILD_TIMEOUT_S)
 
 
 def _index_params(client, index: MilvusIndex):

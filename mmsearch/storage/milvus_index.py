@@ -29,7 +29,7 @@ from .index_set import INDEXED_KINDS, index_entry, space_slug
 from .index_upkeep import IndexUpkeep
 from .milvus_choice import MilvusIndex, choose_index, milvus_params, suits
 from .milvus_collection import MilvusCollection
-from .milvus_connect import connect, is_server
+from .milvus_connect import CALL_TIMEOUT_S, connect, is_server
 from .milvus_names import collection_name, library_id
 from .rwlock import ReadWriteLock
 from .store import Store
@@ -98,7 +98,7 @@ class MilvusIndexSet:
         live = self.store.vector_ids(space, (kind,))
         wanted = choose_index(len(live), self.dim, self.memory_share(kind, len(live)))
         name = self.collection_name(kind)
-        collection = MilvusCollection.open(self.client, name, space, kind, self.dim, wanted)
+        collection = MilvusCollection.open(self.client, name, space, kind, self.dim, wanted, not is_server(self.uri))
         held = collection.held_among(live)
         if collection.count() > len(held):  # it holds rows SQL deleted: list them all
             held = collection.all_ids()
@@ -137,8 +137,8 @@ class MilvusIndexSet:
         set's distinction; Milvus builds one index either way)."""
         with self.lock.write():
             name = self.collection_name(kind)
-            if self.client.has_collection(name):
-                self.client.drop_collection(name)
+            if self.client.has_collection(name, timeout=CALL_TIMEOUT_S):
+                self.client.drop_collection(name, timeout=CALL_TIMEOUT_S)
             self._collections.pop(kind, None)
             self._collections[kind] = collection = self._open(kind)
             collection.flush()

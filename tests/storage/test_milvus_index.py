@@ -12,10 +12,13 @@ import time
 import numpy as np
 import pytest
 
+from tests.helpers import make_corpus, open_library
+
 pytest.importorskip("pymilvus")
 
 from mmsearch.config import Settings  # noqa: E402
 from mmsearch.search.prefilter import Prefilter  # noqa: E402
+from mmsearch.search.query import SearchRequest, build_terms  # noqa: E402
 from mmsearch.storage import index_choice  # noqa: E402
 from mmsearch.storage.index_backends import open_index_set  # noqa: E402
 from mmsearch.storage.index_set import IndexSet  # noqa: E402
@@ -34,6 +37,17 @@ from mmsearch.storage.store import Media, Store, Vector, encode_embedding  # noq
 
 DIM = 16
 SPACE = "test-model@1|mean"
+# Text queries of the synthetic corpus's vocabulary (shapes, colours, sizes), some filtered.
+LIBRARY_QUERIES = [
+    ("a red circle", {}),
+    ("a blue square", {}),
+    ("a small green triangle", {}),
+    ("a large yellow star", {}),
+    ("a purple shape on a white background", {}),
+    ("two orange circles", {}),
+    ("a red circle", {"kind": "image", "min_score": 0.1}),
+    ("a blue square", {"path_prefix": "PHOTOS/"}),
+]
 
 
 @pytest.fixture
@@ -321,3 +335,25 @@ def test_searches_deeper_than_a_servers_top_k_limit_are_paged(store, uri, monkey
     _, found = indexes.search("image", q[:1], 15, subset=allowed)
     assert found[0].tolist() == _exact(store, q[0], 15, allowed)[1].tolist()
     indexes.close()
+
+
+@pytest.mark.slow
+def test_a_library_on_milvus_answers_as_the_faiss_library(tmp_path, mini_encoder):
+    """The synthetic corpus indexed twice, once per backend: every text query's top 5 (media
+    paths, in order) and their scores are the same."""
+    make_corpus(tmp_path / "photos", n=90, seed=11)
+    photos = str((tmp_path / "photos").resolve())
+    answers = {}
+    for backend in ("faiss", "milvus"):
+        with open_library(tmp_path / backend, encoder=mini_encoder, vector_backend=backend) as lib:
+            lib.index([tmp_path / "photos"])
+            assert type(lib.indexes) is {"faiss": IndexSet, "milvus": MilvusIndexSet}[backend]
+            answers[backend] = []
+            for text, options in LIBRARY_QUERIES:
+                options = {k: v.replace("PHOTOS", photos) if isinstance(v, str) else v for k, v in options.items()}
+                hits = lib.search(SearchRequest(terms=build_terms(text), k=5, **options))
+                answers[backend].append([(h.path, round(h.score, 4)) for h in hits])
+            assert lib.indexes.sizes()["image"] == 90
+        release_lite(str(tmp_path / backend / "milvus.db"))
+    assert all(len(page) == 5 for page in answers["faiss"])
+    assert answers["milvus"] == answers["faiss"]
