@@ -22,7 +22,7 @@ from .encoders.temporal import TemporalPooler
 from .encoders.video import SamplingConfig
 from .indexer import clip_retrieval
 from .indexer.clip_retrieval import ImportFormatError as ImportFormatError  # the API and CLI answer these
-from .indexer.job_runs import create_job, interrupt_stale_jobs, other_writer
+from .indexer.job_runs import ProgressFn, create_job, interrupt_stale_jobs, other_writer
 from .indexer.lock import LibraryBusyError as LibraryBusyError  # the API answers these (409, 403)
 from .indexer.lock import writer_lock
 from .indexer.runners import RunnerUnavailableError as RunnerUnavailableError  # the API and CLI answer these
@@ -179,13 +179,7 @@ class Library:
         with self._jobs_guard:
             return None if self._jobs_running else other_writer(self.dir, self.store)
 
-    def run_job(
-        self,
-        job_id: int,
-        workers: int | None = None,
-        progress: Callable[[dict], None] | None = None,
-        runner: str | None = None,
-    ) -> dict:
+    def run_job(self, job_id: int, workers: int | None = None, progress: ProgressFn | None = None, runner=None) -> dict:
         """Run a job: an index job, a model's add job (see add_model) or an import (create_import_job).
         An index job's files are decoded and embedded by `runner` (local or ray; default: settings.runner)."""
         config = jobs.pipeline_config(self.settings, workers)
@@ -213,13 +207,7 @@ class Library:
         parts = self._models.for_import(model, clip_retrieval.read_layout(root).dim)
         return clip_retrieval.create_import_job(self.store, root, parts.space)
 
-    def index(
-        self,
-        roots: list[str | Path],
-        workers: int | None = None,
-        progress: Callable[[dict], None] | None = None,
-        runner: str | None = None,
-    ) -> dict:
+    def index(self, roots: list[str | Path], workers=None, progress: ProgressFn | None = None, runner=None) -> dict:
         """Index (or re-index) the roots: new and changed files are embedded, deleted ones removed."""
         return self.run_job(self.create_job(roots, runner=runner), workers=workers, progress=progress, runner=runner)
 
