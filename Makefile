@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 # the PostgreSQL server MMSEARCH_TEST_POSTGRES_URL names (a role that may create databases).
 test-postgres: $(STAMP)
 	@test -n "$$MMSEARCH_TEST_POSTGRES_URL" || { echo "set MMSEARCH_TEST_POSTGRES_URL (.ci/postgres prints one)"; exit 2; }
-	MMSEARCH_TEST_DATABASE=postgresql $(PY) -m pytest -q -m "not slow" tests/storage tests/indexer tests/search tests/services tests/api
+	MMSEARCH_TEST_DATABASE=postgresql $(PY) -m pytest -q tests/storage tests/indexer tests/search tests/services tests/api
 
 # The search tests again, each library's vectors in Milvus Lite (milvus.db in its folder) instead
 # of FAISS files, and the Milvus backend's own tests.

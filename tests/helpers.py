@@ -87,6 +87,22 @@ def library_database(folder: Path) -> str | None:
     return _databases[folder]
 
 
+def child_env(folder: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an `mmsearch` child process opening the test library in `folder`:
+    `env` (default: this process's), with the library's database when the suite runs on
+    PostgreSQL."""
+    env = dict(os.environ if env is None else env)
+    if ON_POSTGRES:
+        env["MMSEARCH_DATABASE_URL"] = library_database(folder)
+    return env
+
+
+def library_exists(folder: Path) -> bool:
+    """Whether a child process has created the test library in `folder` (on PostgreSQL its
+    database exists from the start: opening it creates its schema, as the child would)."""
+    return ON_POSTGRES or (Path(folder) / "mmsearch.db").exists()
+
+
 def store_url(folder: Path, name: str = "library.db") -> str:
     """A store's URL for a test: library_database(folder), else SQLite file `name` in `folder`."""
     if ON_POSTGRES:

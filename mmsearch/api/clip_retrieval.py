@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ..imageio import UnreadableImageError
 from ..search.dedup import keep_distinct
 from ..search.query import SearchRequest, Term
+from .schemas import MAX_ID
 from .state import AppState
 from .uploads import decode_query_image
 from .urls import file_url, thumbnail_url
@@ -195,7 +196,7 @@ def clip_retrieval_router(state: AppState) -> APIRouter:
         describe = ClipRetrievalMetadata(library, str(request.base_url))
 
         def run() -> list[dict]:
-            found = library.media_many([i for i in body.ids if 1 <= i < 2**63])
+            found = library.media_many([i for i in body.ids if 1 <= i <= MAX_ID])
             return [{"id": i, "metadata": describe.of(found[i])} for i in body.ids if i in found and not found[i].error]
 
         return await run_in_threadpool(run)

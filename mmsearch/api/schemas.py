@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..capture_time import wall_clock
 from ..search.query import MAX_NEAR_KM, RERANK_TOP_DEFAULT, RERANK_TOP_MAX
 
-MAX_ID = 2**63 - 1  # SQL integer ids; larger numbers are refused with 422, not a 500
+# SQL integer ids (32-bit on PostgreSQL); larger numbers are refused (422, or 404 for an id in
+# the path) without asking the database, which would fail on them.
+MAX_ID = 2**31 - 1
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=-100, le=100)]
 

@@ -148,7 +148,7 @@ def test_embedding_input(served):
 def test_metadata(served):
     client, *_ = served
     hits = _post(client, "/knn-service", clip_client_body(text="a blue square", num_images=2)).json()
-    ids = [hits[1]["id"], hits[0]["id"], 987654]
+    ids = [hits[1]["id"], hits[0]["id"], 987654, 2**31, -3]  # past PostgreSQL's INTEGER, below any id
     r = _post(client, "/metadata", json.dumps({"ids": ids, "indice_name": "image"}))
     assert r.status_code == 200
     body = r.json()

@@ -93,6 +93,7 @@ def test_an_error_outside_the_table_stays_a_server_error(client):
     [
         ("GET", "/media/999", None, 404, "no media with id 999"),
         ("GET", f"/media/{2**63}/file", None, 404, f"no media with id {2**63}"),
+        ("GET", f"/media/{2**31}", None, 404, f"no media with id {2**31}"),  # past PostgreSQL's INTEGER
         ("DELETE", "/media/999", None, 404, "no media with id 999"),
         ("POST", "/generate", {"prompt": "a red circle"}, 503, "generation is turned off (MMSEARCH_GENERATOR=none)"),
         ("POST", "/jobs", {"roots": [""]}, 400, "an empty root is not an absolute path"),

@@ -15,7 +15,7 @@ from mmsearch.library import ModelMismatchError
 from mmsearch.search.query import SearchRequest, Term, parse_text
 from mmsearch.storage.store import JobError, Media, Vector
 
-from ..helpers import CountingEncoder, make_corpus, open_library, paths_with
+from ..helpers import CountingEncoder, child_env, library_exists, make_corpus, open_library, paths_with
 
 
 @pytest.fixture()
@@ -128,15 +128,14 @@ def _search_answers(lib_dir: Path, queries: list[str]) -> list[list[tuple[str, f
 def test_killed_job_resumes_and_indexes_everything_exactly_once(tmp_path):
     root = tmp_path / "photos"
     make_corpus(root, n=240, seed=21)
-    env = {**os.environ, "MMSEARCH_BATCH_SIZE": "8", "MMSEARCH_DECODE_WORKERS": "1"}
-    killed_lib = tmp_path / "killed"
+    killed_lib, clean_lib = tmp_path / "killed", tmp_path / "clean"
+    env = child_env(killed_lib, {**os.environ, "MMSEARCH_BATCH_SIZE": "8", "MMSEARCH_DECODE_WORKERS": "1"})
     cmd = [sys.executable, "-m", "mmsearch", "index", str(root), "--library", str(killed_lib)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = killed_lib / "mmsearch.db"
     deadline = time.time() + 600  # generous: a loaded machine imports torch slowly
     committed = 0
     while time.time() < deadline and proc.poll() is None:
-        if db.exists():
+        if library_exists(killed_lib):
             with open_library(killed_lib) as lib:
                 committed = lib.store.count(Vector)
             if committed >= 40:
@@ -149,11 +148,10 @@ def test_killed_job_resumes_and_indexes_everything_exactly_once(tmp_path):
         assert 0 < lib.store.count(Vector) < 241
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
 
-    clean_lib = tmp_path / "clean"
     assert (
         subprocess.run(
             [sys.executable, "-m", "mmsearch", "index", str(root), "--library", str(clean_lib)],
-            env=env,
+            env=child_env(clean_lib, env),
             capture_output=True,
         ).returncode
         == 0

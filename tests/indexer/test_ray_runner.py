@@ -22,7 +22,7 @@ from mmsearch.indexer.runners import check_runner
 from mmsearch.search.query import SearchRequest, parse_text
 from mmsearch.storage.store import JobError, Media, Vector, decode_embeddings
 
-from ..helpers import make_corpus, open_library
+from ..helpers import child_env, library_exists, make_corpus, open_library
 
 pytest.importorskip("ray", reason="Ray is in the dev extra")
 
@@ -32,7 +32,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MMSEARCH_BATCH_SIZE": "8", "MMSEAR
 
 def _index(root: Path, library: Path, runner: str, **popen) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mmsearch", "index", str(root), "--library", str(library), "--runner", runner]
-    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    env = child_env(library, ENV)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def _indexed(root: Path, library: Path, runner: str) -> None:
@@ -96,7 +97,7 @@ def test_a_ray_job_killed_mid_way_resumes_and_indexes_everything_exactly_once(tm
     child = _index(root, killed, "ray", start_new_session=True)
     deadline, committed = time.time() + 600, 0
     while time.time() < deadline and child.poll() is None and committed < 40:
-        if (killed / "mmsearch.db").exists():
+        if library_exists(killed):
             with open_library(killed) as lib:
                 committed = lib.store.count(Vector)
         time.sleep(0.2)
