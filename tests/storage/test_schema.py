@@ -36,7 +36,7 @@ def test_migrations_build_exactly_the_schema_the_code_maps(tmp_path):
         # the keyword index (an FTS5 table and its shadow tables) is the migrations' own, not a mapped table
         not_mapped = {"include_name": lambda name, type_, _: not (type_ == "table" and name.startswith("media_words"))}
         assert compare_metadata(MigrationContext.configure(connection, opts=not_mapped), Base.metadata) == []
-        assert schema.revision(connection) == schema.head() == "0006"
+        assert schema.revision(connection) == schema.head() == "0007"
 
 
 def test_a_v1_database_is_stamped_and_upgraded_keeping_every_row(v1_db):
@@ -58,7 +58,7 @@ def test_a_v1_database_is_stamped_and_upgraded_keeping_every_row(v1_db):
     assert [row[:-1] for row in rows(v1_db, "SELECT * FROM jobs ORDER BY id")] == before["jobs"]
     assert {row[-1] for row in rows(v1_db, "SELECT * FROM jobs")} == {"index"}
     assert rows(v1_db, "SELECT value FROM schema_info") == [("2",)]
-    assert rows(v1_db, "SELECT version_num FROM alembic_version") == [("0006",)]
+    assert rows(v1_db, "SELECT version_num FROM alembic_version") == [("0007",)]
     assert ("ix_vectors_segment_id",) in rows(v1_db, "SELECT name FROM sqlite_master WHERE type = 'index'")
     with Store(f"sqlite:///{v1_db}").session() as s:
         # the space of the vectors became the library's active space; its spec was never recorded
