@@ -1,6 +1,6 @@
-"""A library written by the mmsearch before 64-bit sizes (revision 0005, the committed r0005
-fixture: images, a video, a generated image) opens with this one, in SQLite and in PostgreSQL:
-upgraded on open, every row kept, the same answers."""
+"""A library written by the mmsearch before 64-bit sizes and commit notifications (revision
+0005, the committed r0005 fixture: images, a video, a generated image) opens with this one, in
+SQLite and in PostgreSQL: upgraded on open, every row kept, the same answers."""
 
 import json
 import shutil
@@ -94,5 +94,7 @@ def test_an_r0005_postgresql_library_upgrades_on_open_to_64_bit_sizes_and_answer
             ).all()
         )
         assert types == {"size": "bigint", "total": "bigint", "done": "bigint", "errors": "bigint"}
+        notifying = text("SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE '%notify_commit'")
+        assert sorted(connection.execute(notifying).scalars()) == ["media", "segments", "spaces", "vectors"]
         connection.execute(update(Media).where(Media.id == 1).values(size=5 * 2**30))  # past 32 bits
     engine.dispose()
