@@ -31,9 +31,12 @@ def default_decode_workers(cores: int | None = None) -> int:
     """Decode processes for a machine with `cores` usable CPU cores (default: this one's).
     0 on two cores or fewer: there workers only take CPU from the encoder (BENCHMARKS.md:
     `mini` indexed 291 images/s decoding inline, 221 with 2 workers)."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if cores <= 2 else 2
+    return 0 if (usable_cores() if cores is None else cores) <= 2 else 2
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 from ..encoders.video import SamplingConfig
 from .decode import Decoded, decode_image
 from .decode_video import DecodedVideo, decode_video
-from .pipeline import PipelineConfig, embedded_group
+from .pipeline import PipelineConfig, embedded_group, usable_cores
 from .runners import RunnerUnavailableError
 from .video_vectors import frame_vectors, keyframe_indices
 
@@ -56,8 +56,7 @@ def connect(address: str | None) -> None:
     if address:
         ray.init(address=address, include_dashboard=False)
     else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        ray.init(num_cpus=cores, include_dashboard=False)
+        ray.init(num_cpus=usable_cores(), include_dashboard=False)
 
 
 def _decode_images(batch: dict[str, np.ndarray], max_side: int, max_pixels: int) -> dict[str, np.ndarray]:
