@@ -11,15 +11,14 @@ reaching the target recall) once built and again when it has doubled or halved; 
 whose size calls for other types (past 100k vectors, Flat -> HNSW or IVF, whichever measures
 faster: index_selection; or a memory budget) is rebuilt. Both run on a worker thread
 (index_upkeep) while searches use the index they have; a rebuilt index is caught up from SQL
-and swapped in under a brief write.
+and swapped in under a brief write. What this set shares with the Milvus one (opening on first
+use, following other processes' commits, adding, removing, checkpoints) is in index_set_base.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import re
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,25 +27,17 @@ import numpy as np
 
 from . import index_tuning
 from .code_rerank import as_served, search_depth
-from .files import digest
 from .index_choice import candidate_factories, estimate_memory_bytes, quickest_to_build, still_suits
 from .index_selection import build_index, build_measured
-from .index_upkeep import IndexUpkeep
+from .index_set_base import IndexSetBase, space_slug
 from .rwlock import ReadWriteLock
 from .store import Store
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
-INDEXED_KINDS = ("image", "segment", "video")  # the vector kinds with an index (frames have none)
 
-
-def space_slug(space: str) -> str:
-    readable = re.sub(r"[^A-Za-z0-9]+", "-", space.split("|")[0].split("@")[0]).strip("-")[:40]
-    return f"{readable}-{digest(space, 'sha1', 10)}"
-
-
-class IndexSet:
+class IndexSet(IndexSetBase[VectorIndex]):
     def __init__(
         self,
         store: Store,
@@ -60,35 +51,13 @@ class IndexSet:
         memory_budget: int | None = None,
         text_queries=None,
     ):
-        self.store, self.directory, self.space, self.dim = store, Path(directory), space, dim
-        self.kind_spaces = dict(kind_spaces or {})  # kinds whose vectors live in a derived space (pooled video vectors)
-        self.save_every_s, self.use_gpu = save_every_s, use_gpu
-        self.target_recall = target_recall
-        self.memory_budget = memory_budget  # bytes for this set's indexes together; None: no limit
-        # () -> (m, dim) text embeddings of probe phrases (the text-like queries of tuning), or None
-        self.text_queries = text_queries
-        self._indexes: dict[str, VectorIndex] = {}
-        self._dirty: set[str] = set()
-        self._last_save = time.monotonic()
-        self._last_refresh: dict[str, tuple[float, int | None]] = {}  # kind -> (when, commit version)
-        self.lock = ReadWriteLock()
-        self.upkeep = IndexUpkeep(space_slug(space))
-
-    def space_of(self, kind: str) -> str:
-        return self.kind_spaces.get(kind, self.space)
+        super().__init__(
+            store, space, dim, save_every_s, kind_spaces, target_recall, memory_budget, text_queries, space_slug(space)
+        )
+        self.directory, self.use_gpu = Path(directory), use_gpu
 
     def path(self, kind: str) -> Path:
         return self.directory / f"{space_slug(self.space_of(kind))}.{kind}.faiss"
-
-    def get(self, kind: str) -> VectorIndex:
-        """The kind's index, opened (and caught up from SQL) on first use."""
-        index = self._indexes.get(kind)
-        if index is not None:
-            return index
-        with self.lock.write():
-            if kind not in self._indexes:
-                self._indexes[kind] = self._open(kind)
-            return self._indexes[kind]
 
     def _open(self, kind: str) -> VectorIndex:
         path = self.path(kind)
@@ -172,15 +141,6 @@ class IndexSet:
         candidates, count, batches = self._candidates(kind)
         return build_index(self.dim, quickest_to_build(candidates), batches, count, self.use_gpu), len(candidates) > 1
 
-    def memory_share(self, kind: str, count: int) -> int | None:
-        """The kind's part of the memory budget: in proportion to its vectors among this set's
-        indexed kinds."""
-        if self.memory_budget is None:
-            return None
-        counts = {k: self.store.vector_stats(self.space_of(k), k)[1] for k in INDEXED_KINDS}
-        counts[kind] = count
-        return int(self.memory_budget * count / max(1, sum(counts.values())))
-
     # -- upkeep: tuning and rebuilding off the search path ---------------------------------------
     def _keep_up(self, kind: str, index: VectorIndex) -> None:
         """Queue the tuning of an approximate index never tuned for its size or target."""
@@ -189,17 +149,6 @@ class IndexSet:
         tuning = index_tuning.Tuning.from_meta(index.meta_extra.get("tuning"))
         if tuning is None or tuning.factory != index.factory or tuning.due(index.ntotal, self.target_recall):
             self.upkeep.submit("tune", kind, lambda: self._tune_live(kind))
-
-    def _probes(self, kind: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Tuning's query sets for the kind (index_tuning.probe_queries) and their exact top 10,
-        streamed from SQL."""
-        space = self.space_of(kind)
-        _, count = self.store.vector_stats(space, kind)
-        step = max(1, count // index_tuning.QUERIES_PER_KIND)
-        sample = next(self.store.iter_vectors(space, (kind,), every=step, batch=index_tuning.QUERIES_PER_KIND))[1]
-        text = self.text_queries() if self.text_queries is not None and kind != "video" else None
-        queries = index_tuning.probe_queries(sample, text=text)
-        return queries, index_tuning.exact_top_k_of(queries, lambda: self.store.iter_vectors(space, (kind,)))
 
     def tune(self, kind: str, index: VectorIndex, probes=None) -> index_tuning.Tuning:
         """Measure `index` (the kind's, live or about to be) against exact search over SQL and
@@ -231,34 +180,6 @@ class IndexSet:
             self._dirty.add(kind)
         log.info("rebuilt the %s index as %s (%d vectors)", kind, fresh.factory, fresh.ntotal)
 
-    def wait_upkeep(self, timeout: float) -> bool:
-        """Wait for queued tuning and rebuilds (a CLI before it exits); False if still busy."""
-        return self.upkeep.wait(timeout)
-
-    def sizes(self) -> dict[str, int]:
-        """Vectors held per kind, for the indexes opened so far (a scrape opens nothing)."""
-        with self.lock.read():
-            return {kind: index.ntotal for kind, index in self._indexes.items()}
-
-    def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add rows just committed to SQL, skipping any the index already holds (opening it
-        may have caught them up from SQL already)."""
-        with self.lock.write():
-            index = self.get(kind)
-            fresh = ~index.contains(ids)
-            if fresh.any():
-                index.add(ids[fresh], vectors[fresh])
-                self._dirty.add(kind)
-
-    def remove(self, ids: list[int]) -> None:
-        if not len(ids):
-            return
-        with self.lock.write():
-            arr = np.asarray(ids, np.int64)
-            for kind, index in self._indexes.items():
-                if index.remove(arr):
-                    self._dirty.add(kind)
-
     def search(self, kind: str, queries: np.ndarray, k: int, subset=None) -> tuple[np.ndarray, np.ndarray]:
         """The kind's top-k; with `subset` (ids, or an IdSubset from its index), among those ids alone."""
         self.get(kind)
@@ -279,54 +200,18 @@ class IndexSet:
 
         return search
 
-    def _refresh(self, kind: str) -> None:
-        """Catch up with rows another process (a CLI index job beside the server) committed; checked
-        at most once a second, outside the lock, only when something was committed since the last
-        check (Store.commits: the check counts the kind's vectors, ~0.5 s at 1M); only a change writes."""
-        now = time.monotonic()
-        checked_at, seen = self._last_refresh.get(kind, (0.0, None))
-        if now - checked_at < 1.0:
-            return
-        version = self.store.commits.version()
-        self._last_refresh[kind] = (now, version)  # two searches may both check: harmless
-        if version is not None and version == seen:
-            return
-        max_id, count = self.store.vector_stats(self.space_of(kind), kind)
-        if not self._behind(kind, max_id, count):
-            return
-        with self.lock.write():
-            if self._behind(kind, max_id, count):  # not caught up by another search meanwhile
-                self._indexes[kind] = self._catch_up(kind, self._indexes[kind])
+    # -- the backend's part of IndexSetBase --------------------------------------------------------
+    def _write_rows(self, index: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> None:
+        index.add(ids, vectors)
 
-    def _behind(self, kind: str, max_id: int, count: int) -> bool:
-        index = self._indexes[kind]
-        return max_id > index.watermark or count != index.ntotal
+    def _delete_rows(self, index: VectorIndex, ids: np.ndarray) -> int:
+        return index.remove(ids)
 
-    def size(self, kind: str) -> int:
-        self.get(kind)
-        with self.lock.read():
-            return self._indexes[kind].ntotal
-
-    def checkpoint(self, force: bool = False) -> None:
-        """Save dirty indexes, at most every save_every_s seconds unless forced. A forced one
-        (an index job's end) also queues the rebuild of indexes whose size calls for another
-        type, and the tuning of those grown since theirs."""
-        with self.lock.write():
-            if force:
-                self._keep_types()
-            if not self._dirty or (not force and time.monotonic() - self._last_save < self.save_every_s):
-                return
-            self._save()
-
-    def _save(self) -> None:
+    def _save_kind(self, kind: str, index: VectorIndex) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for kind in sorted(self._dirty):
-            index = self._indexes[kind]
-            extra = {"space": self.space_of(kind), "kind": kind}
-            extra.update({key: index.meta_extra[key] for key in ("tuning", "compared") if key in index.meta_extra})
-            index.save(self.path(kind), extra=extra)
-        self._dirty.clear()
-        self._last_save = time.monotonic()
+        extra = {"space": self.space_of(kind), "kind": kind}
+        extra.update({key: index.meta_extra[key] for key in ("tuning", "compared") if key in index.meta_extra})
+        index.save(self.path(kind), extra=extra)
 
     def _keep_types(self) -> None:
         for kind, index in list(self._indexes.items()):

@@ -26,6 +26,7 @@ from .faiss_parts import as_ids, as_vectors, find_sorted
 from .milvus_choice import FLAT, MilvusIndex, milvus_params
 from .milvus_connect import BUILD_TIMEOUT_S, CALL_TIMEOUT_S, pymilvus
 from .milvus_names import INDEX_PROPERTY, KIND_PROPERTY, SPACE_PROPERTY
+from .vector_index import empty_hits
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +225,7 @@ class MilvusCollection:
         """Top-k by inner product: (scores float32 (n, k), ids int64 (n, k)), best first, ties
         by id; with `subset`, among those ids alone. Empty slots have id -1 and score -inf.
         `params` overrides the search setting (tuning tries its ladder so)."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        x = as_vectors(queries, self.dim)
-        scores = np.full((len(x), k), -np.inf, dtype=np.float32)
-        ids = np.full((len(x), k), -1, dtype=np.int64)
+        x, scores, ids = empty_hits(queries, k, self.dim)  # the empty slots FAISS searches answer too
         if subset is not None:
             subset = (
                 subset

@@ -14,33 +14,31 @@ An approximate index (HNSW or IVF_FLAT, from FLAT_MAX_VECTORS up) is tuned by me
 the upkeep thread (index_tuning: the cheapest ef or nprobe reaching the target recall@10
 against exact search over SQL), and re-indexed there when its size calls for another type
 (searches wait for a re-index: Milvus releases a collection while it indexes it anew).
+What it shares with the FAISS set is in index_set_base.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import index_tuning
-from .index_set import INDEXED_KINDS, index_entry, space_slug
-from .index_upkeep import IndexUpkeep
+from .index_set import index_entry
+from .index_set_base import IndexSetBase, space_slug
 from .milvus_choice import MilvusIndex, choose_index, milvus_params, suits
 from .milvus_collection import MilvusCollection
 from .milvus_connect import CALL_TIMEOUT_S, connect, is_server
 from .milvus_names import collection_name, library_id
-from .rwlock import ReadWriteLock
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-REFRESH_EVERY_S = 1.0
 SQL_FETCH_CHUNK = 8192  # missing rows below the collection's highest id, read from SQL per chunk
 
 
-class MilvusIndexSet:
+class MilvusIndexSet(IndexSetBase[MilvusCollection]):
     backend = "milvus"
 
     def __init__(
@@ -56,23 +54,13 @@ class MilvusIndexSet:
         text_queries=None,
         client=None,
     ):
-        self.store, self.uri, self.space, self.dim = store, uri, space, dim
-        self.kind_spaces = dict(kind_spaces or {})
-        self.save_every_s, self.target_recall = save_every_s, target_recall
         # The budget is this process's memory: it governs Milvus Lite (served in this process) alone.
-        self.memory_budget = None if is_server(uri) else memory_budget
-        self.text_queries = text_queries
+        budget = None if is_server(uri) else memory_budget
+        upkeep_name = f"milvus-{space_slug(space)}"
+        super().__init__(store, space, dim, save_every_s, kind_spaces, target_recall, budget, text_queries, upkeep_name)
+        self.uri = uri
         self.client = client if client is not None else connect(uri)
         self.library = library_id(store)
-        self._collections: dict[str, MilvusCollection] = {}
-        self._dirty: set[str] = set()
-        self._last_flush = time.monotonic()
-        self._last_refresh: dict[str, tuple[float, int | None]] = {}
-        self.lock = ReadWriteLock()
-        self.upkeep = IndexUpkeep(f"milvus-{space_slug(space)}")
-
-    def space_of(self, kind: str) -> str:
-        return self.kind_spaces.get(kind, self.space)
 
     def collection_name(self, kind: str) -> str:
         return collection_name(self.library, self.space_of(kind), kind)
@@ -83,16 +71,6 @@ class MilvusIndexSet:
         return Path(self.uri if not is_server(self.uri) else ".") / f"{self.collection_name(kind)}.faiss"
 
     # -- opening and catching up -------------------------------------------------------------
-    def get(self, kind: str) -> MilvusCollection:
-        """The kind's collection, opened (and caught up from SQL) on first use."""
-        found = self._collections.get(kind)
-        if found is not None:
-            return found
-        with self.lock.write():
-            if kind not in self._collections:
-                self._collections[kind] = self._open(kind)
-            return self._collections[kind]
-
     def _open(self, kind: str) -> MilvusCollection:
         space = self.space_of(kind)
         live = self.store.vector_ids(space, (kind,))
@@ -139,20 +117,11 @@ class MilvusIndexSet:
             name = self.collection_name(kind)
             if self.client.has_collection(name, timeout=CALL_TIMEOUT_S):
                 self.client.drop_collection(name, timeout=CALL_TIMEOUT_S)
-            self._collections.pop(kind, None)
-            self._collections[kind] = collection = self._open(kind)
+            self._indexes.pop(kind, None)
+            self._indexes[kind] = collection = self._open(kind)
             collection.flush()
             self._dirty.discard(kind)
         return collection
-
-    def memory_share(self, kind: str, count: int) -> int | None:
-        """The kind's part of the memory budget: in proportion to its vectors among this set's
-        indexed kinds (None: no budget, or a Milvus server's memory)."""
-        if self.memory_budget is None:
-            return None
-        counts = {k: self.store.vector_stats(self.space_of(k), k)[1] for k in INDEXED_KINDS}
-        counts[kind] = count
-        return int(self.memory_budget * count / max(1, sum(counts.values())))
 
     # -- upkeep: tuning and re-indexing ------------------------------------------------------
     def _keep_up(self, kind: str, collection: MilvusCollection) -> None:
@@ -168,20 +137,9 @@ class MilvusIndexSet:
             self.upkeep.submit("tune", kind, lambda: self._tune_live(kind))
 
     def _tune_live(self, kind: str) -> None:
-        collection = self._collections.get(kind)
+        collection = self._indexes.get(kind)
         if collection is not None:
             self.tune(kind, collection)
-
-    def _probes(self, kind: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Tuning's query sets for the kind (index_tuning.probe_queries) and their exact top 10,
-        streamed from SQL."""
-        space = self.space_of(kind)
-        _, count = self.store.vector_stats(space, kind)
-        step = max(1, count // index_tuning.QUERIES_PER_KIND)
-        sample = next(self.store.iter_vectors(space, (kind,), every=step, batch=index_tuning.QUERIES_PER_KIND))[1]
-        text = self.text_queries() if self.text_queries is not None and kind != "video" else None
-        queries = index_tuning.probe_queries(sample, text=text)
-        return queries, index_tuning.exact_top_k_of(queries, lambda: self.store.iter_vectors(space, (kind,)))
 
     def tune(self, kind: str, collection: MilvusCollection, probes=None) -> index_tuning.Tuning:
         """Measure the collection's index against exact search over SQL, use its cheapest
@@ -196,92 +154,37 @@ class MilvusIndexSet:
 
     def _reindex_live(self, kind: str, wanted: MilvusIndex) -> None:
         with self.lock.write():
-            collection = self._collections.get(kind)
+            collection = self._indexes.get(kind)
             if collection is None or suits(collection.index, wanted):
                 return
             collection.reindex(wanted)
         self._keep_up(kind, collection)
 
-    def wait_upkeep(self, timeout: float) -> bool:
-        """Wait for queued tuning and re-indexing; False if still busy."""
-        return self.upkeep.wait(timeout)
-
     # -- changes and searches ----------------------------------------------------------------
-    def sizes(self) -> dict[str, int]:
-        """Vectors held per kind, for the collections opened so far."""
-        with self.lock.read():
-            return {kind: collection.ntotal for kind, collection in self._collections.items()}
-
-    def add(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add rows just committed to SQL, skipping any the collection already holds."""
-        with self.lock.write():
-            collection = self.get(kind)
-            ids = np.asarray(ids, np.int64)
-            fresh = ~collection.contains(ids)
-            if fresh.any():
-                collection.upsert(ids[fresh], np.asarray(vectors)[fresh])
-                self._dirty.add(kind)
-
-    def remove(self, ids: list[int]) -> None:
-        if not len(ids):
-            return
-        with self.lock.write():
-            arr = np.asarray(ids, np.int64)
-            for kind, collection in self._collections.items():
-                if collection.delete(arr):
-                    self._dirty.add(kind)
-
     def search(self, kind: str, queries: np.ndarray, k: int, subset=None) -> tuple[np.ndarray, np.ndarray]:
         """The kind's top-k; with `subset` (ids, or a HeldSubset from its collection), among
         those ids alone."""
         self.get(kind)
         self._refresh(kind)
         with self.lock.read():
-            return self._collections[kind].search(queries, k, subset=subset)
+            return self._indexes[kind].search(queries, k, subset=subset)
 
-    def _refresh(self, kind: str) -> None:
-        """Catch up with rows another process committed; checked at most once a second, only
-        when SQL's commit counter moved (Store.commits), and only a change writes."""
-        now = time.monotonic()
-        checked_at, seen = self._last_refresh.get(kind, (0.0, None))
-        if now - checked_at < REFRESH_EVERY_S:
-            return
-        version = self.store.commits.version()
-        self._last_refresh[kind] = (now, version)
-        if version is not None and version == seen:
-            return
-        max_id, count = self.store.vector_stats(self.space_of(kind), kind)
-        if not self._behind(kind, max_id, count):
-            return
-        with self.lock.write():
-            if self._behind(kind, max_id, count):
-                self._sync(kind, self._collections[kind], self.store.vector_ids(self.space_of(kind), (kind,)))
+    # -- the backend's part of IndexSetBase --------------------------------------------------------
+    def _catch_up(self, kind: str, collection: MilvusCollection) -> MilvusCollection:
+        self._sync(kind, collection, self.store.vector_ids(self.space_of(kind), (kind,)))
+        return collection
 
-    def _behind(self, kind: str, max_id: int, count: int) -> bool:
-        collection = self._collections[kind]
-        return max_id > collection.watermark or count != collection.ntotal
+    def _write_rows(self, collection: MilvusCollection, ids: np.ndarray, vectors: np.ndarray) -> None:
+        collection.upsert(ids, vectors)
 
-    def size(self, kind: str) -> int:
-        self.get(kind)
-        with self.lock.read():
-            return self._collections[kind].ntotal
+    def _delete_rows(self, collection: MilvusCollection, ids: np.ndarray) -> int:
+        return collection.delete(ids)
 
-    def checkpoint(self, force: bool = False) -> None:
-        """Flush collections written to, at most every save_every_s seconds unless forced. A
-        forced one (an index job's end) also queues the re-indexing of collections whose size
-        calls for another index type, and the tuning of those grown since theirs."""
-        with self.lock.write():
-            if force:
-                self._keep_types()
-            if not self._dirty or (not force and time.monotonic() - self._last_flush < self.save_every_s):
-                return
-            for kind in sorted(self._dirty):
-                self._collections[kind].flush()
-            self._dirty.clear()
-            self._last_flush = time.monotonic()
+    def _save_kind(self, kind: str, collection: MilvusCollection) -> None:
+        collection.flush()
 
     def _keep_types(self) -> None:
-        for kind, collection in list(self._collections.items()):
+        for kind, collection in list(self._indexes.items()):
             wanted = choose_index(collection.ntotal, self.dim, self.memory_share(kind, collection.ntotal))
             if not suits(collection.index, wanted):
                 log.info("re-indexing Milvus %s as %s for %d vectors", kind, wanted.index_type, collection.ntotal)
@@ -294,7 +197,7 @@ class MilvusIndexSet:
         setting and last tuning."""
         with self.lock.read():
             out = []
-            for kind, collection in sorted(self._collections.items()):
+            for kind, collection in sorted(self._indexes.items()):
                 index = collection.index
                 entry = index_entry(
                     self.space_of(kind),

@@ -64,6 +64,14 @@ COMPACT_CHUNK = 65_536
 _STATES = itertools.count(1)  # every state of every index gets a number no other state had
 
 
+def empty_hits(queries, k: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queries as float32 rows and a top-k answer of empty slots (id -1, score -inf) to fill."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    x = as_vectors(queries, dim)
+    return x, np.full((len(x), k), -np.inf, dtype=np.float32), np.full((len(x), k), -1, dtype=np.int64)
+
+
 class VectorIndex:
     """A FAISS index with caller ids, removal for every factory, GPU search and atomic save."""
 
@@ -312,15 +320,9 @@ class VectorIndex:
 
     def search(self, queries, k: int, subset: IdSubset | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores float32 (n, k), ids int64 (n, k)); with `subset` (an
-        IdSubset, or ids), among those ids alone.
-
-        Empty slots (fewer than k live vectors) have id -1 and score -inf.
-        """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        x = as_vectors(queries, self._dim)
-        scores = np.full((len(x), k), -np.inf, dtype=np.float32)
-        ids = np.full((len(x), k), -1, dtype=np.int64)
+        IdSubset, or ids), among those ids alone. Empty slots (fewer than k live vectors) have
+        id -1 and score -inf."""
+        x, scores, ids = empty_hits(queries, k, self._dim)
         if subset is not None:
             subset = self._current(subset if isinstance(subset, IdSubset) else self.subset(subset))
         if self.ntotal == 0 or (subset is not None and not len(subset)):

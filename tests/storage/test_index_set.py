@@ -26,12 +26,12 @@ def store(tmp_path):
     s.close()
 
 
-def _unit(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+def _unit(seed: int, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
     return v / np.linalg.norm(v)
 
 
-def _add(store: Store, seeds: list[int], kind: str = "image", space: str = SPACE) -> list[int]:
+def _add(store: Store, seeds, kind: str = "image", space: str = SPACE, dim: int = DIM) -> list[int]:
     """Media and vector rows for the given seeds, as the index job writes them; the vector ids."""
     ids = []
     with store.session() as s:
@@ -39,7 +39,7 @@ def _add(store: Store, seeds: list[int], kind: str = "image", space: str = SPACE
             media = Media(path=f"/photos/{kind}-{space}-{seed}.png", root="/photos", kind="image", size=1, mtime=0.0)
             s.add(media)
             s.flush()
-            v = Vector(media_id=media.id, kind=kind, space=space, dim=DIM, embedding=encode_embedding(_unit(seed)))
+            v = Vector(media_id=media.id, kind=kind, space=space, dim=dim, embedding=encode_embedding(_unit(seed, dim)))
             s.add(v)
             s.flush()
             ids.append(v.id)

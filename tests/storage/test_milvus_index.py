@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import make_corpus, open_library
+from tests.storage.test_index_set import _add as add_vector_rows
+from tests.storage.test_index_set import _unit as unit_vector
 
 pytest.importorskip("pymilvus")
 
@@ -33,7 +35,7 @@ from mmsearch.storage.milvus_connect import (  # noqa: E402
     resolve_uri,
 )
 from mmsearch.storage.milvus_index import MilvusIndexSet  # noqa: E402
-from mmsearch.storage.store import Media, Store, Vector, encode_embedding  # noqa: E402
+from mmsearch.storage.store import Store  # noqa: E402
 
 DIM = 16
 SPACE = "test-model@1|mean"
@@ -65,23 +67,12 @@ def uri(tmp_path):
 
 
 def _unit(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
+    return unit_vector(seed, DIM)
 
 
 def _add(store: Store, seeds, kind: str = "image") -> list[int]:
-    """Media and vector rows for the given seeds, as the index job writes them; the vector ids."""
-    ids = []
-    with store.session() as s:
-        for seed in seeds:
-            media = Media(path=f"/photos/{kind}-{seed}.png", root="/photos", kind="image", size=1, mtime=0.0)
-            s.add(media)
-            s.flush()
-            v = Vector(media_id=media.id, kind=kind, space=SPACE, dim=DIM, embedding=encode_embedding(_unit(seed)))
-            s.add(v)
-            s.flush()
-            ids.append(v.id)
-    return ids
+    """Media and vector rows for the given seeds in this file's space and dimension; the vector ids."""
+    return add_vector_rows(store, seeds, kind, SPACE, DIM)
 
 
 def _open(store: Store, uri: str, **kwargs) -> MilvusIndexSet:
