@@ -389,7 +389,7 @@ class Library:
 
     def close(self) -> None:
         self._drawings.close()
-        self._models.checkpoint()
+        self._models.close()
         self.store.close()
 
     def __enter__(self) -> "Library":

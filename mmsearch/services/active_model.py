@@ -189,9 +189,10 @@ class ModelSlot:
         finally:
             self._switching.release()
 
-    def checkpoint(self) -> None:
-        """Save every opened index (at close)."""
+    def close(self) -> None:
+        """Save every opened index set, then close it (its upkeep, its connection to Milvus)."""
         with self._lock:
             opened = [p for p in (self._parts, *self._candidates.values()) if p is not None]
         for parts in opened:
             parts.indexes.checkpoint(force=True)
+            parts.indexes.close()

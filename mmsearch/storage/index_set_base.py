@@ -150,6 +150,10 @@ class IndexSetBase(ABC, Generic[Index]):
         """Wait for queued tuning and rebuilds (a CLI before it exits); False if still busy."""
         return self.upkeep.wait(timeout)
 
+    def close(self) -> None:
+        """Drop queued tuning and rebuilds (the next open queues what is still due)."""
+        self.upkeep.close()
+
     # -- sizes and changes -----------------------------------------------------------------------
     def sizes(self) -> dict[str, int]:
         """Vectors held per kind, for the indexes opened so far (a scrape opens nothing)."""

@@ -225,7 +225,7 @@ class MilvusIndexSet(IndexSetBase[MilvusCollection]):
     def close(self) -> None:
         """Stop the upkeep and close this set's connection (Milvus Lite's server stays up for
         the process's other sets; milvus_connect.release_lite stops it)."""
-        self.upkeep.close()
+        super().close()
         self.client.close()
 
 
