@@ -242,10 +242,10 @@ class Library:
         self._models.swap(parts)
 
     def drop_model(self, spec: str) -> dict:
-        """Remove a model that is not active: its vectors, index files and record."""
+        """Remove a model that is not active: its vectors, index files (or collections) and record."""
         with self._no_job_running("drop models"):
             self._models.forget(spec)
-            return models.drop(self.store, self.dir / "indexes", spec)
+            return models.drop(self.store, self.settings, self.dir, spec)
 
     @contextmanager
     def _no_job_running(self, doing: str) -> Iterator[None]:

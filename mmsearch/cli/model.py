@@ -88,7 +88,10 @@ def drop(
     spec: str = typer.Argument(..., help="A model that is not the active one."),
     library: Optional[Path] = LIBRARY_OPT,
 ) -> None:
-    """Remove a model's vectors and index files (not the active model's)."""
+    """Remove a model's vectors and index files or Milvus collections (not the active model's)."""
     with failing_on(*_errors()), open_library(library) as lib:
         done = lib.drop_model(spec)
-    console.print(f"dropped {spec}: {done['vectors']} vectors, {done['files']} index files", soft_wrap=True)
+    collections = f", {done['collections']} Milvus collections" if done["collections"] else ""
+    console.print(
+        f"dropped {spec}: {done['vectors']} vectors, {done['files']} index files{collections}", soft_wrap=True
+    )

@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..config import Settings
 from ..encoders.base import EncoderError
+from ..storage.index_backends import drop_collections
 from ..storage.index_set import space_slug
 from ..storage.spaces import (
     active_space,
@@ -220,13 +222,16 @@ def check_complete(store: Store, spec: str):
     return row
 
 
-def drop(store: Store, index_dir: Path, spec: str) -> dict:
-    """Remove a model's vectors, index files and row; the active model cannot be dropped."""
+def drop(store: Store, settings: Settings, library_dir: Path, spec: str) -> dict:
+    """Remove a model's vectors, index files (or Milvus collections) and row; the active model
+    cannot be dropped."""
     row = space_of(store, spec)
     if row.active:
         raise ModelStateError(f"{spec!r} is the library's active model: switch to another before dropping it")
-    files = _index_files(index_dir, [row.space, *{name for name, _ in vector_counts(store, row.space)}])
+    held = vector_counts(store, row.space)
+    files = _index_files(library_dir / "indexes", [row.space, *{name for name, _ in held}])
+    collections = drop_collections(settings, store, library_dir, held)
     vectors = forget_space(store, row.space)
     for path in files:
         path.unlink(missing_ok=True)
-    return {"spec": spec, "space": row.space, "vectors": vectors, "files": len(files)}
+    return {"spec": spec, "space": row.space, "vectors": vectors, "files": len(files), "collections": collections}

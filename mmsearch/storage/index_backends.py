@@ -23,3 +23,24 @@ def open_index_set(settings: Settings, store: Store, library_dir: Path, space: s
 
         return MilvusIndexSet(store, resolve_uri(settings.milvus_uri, library_dir), space, dim, **options)
     return IndexSet(store, Path(library_dir) / "indexes", space, dim, **options)
+
+
+def drop_collections(settings: Settings, store: Store, library_dir: Path, space_kinds) -> int:
+    """Drop the Milvus collections of these (space, kind) pairs (a dropped model's), when the
+    settings' backend is Milvus; how many there were. FAISS files are services/models.py's."""
+    if settings.vector_backend != "milvus":
+        return 0
+    from .milvus_connect import CALL_TIMEOUT_S, connect, resolve_uri
+    from .milvus_names import collection_name, library_id
+
+    client = connect(resolve_uri(settings.milvus_uri, library_dir))
+    try:
+        library, dropped = library_id(store), 0
+        for space, kind in space_kinds:
+            name = collection_name(library, space, kind)
+            if client.has_collection(name, timeout=CALL_TIMEOUT_S):
+                client.drop_collection(name, timeout=CALL_TIMEOUT_S)
+                dropped += 1
+        return dropped
+    finally:
+        client.close()

@@ -22,7 +22,7 @@ from mmsearch.config import Settings  # noqa: E402
 from mmsearch.search.prefilter import Prefilter  # noqa: E402
 from mmsearch.search.query import SearchRequest, build_terms  # noqa: E402
 from mmsearch.storage import index_choice  # noqa: E402
-from mmsearch.storage.index_backends import open_index_set  # noqa: E402
+from mmsearch.storage.index_backends import drop_collections, open_index_set  # noqa: E402
 from mmsearch.storage.index_set import IndexSet  # noqa: E402
 from mmsearch.storage.milvus_collection import HeldSubset  # noqa: E402
 from mmsearch.storage.milvus_connect import (  # noqa: E402
@@ -251,6 +251,26 @@ def test_the_other_kinds_and_spaces_have_collections_of_their_own(store, uri):
     assert images[0] not in indexes.search("segment", _unit(0)[None], 5)[1][0]
     other.close()
     indexes.close()
+
+
+def test_a_dropped_models_collections_are_dropped_and_no_others(store, uri, tmp_path):
+    _add(store, range(3))
+    _add(store, range(3), kind="segment")
+    indexes, other = _open(store, uri), MilvusIndexSet(store, uri, "another-model@2", DIM)
+    names = [indexes.collection_name(k) for k in ("image", "segment")]
+    assert (indexes.size("image"), indexes.size("segment"), other.size("image")) == (3, 3, 0)
+    indexes.close()
+    settings = Settings(library_dir=tmp_path, vector_backend="milvus", milvus_uri=uri)
+    pairs = [(SPACE, "image"), (SPACE, "segment"), (SPACE, "video")]  # no video collection was made
+    assert drop_collections(Settings(library_dir=tmp_path), store, tmp_path, pairs) == 0  # FAISS: not ours
+    assert drop_collections(settings, store, tmp_path, pairs) == 2
+    client = connect(uri)
+    try:
+        assert [client.has_collection(n) for n in names] == [False, False]
+        assert client.has_collection(other.collection_name("image"))
+    finally:
+        client.close()
+        other.close()
 
 
 def test_open_index_set_follows_the_settings(store, tmp_path):
