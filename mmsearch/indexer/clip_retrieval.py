@@ -36,8 +36,6 @@ from sqlalchemy import insert, select
 
 from ..config import Settings
 from ..storage.index_backends import open_index_set
-from ..storage.index_choice import candidate_factories, still_suits
-from ..storage.index_files import read_meta
 from ..storage.index_set import IndexSet
 from ..storage.spaces import find_space
 from ..storage.store import Job, JobError, Media, Store, Vector
@@ -290,21 +288,10 @@ def write_chunk(store: Store, job_id: int, chunk: Chunk, root: Path, space: str,
 
 # -- the index -------------------------------------------------------------------------------
 def build_index(indexes: IndexSet, kind: str = "image") -> str:
-    """Bring the space's index in step with SQL and save it; returns its factory. When the
-    vector count calls for other types than the saved file's, it is built anew from SQL in
-    batches (never a Flat index of every row first), of the type that measures best, tuned
-    for the target recall."""
+    """Bring the space's index in step with SQL, of a type its size calls for (the backend's
+    `fitted`), tuned for the target recall, and save it; returns its factory."""
     space = indexes.space_of(kind)
-    _, count = indexes.store.vector_stats(space, kind)
-    try:
-        saved = read_meta(indexes.path(kind))["factory"]
-    except (FileNotFoundError, ValueError):
-        saved = None
-    wanted = candidate_factories(count, indexes.dim, indexes.memory_share(kind, count))
-    if saved is not None and still_suits(saved, wanted):
-        index = indexes.get(kind)  # opened and caught up from SQL, batch by batch
-    else:
-        index = indexes.rebuild(kind, searched=False)  # the job's own set: nothing searches it
+    index = indexes.fitted(kind)
     indexes.wait_upkeep(INDEX_TUNING_WAIT_S)
     indexes.checkpoint(force=True)
     log.info("the index of %s holds %d vectors (%s)", space, index.ntotal, index.factory)

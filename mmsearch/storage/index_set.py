@@ -28,6 +28,7 @@ import numpy as np
 from . import index_tuning
 from .code_rerank import as_served, search_depth
 from .index_choice import candidate_factories, estimate_memory_bytes, quickest_to_build, still_suits
+from .index_files import read_meta
 from .index_selection import build_index, build_measured
 from .index_set_base import IndexSetBase, space_slug
 from .rwlock import ReadWriteLock
@@ -93,6 +94,21 @@ class IndexSet(IndexSetBase[VectorIndex]):
             log.info("%s caught up from SQL: %s", self.path(kind).name, counts)
             self._dirty.add(kind)
         return index
+
+    def fitted(self, kind: str) -> VectorIndex:
+        """The kind's index, of a type its row count calls for: the saved file caught up from
+        SQL when its type still suits, else built anew from SQL in batches (never a Flat index
+        of every row first), of the type that measures best (an import's, nothing searches it)."""
+        _, count = self.store.vector_stats(self.space_of(kind), kind)
+        try:
+            saved = read_meta(self.path(kind))["factory"]
+        except (FileNotFoundError, ValueError):
+            saved = None
+        if saved is not None and still_suits(
+            saved, candidate_factories(count, self.dim, self.memory_share(kind, count))
+        ):
+            return self.caught_up(kind)
+        return self.rebuild(kind, searched=False)
 
     def rebuild(self, kind: str, searched: bool = True) -> VectorIndex:
         """Build the kind's index from SQL alone (the source of truth). While searches wait for

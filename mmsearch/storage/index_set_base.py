@@ -63,6 +63,11 @@ class IndexSetBase(ABC, Generic[Index]):
 
     # -- what a backend does -------------------------------------------------------------------
     @abstractmethod
+    def fitted(self, kind: str) -> Index:
+        """The kind's index caught up from SQL and of a type its row count calls for (an
+        import's end)."""
+
+    @abstractmethod
     def _open(self, kind: str) -> Index:
         """The kind's index, caught up from SQL (made from SQL when there is none). The caller
         holds the write lock."""
@@ -101,6 +106,13 @@ class IndexSetBase(ABC, Generic[Index]):
         with self.lock.write():
             if kind not in self._indexes:
                 self._indexes[kind] = self._open(kind)
+            return self._indexes[kind]
+
+    def caught_up(self, kind: str) -> Index:
+        """The kind's index in step with SQL now (not at the next once-a-second look)."""
+        self.get(kind)
+        with self.lock.write():
+            self._indexes[kind] = self._catch_up(kind, self._indexes[kind])
             return self._indexes[kind]
 
     def _refresh(self, kind: str) -> None:

@@ -20,7 +20,6 @@ What it shares with the FAISS set is in index_set_base.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -65,10 +64,10 @@ class MilvusIndexSet(IndexSetBase[MilvusCollection]):
     def collection_name(self, kind: str) -> str:
         return collection_name(self.library, self.space_of(kind), kind)
 
-    def path(self, kind: str) -> Path:
-        """Where a FAISS index file of the kind would be (a caller reading saved index files,
-        the importer's build_index, finds none: this backend writes no file)."""
-        return Path(self.uri if not is_server(self.uri) else ".") / f"{self.collection_name(kind)}.faiss"
+    def fitted(self, kind: str) -> MilvusCollection:
+        """The kind's collection, caught up from SQL; opening it re-indexes it when its row
+        count calls for another index type. Never dropped: servers search it meanwhile."""
+        return self.caught_up(kind)
 
     # -- opening and catching up -------------------------------------------------------------
     def _open(self, kind: str) -> MilvusCollection:

@@ -253,6 +253,22 @@ def test_the_other_kinds_and_spaces_have_collections_of_their_own(store, uri):
     indexes.close()
 
 
+def test_an_import_brings_the_live_collection_up_to_date_without_dropping_it(store, uri):
+    from mmsearch.indexer.clip_retrieval import build_index
+
+    _add(store, range(4))
+    indexes = _open(store, uri)
+    assert indexes.size("image") == 4  # opened: the collection a server searches
+    name = indexes.collection_name("image")
+    before = indexes.client.describe_collection(name)["collection_id"]
+    added = _add(store, range(4, 9))  # what an import writes to SQL
+    assert build_index(indexes) == "FLAT"
+    assert indexes.client.describe_collection(name)["collection_id"] == before  # the same collection
+    assert indexes.size("image") == 9
+    assert indexes.search("image", _unit(6)[None], 1)[1][0, 0] == added[2]
+    indexes.close()
+
+
 def test_a_dropped_models_collections_are_dropped_and_no_others(store, uri, tmp_path):
     _add(store, range(3))
     _add(store, range(3), kind="segment")
