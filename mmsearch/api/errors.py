@@ -33,6 +33,7 @@ from ..library import (
     QueryVideoBusy,
 )
 from ..search.query import MediaNotFoundError, QueryError
+from ..storage.milvus_connect import MilvusUnavailableError
 from .files import OutsideRootsError
 
 STATUS_OF_ERROR: dict[type[Exception], int] = {
@@ -52,6 +53,7 @@ STATUS_OF_ERROR: dict[type[Exception], int] = {
     GenerationUnavailable: 503,  # no generator can serve: turned off, untrained, another space
     DrawingTimeout: 503,  # the drawing outlasted the request's wait (it is stored when done)
     LockTimeout: 503,  # an index update held the index past a search's wait
+    MilvusUnavailableError: 503,  # the Milvus server does not answer
 }
 
 

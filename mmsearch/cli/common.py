@@ -63,10 +63,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 @contextmanager
 def failing_on(*errors: type[BaseException]) -> Iterator[None]:
-    """Turn these exceptions into an error message and exit code 2, as `fail` does."""
+    """Turn these exceptions into an error message and exit code 2, as `fail` does; and always
+    a vector backend that cannot be reached (a Milvus server down, a Milvus Lite file another
+    process holds), which any command opening the library's indexes may meet."""
+    from ..storage.milvus_connect import MilvusUnavailableError
+
     try:
         yield
-    except errors as e:
+    except (*errors, MilvusUnavailableError) as e:
         fail(str(e))
 
 

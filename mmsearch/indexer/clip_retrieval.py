@@ -341,6 +341,12 @@ class ClipRetrievalImporter(JobRunner):
         self.store, self.sink, self.library_dir, self.progress = store, indexes, library_dir, progress
         self.stop = stop or threading.Event()
 
+    def run(self, job_id: int) -> dict:
+        try:
+            return super().run(job_id)
+        finally:
+            self.sink.close()  # the job's own set (its upkeep; a Milvus connection): the library opens its own
+
     def _run(self, job_id: int, roots: list[Path]) -> None:
         layout = read_layout(roots[0])  # again: the folder may have changed since the job was queued
         if layout.dim != self.sink.dim:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "mmsearch_commits"  # migrations/versions/r0007_commit_notify.py notifies on it
 CONNECT_TIMEOUT_S = 5
 RECONNECT_EVERY_S = 10.0  # a listener whose connection failed tries again at most this often
+SILENT_SERVER_S = 10.0  # how long a look waits for a server that stopped answering
 
 
 class CommitWatch:
@@ -90,7 +91,18 @@ class _Listener:
         if time.monotonic() - self._failed_at < RECONNECT_EVERY_S:
             return False
         try:
-            self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            # A round trip on a connection whose server vanished (no reset) fails within
+            # SILENT_SERVER_S, not at TCP's retransmission timeout of minutes.
+            self._conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                tcp_user_timeout=int(SILENT_SERVER_S * 1000),
+                keepalives=1,
+                keepalives_idle=int(SILENT_SERVER_S),
+                keepalives_interval=2,
+                keepalives_count=3,
+            )
             self._conn.add_notify_handler(self._notified)
             self._conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as e:
