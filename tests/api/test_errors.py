@@ -22,6 +22,7 @@ from mmsearch.library import (
     QueryVideoBusy,
 )
 from mmsearch.search.query import MediaNotFoundError, QueryError
+from mmsearch.storage.milvus_connect import MilvusLockedError, MilvusUnavailableError
 
 from ..helpers import open_library
 
@@ -45,6 +46,7 @@ EXPECTED = {
     LockTimeout: 503,
     QueryVideoBusy: 503,  # query clips being decoded took every turn for the whole wait
     DuplicatesBusy: 503,  # another request's duplicate search outlasted the wait
+    MilvusUnavailableError: 503,  # the vector backend's server does not answer (or Lite's file is held)
 }
 RAISED = [
     *[(error_type(f"{error_type.__name__} says why"), status) for error_type, status in EXPECTED.items()],
@@ -52,6 +54,7 @@ RAISED = [
     (UnknownModelError("no model 'x'"), 400),
     (HubUnreachableError("hub unreachable"), 400),
     (ImageDecodeError(3, "truncated"), 400),
+    (MilvusLockedError("another process holds milvus.db"), 503),
 ]
 
 
