@@ -52,10 +52,9 @@ def media_embedder(
 ) -> MediaEmbedder:
     """The runner's embedder. The Ray runner's workers build their own encoder with
     `load_encoder` (picklable); the local one uses `encoder`, loaded here."""
-    if runner == "local":
-        return LocalEmbedder(encoder, cfg, sampling)
+    check_runner(runner)
     if runner == "ray":
         from .ray_runner import RayEmbedder
 
         return RayEmbedder(load_encoder, cfg, sampling, ray_address)
-    raise ValueError(f"unknown runner {runner!r}; use one of {', '.join(RUNNERS)}")
+    return LocalEmbedder(encoder, cfg, sampling)

@@ -53,6 +53,11 @@ def _vectors(library: Path) -> dict[tuple, np.ndarray]:
     return {(path, kind, t): decode_embeddings([e], dim)[0] for path, kind, t, e, dim in rows}
 
 
+def _count(library: Path) -> int:
+    with open_library(library) as lib:
+        return lib.store.count(Vector)
+
+
 def _top5(library: Path) -> list[list[str]]:
     with open_library(library) as lib:
         return [[h.path for h in lib.search(SearchRequest(terms=parse_text(q), k=5))] for q in QUERIES]
@@ -75,6 +80,7 @@ def test_the_ray_runner_makes_the_library_the_local_runner_makes(mixed_corpus, t
 
     local, ray = _vectors(tmp_path / "local"), _vectors(tmp_path / "ray")
     assert sorted(local) == sorted(ray)
+    assert [_count(tmp_path / name) for name in ("local", "ray")] == [len(local)] * 2  # no row twice
     assert {kind for _, kind, _ in local} == {"image", "frame", "segment", "video"}
     assert max(float(np.abs(local[key] - ray[key]).max()) for key in local) < 1e-5
     assert _top5(tmp_path / "local") == _top5(tmp_path / "ray")
