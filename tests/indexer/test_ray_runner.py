@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from mmsearch.datasets import synth
 from mmsearch.indexer.runners import check_runner
 from mmsearch.search.query import SearchRequest, parse_text
-from mmsearch.storage.store import JobError, Media, Vector, decode_embeddings
+from mmsearch.storage.store import JobError, Media, Segment, Vector, decode_embeddings
 
 from ..helpers import child_env, library_exists, make_corpus, open_library
 
@@ -43,14 +43,14 @@ def _indexed(root: Path, library: Path, runner: str) -> None:
 
 
 def _vectors(library: Path) -> dict[tuple, np.ndarray]:
-    """Every vector row by (path, kind, frame time)."""
+    """Every vector row by (path, kind, frame time, its segment's start)."""
     with open_library(library) as lib, lib.store.session() as s:
         rows = s.execute(
-            select(Media.path, Vector.kind, Vector.t, Vector.embedding, Vector.dim).join(
-                Vector, Vector.media_id == Media.id
-            )
+            select(Media.path, Vector.kind, Vector.t, Segment.t_start, Vector.embedding, Vector.dim)
+            .join(Vector, Vector.media_id == Media.id)
+            .outerjoin(Segment, Segment.id == Vector.segment_id)
         ).all()
-    return {(path, kind, t): decode_embeddings([e], dim)[0] for path, kind, t, e, dim in rows}
+    return {(path, kind, t, start): decode_embeddings([e], dim)[0] for path, kind, t, start, e, dim in rows}
 
 
 def _count(library: Path) -> int:
@@ -81,7 +81,7 @@ def test_the_ray_runner_makes_the_library_the_local_runner_makes(mixed_corpus, t
     local, ray = _vectors(tmp_path / "local"), _vectors(tmp_path / "ray")
     assert sorted(local) == sorted(ray)
     assert [_count(tmp_path / name) for name in ("local", "ray")] == [len(local)] * 2  # no row twice
-    assert {kind for _, kind, _ in local} == {"image", "frame", "segment", "video"}
+    assert {kind for _, kind, _, _ in local} == {"image", "frame", "segment", "video"}
     assert max(float(np.abs(local[key] - ray[key]).max()) for key in local) < 1e-5
     assert _top5(tmp_path / "local") == _top5(tmp_path / "ray")
     with open_library(tmp_path / "ray") as lib, lib.store.session() as s:
