@@ -92,9 +92,14 @@ class MilvusIndexSet(IndexSetBase[MilvusCollection]):
     def _sync(self, kind: str, collection: MilvusCollection, live: np.ndarray) -> dict:
         """Write the rows of `live` (SQL's ids, sorted) the collection lacks and delete those
         it holds beyond them. The caller holds the write lock."""
+        removed = collection.delete(np.setdiff1d(collection.ids(), live, assume_unique=True))
+        missing = np.setdiff1d(live, collection.ids(), assume_unique=True)
+        # Rows another process wrote to a shared collection are held already: not written again.
+        elsewhere = collection.held_among(missing) if len(missing) else missing
+        if len(elsewhere):
+            collection.set_held(np.union1d(collection.ids(), elsewhere))
+            missing = np.setdiff1d(missing, elsewhere, assume_unique=True)
         held = collection.ids()
-        removed = collection.delete(np.setdiff1d(held, live, assume_unique=True))
-        missing = np.setdiff1d(live, held, assume_unique=True)
         added, top = 0, int(held[-1]) if len(held) else 0
         below = missing[missing <= top].tolist()  # a gap (a crash between SQL and Milvus): read by id
         for start in range(0, len(below), SQL_FETCH_CHUNK):

@@ -253,6 +253,18 @@ def test_the_other_kinds_and_spaces_have_collections_of_their_own(store, uri):
     indexes.close()
 
 
+def test_rows_another_replica_wrote_to_the_shared_collection_are_not_written_again(store, uri):
+    first, second = _open(store, uri), _open(store, uri)  # two servers on one Milvus
+    assert (first.size("image"), second.size("image")) == (0, 0)
+    ids = _add(store, range(5))
+    first.add("image", np.asarray(ids), np.stack([_unit(i) for i in range(5)]))
+    counts = second._sync("image", second.get("image"), store.vector_ids(SPACE, ("image",)))
+    assert counts == {"added": 0, "removed": 0}  # held already: only its mirror learns of them
+    assert second.size("image") == 5 and second.search("image", _unit(3)[None], 1)[1][0, 0] == ids[3]
+    first.close()
+    second.close()
+
+
 def test_an_import_brings_the_live_collection_up_to_date_without_dropping_it(store, uri):
     from mmsearch.indexer.clip_retrieval import build_index
 
