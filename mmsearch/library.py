@@ -53,6 +53,7 @@ from .storage.captions import CaptionFinder
 from .storage.generated import GenerationParams, delete_generated, save_generated
 from .storage.generated import NotGeneratedError as NotGeneratedError
 from .storage.index_set import IndexSet
+from .storage.milvus_connect import MilvusUnavailableError as MilvusUnavailableError  # the API and CLI answer these
 from .storage.rwlock import LockTimeout as LockTimeout
 from .storage.spaces import activate, active_space, record_space
 from .storage.store import Media, Store

@@ -26,6 +26,7 @@ from ..library import (
     GenerationRequestError,
     GenerationUnavailable,
     LockTimeout,
+    MilvusUnavailableError,
     ModelMismatchError,
     ModelNotAdded,
     ModelStateError,
@@ -33,7 +34,6 @@ from ..library import (
     QueryVideoBusy,
 )
 from ..search.query import MediaNotFoundError, QueryError
-from ..storage.milvus_connect import MilvusUnavailableError
 from .files import OutsideRootsError
 
 STATUS_OF_ERROR: dict[type[Exception], int] = {

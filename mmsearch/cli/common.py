@@ -66,12 +66,16 @@ def failing_on(*errors: type[BaseException]) -> Iterator[None]:
     """Turn these exceptions into an error message and exit code 2, as `fail` does; and always
     a vector backend that cannot be reached (a Milvus server down, a Milvus Lite file another
     process holds), which any command opening the library's indexes may meet."""
-    from ..storage.milvus_connect import MilvusUnavailableError
-
     try:
         yield
-    except (*errors, MilvusUnavailableError) as e:
+    except errors as e:
         fail(str(e))
+    except Exception as e:
+        from ..library import MilvusUnavailableError  # only now: a library import loads torch
+
+        if isinstance(e, MilvusUnavailableError):
+            fail(str(e))
+        raise
 
 
 def tool_settings(**overrides) -> Settings:
