@@ -122,7 +122,11 @@ class LocalEmbedder:
         return embedded_batches(paths, self.encoder.embed_images, self.cfg)
 
     def videos(self, paths: list[str]) -> Iterator[tuple[DecodedVideo, np.ndarray | None]]:
-        # Videos are heavy (hundreds of frames each): only one per worker decodes ahead.
-        decode = partial(decode_video, sampling=self.sampling)
-        for video in decoded_in_order(paths, decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1):
+        for video in decoded_videos(paths, self.sampling, self.cfg):
             yield video, None if video.error else frame_vectors(video, self.encoder)
+
+
+def decoded_videos(paths: Iterable[str], sampling: SamplingConfig, cfg: PipelineConfig) -> Iterator[DecodedVideo]:
+    """Every video decoded (frames sampled), in order. Videos are heavy (hundreds of frames
+    each): only one per worker decodes ahead."""
+    return decoded_in_order(paths, partial(decode_video, sampling=sampling), cfg, in_flight=max(1, cfg.workers) + 1)

@@ -59,12 +59,9 @@ def connect(address: str | None) -> None:
         ray.init(num_cpus=usable_cores(), include_dashboard=False)
 
 
-def _decode_images(batch: dict[str, np.ndarray], max_side: int, max_pixels: int) -> dict[str, np.ndarray]:
-    return _rows([[decode_image(p, max_side, max_pixels) for p in pickle.loads(group)] for group in batch["row"]])
-
-
-def _decode_videos(batch: dict[str, np.ndarray], sampling: SamplingConfig) -> dict[str, np.ndarray]:
-    return _rows([[decode_video(p, sampling) for p in pickle.loads(group)] for group in batch["row"]])
+def _decoded(batch: dict[str, np.ndarray], decode: Callable[[str], object]) -> dict[str, np.ndarray]:
+    """Each row's group of paths, decoded."""
+    return _rows([[decode(p) for p in pickle.loads(group)] for group in batch["row"]])
 
 
 def _rows(objects: list) -> dict[str, np.ndarray]:
@@ -116,14 +113,15 @@ class RayEmbedder:
     def image_batches(self, paths: list[str]) -> Iterator[tuple[list[Decoded], np.ndarray, list[Decoded]]]:
         # Groups of batch_size consecutive files, as the local runner embeds them (pipeline.embedded_batches).
         size, side = self.cfg.batch_size, self.cfg.max_side
-        decode = partial(_decode_images, max_side=side, max_pixels=self.cfg.max_pixels)
+        decode = partial(_decoded, decode=partial(decode_image, max_side=side, max_pixels=self.cfg.max_pixels))
         memory = 2 * size * 3 * side * (PANORAMA * side)  # decoded, then pickled
         return self._results([paths[i : i + size] for i in range(0, len(paths), size)], decode, memory)
 
     def videos(self, paths: list[str]) -> Iterator[tuple[DecodedVideo, np.ndarray | None]]:
         frames, side = max(self.sampling.max_frames, self.sampling.num_frames), self.sampling.frame_side
         memory = 2 * frames * 3 * side * (WIDESCREEN * side)
-        return self._results([[p] for p in paths], partial(_decode_videos, sampling=self.sampling), int(memory))
+        decode = partial(_decoded, decode=partial(decode_video, sampling=self.sampling))
+        return self._results([[p] for p in paths], decode, int(memory))
 
     def _results(self, groups: list[list[str]], decode: Callable, memory: int) -> Iterator[tuple]:
         """What _Embed makes of each group of paths, in order: decoded on CPU tasks, embedded on

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,9 @@ from ..storage.store import (
     encode_embedding,
 )
 from .decode import Decoded
-from .decode_video import DecodedVideo, decode_video
+from .decode_video import DecodedVideo
 from .job_runs import IndexSink, JobRunner, ProgressFn
-from .pipeline import PipelineConfig, decoded_in_order, embedded_batches
+from .pipeline import PipelineConfig, decoded_videos, embedded_batches
 from .video_vectors import video_rows, video_vectors
 
 BATCH = 256  # media read from SQL per round
@@ -85,8 +84,7 @@ class SpaceFiller(JobRunner):
             for good, vectors, bad in embedded_batches(list(images), self.encoder.embed_images, self.cfg):
                 self._write_images(job_id, images, good, vectors, bad)
             videos = {m.path: m for m in batch if m.kind == "video"}
-            decode = partial(decode_video, sampling=self.sampling)
-            for video in decoded_in_order(list(videos), decode, self.cfg, in_flight=max(1, self.cfg.workers) + 1):
+            for video in decoded_videos(list(videos), self.sampling, self.cfg):
                 self._write_video(job_id, videos[video.path], video)
 
     def _errors(self, s, job_id: int, failed: list[tuple[str, str]]) -> None:
