@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import time
 import uuid
 import warnings
 from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
@@ -197,3 +200,25 @@ def wait_for_job(client, job_id: int, timeout_s: float = 120) -> dict:
         assert time.time() < deadline, f"job {job_id} still {job['state']} after {timeout_s} s"
         time.sleep(0.1)
     return job
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, within_s: float = 300.0) -> None:
+    """Until the server at `url` answers /health (torch and the model load slowly on 2 busy
+    cores); fails when it exits first or takes longer than `within_s`."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited"
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not start within {within_s:.0f} s")

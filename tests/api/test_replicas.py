@@ -5,7 +5,6 @@ docs/SCALING.md states: a replica looks for new commits at most once a second, o
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..helpers import POSTGRES_URL, make_corpus, new_postgres_database
+from ..helpers import POSTGRES_URL, free_port, make_corpus, new_postgres_database, wait_healthy
 
 pytestmark = [
     pytest.mark.slow,  # two servers, each loading torch and the model
@@ -27,14 +26,8 @@ VISIBLE_WITHIN_S = REFRESH_S + 9.0
 QUERY = {"text": "a red circle", "k": 5}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(library: Path, database: str, roots: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "MMSEARCH_DATABASE_URL": database,
         "MMSEARCH_INDEX_ROOTS": str(roots),
@@ -45,19 +38,6 @@ def _serve(library: Path, database: str, roots: Path) -> tuple[subprocess.Popen,
     return subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     ), f"http://127.0.0.1:{port}"
-
-
-def _wait_healthy(url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 300  # torch and the model load on 2 cores
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the server exited"
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not start")
 
 
 def _hits(url: str, body: dict = QUERY) -> list[tuple[int, float]]:
@@ -89,8 +69,8 @@ def test_two_replicas_on_one_postgresql_library_answer_each_others_writes(tmp_pa
     servers = [_serve(tmp_path / name, database, tmp_path) for name in ("replica-a", "replica-b")]
     try:
         (a_server, a), (b_server, b) = servers
-        _wait_healthy(a, a_server)
-        _wait_healthy(b, b_server)
+        wait_healthy(a, a_server)
+        wait_healthy(b, b_server)
 
         # An index job through A: B answers its media, with the same results as A.
         job = _finished(a, httpx.post(a + "/jobs", json={"roots": [str(tmp_path / "photos")]}).json()["id"])

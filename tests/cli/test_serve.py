@@ -1,23 +1,15 @@
 """`mmsearch serve --workers N`: N server processes over one library answer the same searches."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from mmsearch.search.query import SearchRequest, parse_text
 
-from ..helpers import make_corpus, open_library
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..helpers import free_port, make_corpus, open_library, wait_healthy
 
 
 @pytest.mark.slow
@@ -26,20 +18,14 @@ def test_two_workers_serve_one_library_and_stop_on_sigterm(tmp_path, mini_encode
     with open_library(tmp_path / "lib", encoder=mini_encoder) as lib:
         lib.index([tmp_path / "photos"])
         expected = [h.id for h in lib.search(SearchRequest(terms=parse_text("a red circle"), k=5))]
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"MMSEARCH_DECODE_WORKERS": "0"}
     cmd = [sys.executable, "-m", "mmsearch", "serve", "--library", str(tmp_path / "lib"), "--port", str(port)]
     server = subprocess.Popen([*cmd, "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         # Two processes loading torch and the model: past 120 s on 2 cores shared with a 10M index build
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_healthy(url, server, within_s=300)
         health = httpx.get(url + "/health", timeout=10).json()
         assert health["media"] == 24 and health["model"] == "mini"
         answers = {
